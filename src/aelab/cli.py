@@ -1,0 +1,238 @@
+"""The `aelab` command line: data, train, evaluate, denoise, study, report.
+
+Each command is a thin layer over the Python API of the module named for its stage.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+import numpy as np
+
+from . import data as data_mod
+from . import noise, runs
+from .model import PRESETS, ModelConfig
+from .training import TrainConfig
+from .errors import AelabError
+
+DATA_DIR = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    envvar="AELAB_DATA_DIR",
+    help="Folder laid out as <dir>/<dataset>/<standard IDX file names> (env: AELAB_DATA_DIR).",
+)
+
+
+class _Group(click.Group):
+    """Prints aelab's own errors as one clear line (exit status 2) instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except AelabError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="aelab")
+def main() -> None:
+    """aelab: deep dense autoencoders on MNIST-family images."""
+
+
+@main.group()
+def data() -> None:
+    """Find, verify and download the datasets."""
+
+
+@data.command("check")
+@DATA_DIR
+def data_check(data_dir: Path | None) -> None:
+    """Print where each dataset was found, whether its files verify, and its counts."""
+    report, ok = data_mod.check(data_dir)
+    click.echo(report)
+    if not ok:
+        sys.exit(1)
+
+
+@data.command("fetch")
+@click.argument("datasets", nargs=-1)
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to store the files (default: the user cache, ~/.cache/aelab).")
+def data_fetch(datasets: tuple[str, ...], dest: Path | None) -> None:
+    """Download DATASETS (default: all known) from the official mirrors and verify them."""
+    for name in datasets or data_mod.KNOWN_DATASETS:
+        path = data_mod.fetch(name, dest=dest)
+        click.echo(f"{name}: {path}")
+
+
+def _widths(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(w) for w in text.replace(" ", "").split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give hidden widths as whole numbers, e.g. 512,256,128")
+
+
+@main.command()
+@click.option("--dataset", default="mnist", show_default=True,
+              help="mnist, fashion-mnist, or a path to your own data (folder of IDX files, .npz).")
+@click.option("--depth", type=click.Choice(["3", "5"]), default="3", show_default=True,
+              help="The protocol's preset: dense layers per side, the latent layer included.")
+@click.option("--widths", default=None, help="Explicit hidden widths instead of --depth, e.g. 512,256,128,64.")
+@click.option("--latent", type=int, default=30, show_default=True, help="Latent size L.")
+@click.option("--activation", default=ModelConfig.activation, show_default=True)
+@click.option("--latent-activation", default=ModelConfig.latent_activation, show_default=True)
+@click.option("--norm", default=ModelConfig.norm, show_default=True, help="batch, layer or none.")
+@click.option("--l2", type=float, default=0.0, show_default=True, help="L2 weight penalty strength.")
+@click.option("--l1", type=float, default=0.0, show_default=True, help="L1 penalty on the code.")
+@click.option("--epochs", type=int, default=TrainConfig.epochs, show_default=True)
+@click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True)
+@click.option("--lr", type=float, default=TrainConfig.lr, show_default=True, help="Peak learning rate.")
+@click.option("--schedule", default=TrainConfig.schedule, show_default=True)
+@click.option("--loss", default=TrainConfig.loss, show_default=True, help="mse or bce.")
+@click.option("--patience", type=int, default=TrainConfig.patience, show_default=True,
+              help="Early stopping patience in epochs (0: train all epochs, keep the best).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--precision", default=TrainConfig.precision, show_default=True, help="fp32 or bf16.")
+@click.option("--threads", type=int, default=None, help="CPU threads (default: torch's choice).")
+@click.option("--noise-var", default=None,
+              help="Train a denoiser: noise variance sigma^2 (e.g. 0.09) or a range 0.01:0.25 (blind).")
+@click.option("--no-noise-clip", is_flag=True, help="Do not clip noisy inputs to [0, 1].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run folder (default: runs/<dataset>-d<depth>-L<latent>...).")
+@DATA_DIR
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(dataset, depth, widths, latent, activation, latent_activation, norm, l2, l1, epochs, batch_size, lr,
+          schedule, loss, patience, seed, device, precision, threads, noise_var, no_noise_clip, out, data_dir,
+          quiet) -> None:
+    """Train one autoencoder (or a denoiser with --noise-var) and evaluate it on the test split."""
+    hidden = _widths(widths) or PRESETS[int(depth)]
+    model_config = ModelConfig(input_dim=int(np.prod(data_mod.image_shape(dataset, data_dir))), widths=hidden,
+                               latent=latent, activation=activation, latent_activation=latent_activation, norm=norm)
+    nv = noise.parse_noise_var(noise_var) if noise_var else None
+    if isinstance(nv, list):
+        raise click.BadParameter("give one variance or a low:high range to train on", param_hint="--noise-var")
+    train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, l2=l2, l1=l1,
+                               loss=loss, patience=patience, seed=seed, device=device, precision=precision,
+                               threads=threads, noise_var=nv, noise_clip=not no_noise_clip)
+    if out is None:
+        name = Path(dataset).stem if Path(dataset).exists() else dataset
+        tag = f"w{'-'.join(map(str, hidden))}" if widths else f"d{depth}"
+        out = Path("runs") / f"{name}-{tag}-L{latent}{_reg_tag(l2, l1, nv)}-s{seed}"
+    run = runs.train_run(dataset, model_config, train_config, out, data_dir, progress=None if not quiet else False)
+    m = run.metrics
+    click.echo(f"{out}: best epoch {run.config['best_epoch']}/{run.config['epochs_run']}, "
+               f"{run.config['train_seconds']:.1f} s; test psnr {m['psnr']:.2f} dB, "
+               f"psnr_dataset {m['psnr_dataset']:.2f} dB, ssim {m['ssim']:.4f}")
+
+
+def _reg_tag(l2: float, l1: float, nv) -> str:
+    tag = (f"-l2_{l2:g}" if l2 else "") + (f"-l1_{l1:g}" if l1 else "")
+    if nv is not None:
+        tag += f"-n{nv[0]:g}_{nv[1]:g}" if isinstance(nv, tuple) else f"-n{nv:g}"
+    return tag
+
+
+@main.command("evaluate")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
+@click.option("--noise-var", type=float, default=None, help="Score as a denoiser at this noise variance.")
+@DATA_DIR
+def evaluate_cmd(run_dir: Path, split: str, noise_var: float | None, data_dir: Path | None) -> None:
+    """Evaluate RUN_DIR: writes metrics.json and grid.png (16 fixed images above their outputs)."""
+    m = runs.evaluate_run(run_dir, split, data_dir, noise_var=noise_var)
+    click.echo(f"{run_dir} on {split}: psnr {m['psnr']:.2f} dB, psnr_dataset {m['psnr_dataset']:.2f} dB, "
+               f"ssim {m['ssim']:.4f}, mse {m['mse']:.5f}; code: {m['code']['zero_fraction']:.1%} entries "
+               f"|E|<1e-3, {m['code']['dead_units']} units never active")
+    click.echo(f"wrote {run_dir / 'metrics.json'} and {run_dir / 'grid.png'}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--noise-var", "noise_vars", default="0.01,0.04,0.09,0.16,0.25", show_default=True,
+              help="Noise variances sigma^2 to evaluate at, comma-separated.")
+@click.option("--baselines", "methods", default="noisy,linear",
+              help="Classical denoisers to compare on the same noisy images (comma list, or 'all', or 'none').")
+@click.option("--subset", type=int, default=1000, show_default=True,
+              help="Test images the slow baselines run on (the autoencoder is scored on them too).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fixed test noise.")
+@DATA_DIR
+def denoise(run_dir: Path, noise_vars: str, methods: str, subset: int, seed: int, data_dir: Path | None) -> None:
+    """Evaluate RUN_DIR as a denoiser at each noise level, next to classical baselines.
+
+    Writes denoise.md / denoise.json (the table) and denoise_<var>.png (clean, noisy, denoised)."""
+    from .denoise import denoise_run
+
+    variances = noise.parse_noise_var(noise_vars)
+    variances = variances if isinstance(variances, list) else [variances] if isinstance(variances, float) else None
+    if variances is None:
+        raise click.BadParameter("give variances as a comma list, e.g. 0.01,0.09", param_hint="--noise-var")
+    names = [] if methods == "none" else None if methods == "all" else [m.strip() for m in methods.split(",") if m.strip()]
+    table = denoise_run(run_dir, variances, methods=names, subset=subset, seed=seed, data_dir=data_dir)
+    click.echo(table)
+    click.echo(f"wrote {run_dir / 'denoise.md'}, {run_dir / 'denoise.json'} and a grid per level")
+
+
+@main.command()
+@click.argument("study_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--preset", type=click.Choice(["default", "quick"]), default=None,
+              help="A built-in study instead of STUDY_FILE (default: the whole lab; quick: a few minutes).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Study folder (default: runs/<study name>). Rerun the same command to resume.")
+@DATA_DIR
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--workers", type=int, default=None, help="Trials side by side (default: the study's 'workers').")
+@click.option("--address", default=None, help="Ray cluster address (with --executor ray; default: start one).")
+@click.option("--cpus-per-trial", type=float, default=None, help="Ray: CPUs per trial (default: the study's threads).")
+@click.option("--gpus-per-trial", type=float, default=0, show_default=True, help="Ray: GPUs per trial.")
+@click.option("--device", default=None, help="Override the study's device (auto, cpu, cuda).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def study(study_file, preset, out, data_dir, executor, workers, address, cpus_per_trial, gpus_per_trial, device,
+          quiet) -> None:
+    """Run a study (STUDY_FILE, --preset, or the default lab) and write its results and report."""
+    from . import study as study_mod
+
+    if study_file is not None and preset is not None:
+        raise click.UsageError("give a STUDY_FILE or --preset, not both")
+    config = study_mod.load_study(study_file) if study_file else study_mod.preset(preset or "default")
+    if device is not None:
+        config.device = device
+        study_mod._validate(config)
+    out = out or Path("runs") / config.name
+    options = {}
+    if executor == "ray":
+        options = {"address": address, "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial}
+    try:
+        summary = study_mod.run_study(config, out, data_dir=data_dir, executor=executor, workers=workers,
+                                      progress=False if quiet else None, **options)
+    except KeyboardInterrupt:
+        click.secho(f"\ninterrupted: finished trials are saved in {out}; rerun the same command to resume",
+                    fg="yellow", err=True)
+        sys.exit(130)
+    failed = summary["failed"]
+    click.echo(f"{out}: {summary['trials_done']}/{summary['trials_total']} trials"
+               + (f", {len(failed)} failed" if failed else "")
+               + (f" in {summary['wall_seconds']:.0f} s" if "wall_seconds" in summary else ""))
+    click.echo(f"results: {out / 'results.csv'}  report: {out / 'report.html'}")
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("study_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def report(study_dir: Path) -> None:
+    """Write STUDY_DIR/report.html (self-contained) and report.md from a study's results."""
+    from .report import write_report
+
+    html, md = write_report(study_dir)
+    click.echo(f"wrote {html} and {md}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,101 @@
+"""Where study trials run: in this process, side by side in local worker processes, or on Ray.
+
+Every executor offers the same three things, used by `study.run_study`:
+    submit(trial) -> concurrent.futures.Future of the trial's result row
+    events        a queue of per-epoch progress messages, or None
+    shutdown()    stop the workers (pending trials are dropped; finished ones are on disk)
+A trial's numbers do not depend on the executor: each trial fixes its own seed and CPU threads.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+
+from .errors import ConfigError
+from .trials import run_trial
+
+
+class InlineExecutor:
+    """Runs each trial in this process when submitted (one at a time, with its own progress bar)."""
+
+    events = None
+
+    def __init__(self, study_dir: Path, data_dir: Path | None, progress: bool) -> None:
+        self.study_dir, self.data_dir, self.progress = study_dir, data_dir, progress
+
+    def submit(self, trial: dict) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(run_trial(trial, self.study_dir, self.data_dir, progress=self.progress))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # recorded as a failed trial by the study
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self) -> None:
+        pass
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+class LocalPoolExecutor:
+    """Runs trials side by side in `workers` local processes (spawned, `threads` CPU threads each)."""
+
+    def __init__(self, study_dir: Path, data_dir: Path | None, workers: int, threads: int) -> None:
+        ctx = mp.get_context("spawn")
+        self._manager = ctx.Manager()
+        self.events = self._manager.Queue()
+        self.study_dir, self.data_dir = study_dir, data_dir
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                         initargs=(threads,))
+
+    def submit(self, trial: dict) -> Future:
+        return self._pool.submit(run_trial, trial, self.study_dir, self.data_dir, self.events)
+
+    def shutdown(self) -> None:
+        for proc in list(getattr(self._pool, "_processes", {}).values()):
+            proc.terminate()  # Ctrl-C: do not wait for running trials; their checkpoints stay
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._manager.shutdown()
+
+
+def default_workers(threads: int, on_gpu: bool) -> int:
+    """How many trials to run side by side: one per `threads` cores on a CPU (measured: two
+    single-thread trainings on 2 cores give 1.3-1.4x the throughput of one on both), one on a GPU."""
+    if on_gpu:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // threads)
+
+
+def make_executor(kind: str, study_dir: Path, data_dir: Path | None, workers: int, threads: int,
+                  progress: bool, **ray_options):
+    """Build the executor named `kind` ("local" or "ray")."""
+    if kind == "local":
+        if workers <= 1:
+            return InlineExecutor(study_dir, data_dir, progress)
+        return LocalPoolExecutor(study_dir, data_dir, workers, threads)
+    if kind == "ray":
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(study_dir, data_dir, threads=threads, **ray_options)
+    raise ConfigError(f"unknown executor {kind!r}; choose local or ray")
+
+
+def drain(events) -> list:
+    """All progress messages waiting in `events` (a queue or None)."""
+    out = []
+    while events is not None:
+        try:
+            out.append(events.get_nowait())
+        except (queue.Empty, EOFError, OSError, BrokenPipeError):
+            break
+    return out

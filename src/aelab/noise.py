@@ -1,0 +1,260 @@
+"""The protocol's noise model for denoising: clipped additive white Gaussian noise.
+
+A noisy image is clip(x + e, 0, 1) with e drawn i.i.d. from N(0, sigma^2) per pixel. Images are
+float tensors of shape (N, D) with pixels in [0, 1]. Users give the noise as the **variance**
+sigma^2 on that [0, 1] scale (0.09 means sigma = 0.3, i.e. about 77 of 255 grey levels).
+
+Three ways to draw noise:
+
+- `add_noise(x, var, generator)`: one fixed variance (training pairs, the "fixed level" models).
+- `add_noise_range(x, (lo, hi), generator)`: the blind range; each image gets its own sigma,
+  drawn uniformly between sqrt(lo) and sqrt(hi) (sigma is uniform, not the variance).
+- `noisy_test_set(x, var, seed)` / `noisy_validation_set(...)`: the protocol's fixed evaluation
+  noise, the same tensor on every call, so every method (autoencoder or baseline) is scored on
+  exactly the same noisy images.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+
+import torch
+
+from .errors import ConfigError
+
+EVAL_VARIANCES: tuple[float, ...] = (0.01, 0.04, 0.09, 0.16, 0.25)
+"""The protocol's evaluation grid of noise variances sigma^2 (sigma 0.1 to 0.5)."""
+
+NoiseSpec = float | tuple[float, float]
+"""A fixed variance sigma^2, or a blind range (lo, hi) of variances."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation helpers
+# ---------------------------------------------------------------------------------------------
+
+def check_variance(var: float, *, allow_zero: bool = True, name: str = "noise variance") -> float:
+    """Return `var` as a float after checking it is a finite variance in [0, 1] (or (0, 1]).
+
+    Raises ConfigError naming the value and the allowed range otherwise.
+    """
+    try:
+        value = float(var)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} {var!r} is not a number; give the variance sigma^2 in (0, 1], e.g. 0.09") from None
+    low = "[0, 1]" if allow_zero else "(0, 1]"
+    if not math.isfinite(value) or value < 0 or value > 1 or (value == 0 and not allow_zero):
+        raise ConfigError(
+            f"{name} {var!r} is not allowed: it must be a finite variance sigma^2 in {low} "
+            "on the [0, 1] pixel scale, e.g. 0.09 for sigma 0.3"
+        )
+    return value
+
+
+def check_variance_range(var_range: Sequence[float], name: str = "noise variance range") -> tuple[float, float]:
+    """Return (lo, hi) as floats after checking 0 < lo < hi <= 1; raises ConfigError otherwise."""
+    if len(var_range) != 2:
+        raise ConfigError(f"{name} {tuple(var_range)!r} must be two variances (lo, hi), e.g. (0.01, 0.25)")
+    lo = check_variance(var_range[0], allow_zero=False, name=f"{name} lower end")
+    hi = check_variance(var_range[1], allow_zero=False, name=f"{name} upper end")
+    if not lo < hi:
+        raise ConfigError(f"{name} {(lo, hi)!r}: the lower variance must be below the upper, as in (0.01, 0.25)")
+    return lo, hi
+
+
+def sigma(var: float) -> float:
+    """The noise standard deviation sigma = sqrt(var) for a variance sigma^2 on the [0, 1] scale."""
+    return math.sqrt(check_variance(var))
+
+
+def noise_label(spec: NoiseSpec) -> str:
+    """A short human label for a fixed variance or a blind range, e.g. 'sigma^2=0.09 (sigma=0.3)'."""
+    if isinstance(spec, (tuple, list)):
+        lo, hi = check_variance_range(spec)
+        return f"sigma^2 in [{lo:g}, {hi:g}] (sigma uniform in [{math.sqrt(lo):.3g}, {math.sqrt(hi):.3g}])"
+    var = check_variance(spec)
+    return f"sigma^2={var:g} (sigma={math.sqrt(var):.3g})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Drawing noise
+# ---------------------------------------------------------------------------------------------
+
+def make_generator(generator: torch.Generator | int, device: torch.device | str | None = None) -> torch.Generator:
+    """Return `generator` itself, or a new torch.Generator on `device` seeded with the int given."""
+    if isinstance(generator, torch.Generator):
+        return generator
+    if isinstance(generator, bool) or not isinstance(generator, int):
+        raise ConfigError(f"generator {generator!r} must be a torch.Generator or an int seed")
+    gen = torch.Generator(device=torch.device(device) if device is not None else "cpu")
+    gen.manual_seed(generator)
+    return gen
+
+
+def _float_dtype(x: torch.Tensor) -> torch.dtype:
+    return x.dtype if x.is_floating_point() else torch.float32
+
+
+def _standard_normal(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """N(0, 1) draws shaped like x, drawn on the generator's device and moved to x's device."""
+    e = torch.randn(x.shape, generator=gen, device=gen.device, dtype=_float_dtype(x))
+    return e.to(x.device)
+
+
+def add_noise(x: torch.Tensor, var: float, generator: torch.Generator | int, clip: bool = True) -> torch.Tensor:
+    """Return clip(x + e, 0, 1) with e ~ N(0, var) i.i.d. per pixel.
+
+    x: (N, D) (or any shape) tensor, pixels in [0, 1]. var: the variance sigma^2 in [0, 1] on the
+    [0, 1] scale; var = 0 returns a copy of x. generator: a torch.Generator (used as is; noise is
+    drawn on its device and moved to x's) or an int seed (a new generator on x's device).
+    clip=False returns x + e unclipped (for tests and analysis). Returns a new tensor, x unchanged.
+    """
+    var = check_variance(var)
+    x = x.to(_float_dtype(x))
+    if var == 0:
+        return x.clone()
+    gen = make_generator(generator, x.device)
+    noisy = x + math.sqrt(var) * _standard_normal(x, gen)
+    return noisy.clamp_(0, 1) if clip else noisy
+
+
+def sample_sigmas(n: int, var_range: tuple[float, float], generator: torch.Generator | int,
+                  device: torch.device | str | None = None) -> torch.Tensor:
+    """Draw n per-image noise standard deviations sigma ~ Uniform(sqrt(lo), sqrt(hi)).
+
+    var_range: (lo, hi) variances sigma^2 with 0 < lo < hi <= 1. Returns a float32 tensor (n,)
+    on `device` (default: the generator's device).
+    """
+    lo, hi = check_variance_range(var_range)
+    gen = make_generator(generator, device)
+    u = torch.rand(n, generator=gen, device=gen.device)
+    s = math.sqrt(lo) + (math.sqrt(hi) - math.sqrt(lo)) * u
+    return s.to(device) if device is not None else s
+
+
+def add_noise_sigmas(x: torch.Tensor, sigmas: torch.Tensor, generator: torch.Generator | int,
+                     clip: bool = True) -> torch.Tensor:
+    """Return clip(x + sigmas[i] * z, 0, 1) per image i, z ~ N(0, 1) i.i.d. per pixel.
+
+    x: (N, ...) pixels in [0, 1]; sigmas: (N,) standard deviations on the [0, 1] scale.
+    """
+    if sigmas.shape != (x.shape[0],):
+        raise ValueError(f"sigmas has shape {tuple(sigmas.shape)}; expected ({x.shape[0]},), one per image")
+    x = x.to(_float_dtype(x))
+    gen = make_generator(generator, x.device)
+    scale = sigmas.to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
+    noisy = x + scale * _standard_normal(x, gen)
+    return noisy.clamp_(0, 1) if clip else noisy
+
+
+def add_noise_range(x: torch.Tensor, var_range: tuple[float, float], generator: torch.Generator | int,
+                    clip: bool = True) -> torch.Tensor:
+    """Blind-range noise: each image gets its own sigma ~ Uniform(sqrt(lo), sqrt(hi)), then as add_noise.
+
+    x: (N, D) pixels in [0, 1]; var_range: (lo, hi) variances sigma^2, 0 < lo < hi <= 1. The
+    generator (or int seed) draws the N sigmas first, then the pixel noise. Returns (N, D).
+    """
+    x = x.to(_float_dtype(x))
+    gen = make_generator(generator, x.device)
+    sig = sample_sigmas(x.shape[0], var_range, gen)
+    return add_noise_sigmas(x, sig, gen, clip=clip)
+
+
+def add_noise_spec(x: torch.Tensor, spec: NoiseSpec, generator: torch.Generator | int,
+                   clip: bool = True) -> torch.Tensor:
+    """add_noise for a float variance, add_noise_range for a (lo, hi) tuple of variances."""
+    if isinstance(spec, (tuple, list)):
+        return add_noise_range(x, tuple(spec), generator, clip=clip)
+    return add_noise(x, spec, generator, clip=clip)
+
+
+# ---------------------------------------------------------------------------------------------
+# The protocol's fixed evaluation noise
+# ---------------------------------------------------------------------------------------------
+
+def derived_seed(seed: int, var: float, purpose: str = "test") -> int:
+    """A 63-bit seed derived deterministically from (seed, var, purpose) (SHA-256, platform independent).
+
+    var is rounded to 10 significant digits, so 0.09 and 0.3**2 give the same seed.
+    """
+    key = f"aelab-noise|{purpose}|{int(seed)}|{float(var):.10g}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1
+
+
+def _fixed_noisy_set(x: torch.Tensor, var: float, seed: int, purpose: str, clip: bool) -> torch.Tensor:
+    var = check_variance(var)
+    gen = torch.Generator(device="cpu").manual_seed(derived_seed(seed, var, purpose))
+    noisy = add_noise(x.detach().cpu(), var, gen, clip=clip)
+    return noisy.to(x.device)
+
+
+def noisy_test_set(x: torch.Tensor, var: float, seed: int = 0, clip: bool = True) -> torch.Tensor:
+    """The protocol's fixed noisy test images: clip(x + e, 0, 1), e ~ N(0, var), from a fixed seed.
+
+    x: the clean test images (N, D) in [0, 1]; var: the variance sigma^2. The noise comes from a
+    CPU generator seeded with derived_seed(seed, var, "test"), so the result is identical on every
+    call, process and device (it is moved to x's device afterwards), and every method scored with
+    the same (seed, var) sees exactly the same noisy images. The clean images are the same at every
+    level; the noise differs between levels (each level has its own derived seed, not a rescaled
+    copy of one draw). To score on a subset, index the full result: noisy_test_set(x)[idx].
+    Returns a new (N, D) tensor.
+    """
+    return _fixed_noisy_set(x, var, seed, "test", clip)
+
+
+def noisy_validation_set(x: torch.Tensor, var: float, seed: int = 0, clip: bool = True) -> torch.Tensor:
+    """Like noisy_test_set, for the validation split (its own derived seed, independent of the test noise).
+
+    Used to choose baseline parameters and for early stopping of denoising autoencoders.
+    """
+    return _fixed_noisy_set(x, var, seed, "val", clip)
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI parsing
+# ---------------------------------------------------------------------------------------------
+
+_FORMS = "a variance like 0.09, a blind range like 0.01:0.25, or a list like 0.01,0.04,0.09"
+
+
+def _parse_one(item: str, text: str, flag: str) -> float:
+    item = item.strip()
+    if not item:
+        raise ConfigError(f"{flag} {text!r} has an empty item; give {_FORMS}")
+    try:
+        value = float(item)
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: {item!r} is not a number; give {_FORMS}") from None
+    if not math.isfinite(value) or not 0 < value <= 1:
+        raise ConfigError(
+            f"{flag} {text!r}: {item!r} is not allowed; each variance sigma^2 must be in (0, 1] "
+            f"on the [0, 1] pixel scale (0.09 means sigma 0.3); give {_FORMS}"
+        )
+    return value
+
+
+def parse_noise_var(text: str, flag: str = "--noise-var") -> float | tuple[float, float] | list[float]:
+    """Parse a CLI noise string into a variance, a blind range, or a list of variances.
+
+    "0.09" -> 0.09; "0.01:0.25" -> (0.01, 0.25) (blind range, sigma uniform between the square
+    roots); "0.01,0.04,0.09" -> [0.01, 0.04, 0.09]. Every value is a variance sigma^2 in (0, 1] on
+    the [0, 1] scale; a range needs lo < hi. Raises ConfigError naming the value and the allowed
+    forms; `flag` is the option name used in the message.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(f"{flag} {text!r} is empty; give {_FORMS}")
+    s = text.strip()
+    if ":" in s and "," in s:
+        raise ConfigError(f"{flag} {text!r}: use either a range lo:hi or a comma list, not both; give {_FORMS}")
+    if ":" in s:
+        parts = s.split(":")
+        if len(parts) != 2:
+            raise ConfigError(f"{flag} {text!r}: a blind range has exactly two variances lo:hi, as in 0.01:0.25")
+        lo, hi = (_parse_one(p, text, flag) for p in parts)
+        if not lo < hi:
+            raise ConfigError(f"{flag} {text!r}: the lower variance must be below the upper, as in 0.01:0.25")
+        return (lo, hi)
+    if "," in s:
+        return [_parse_one(p, text, flag) for p in s.split(",")]
+    return _parse_one(s, text, flag)

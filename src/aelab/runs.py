@@ -1,0 +1,263 @@
+"""Run folders and checkpoints, always written atomically (temp file, fsync, rename).
+
+A run folder holds:
+    config.json         everything needed to rebuild the model and repeat the training
+    model.safetensors   the trained weights (never pickled)
+    history.jsonl       one JSON line per epoch
+    metrics.json        the evaluation (written by `aelab evaluate` / the study)
+    checkpoint.safetensors  the training state while a run is in progress (removed at the end)
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from .errors import ConfigError
+from .model import DenseAutoencoder, ModelConfig
+from .training import TrainConfig
+
+CONFIG, WEIGHTS, HISTORY, METRICS, CHECKPOINT = (
+    "config.json", "model.safetensors", "history.jsonl", "metrics.json", "checkpoint.safetensors")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Atomically write a UTF-8 text file."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj) -> None:
+    """Atomically write `obj` as indented JSON."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Atomically write tensors to a .safetensors file (CPU copies; metadata is str -> str)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class Run:
+    """A loaded run folder: its path, config dict, model (eval mode, CPU), history and metrics."""
+
+    path: Path
+    config: dict
+    model: DenseAutoencoder
+    history: list[dict] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return self.model.config
+
+    @property
+    def train_config(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.config["train"])
+
+
+def save_run(path: str | Path, model: DenseAutoencoder, config: dict, history: list[dict]) -> Path:
+    """Write config.json, model.safetensors and history.jsonl of a finished training into `path`.
+
+    `config` must hold "model" (ModelConfig.to_dict()) and "train" (TrainConfig.to_dict()); other
+    keys (dataset, image_shape, seconds, ...) are kept as they are. Returns the folder.
+    """
+    path = Path(path)
+    atomic_save_tensors(path / WEIGHTS, model.state_dict(), metadata={"format": "pt", "aelab": "1"})
+    atomic_write_text(path / HISTORY, "".join(json.dumps(r) + "\n" for r in history))
+    atomic_write_json(path / CONFIG, config)  # last: a folder with config.json is complete
+    return path
+
+
+def read_run(path: str | Path) -> Run:
+    """Load a run folder written by `save_run` (no unpickling: JSON and safetensors only)."""
+    path = Path(path)
+    if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
+        raise ConfigError(f"{path} is not a finished run folder: it needs {CONFIG} and {WEIGHTS} "
+                          f"(train one with `aelab train --out {path}`)")
+    try:
+        config = json.loads((path / CONFIG).read_text())
+        model = DenseAutoencoder(ModelConfig.from_dict(config["model"]))
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path / CONFIG} is not a valid run config ({exc}); retrain the run") from exc
+    try:
+        model.load_state_dict(load_file(path / WEIGHTS))
+    except Exception as exc:  # safetensors raises several types for corrupt files
+        raise ConfigError(f"{path / WEIGHTS} does not match {path / CONFIG} or is corrupt ({exc}); "
+                          f"retrain the run") from exc
+    model.eval()
+    history = []
+    if (path / HISTORY).is_file():
+        history = [json.loads(line) for line in (path / HISTORY).read_text().splitlines() if line.strip()]
+    metrics = json.loads((path / METRICS).read_text()) if (path / METRICS).is_file() else {}
+    return Run(path=path, config=config, model=model, history=history, metrics=metrics)
+
+
+def load_run(path: str | Path) -> DenseAutoencoder:
+    """The trained model of a run folder, in eval mode on the CPU."""
+    return read_run(path).model
+
+
+# ---- checkpoints: the whole training state, so an interrupted training resumes exactly ----
+
+def save_checkpoint(path, model, optimizer, batch_gen, noise_gen, model_config: ModelConfig,
+                    train_config: TrainConfig, epoch: int, elapsed: float, history: list[dict], best: dict) -> None:
+    """Atomically save model, Adam state, RNG states, history and best weights after `epoch`."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if best["state"] is not None:
+        tensors.update({f"best.{k}": v for k, v in best["state"].items()})
+    for i, state in optimizer.state_dict()["state"].items():
+        for k, v in state.items():
+            tensors[f"opt.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    tensors["rng.batch"] = batch_gen.get_state()
+    tensors["rng.noise"] = noise_gen.get_state()
+    meta = {"epoch": epoch, "elapsed": elapsed, "history": history, "best_loss": best["loss"],
+            "best_epoch": best["epoch"], "model": model_config.to_dict(), "train": train_config.to_dict()}
+    atomic_save_tensors(path, tensors, metadata={"aelab": json.dumps(meta)})
+
+
+def load_checkpoint(path, model, optimizer, batch_gen, noise_gen, model_config: ModelConfig,
+                    train_config: TrainConfig):
+    """Restore what `save_checkpoint` wrote; returns (epoch, elapsed, history, best).
+
+    Refuses a checkpoint made with another model or training config (it would not resume the
+    same run)."""
+    with safe_open(str(path), framework="pt") as fh:
+        meta = json.loads(fh.metadata()["aelab"])
+    if meta["model"] != model_config.to_dict() or meta["train"] != train_config.to_dict():
+        raise ConfigError(f"{path} was written by a run with another configuration; delete it to start afresh")
+    tensors = load_file(path)
+    device = next(model.parameters()).device
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    best_state = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("best.")} or None
+    opt_state = optimizer.state_dict()
+    state: dict = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value if name == "step" else value.to(device)
+    opt_state["state"] = state
+    optimizer.load_state_dict(opt_state)
+    batch_gen.set_state(tensors["rng.batch"])
+    noise_gen.set_state(tensors["rng.noise"])
+    best = {"loss": meta["best_loss"], "epoch": meta["best_epoch"], "state": best_state}
+    return meta["epoch"], meta["elapsed"], meta["history"], best
+
+
+# ---- the pipeline of one run: data -> model -> training -> evaluation ----
+
+def train_run(dataset: str, model_config: ModelConfig, train_config: TrainConfig, out: str | Path,
+              data_dir: str | Path | None = None, progress: bool | None = None,
+              evaluate_on: str | None = "test", subset: dict[str, int] | None = None,
+              on_epoch=None) -> Run:
+    """Train one autoencoder on `dataset`'s train split (early stopping on val) into run folder
+    `out`, then evaluate it on `evaluate_on` (metrics.json and grid.png; None skips that).
+    subset: use only the first n images of a split, e.g. {"train": 6000, "val": 1000}.
+    on_epoch: called with each epoch's history row.
+
+    An interrupted call resumes from out/checkpoint.safetensors and gives the same result; a
+    folder that already holds a finished run with the same config is returned as it is.
+    Returns the loaded `Run`.
+    """
+    from . import data
+    from .training import fit
+
+    out = Path(out)
+    config = {
+        "dataset": dataset,
+        "image_shape": list(data.image_shape(dataset, data_dir)),
+        "model": model_config.to_dict(),
+        "train": train_config.to_dict(),
+    }
+    if subset:
+        config["subset"] = dict(sorted(subset.items()))
+    if (out / CONFIG).is_file():
+        existing = json.loads((out / CONFIG).read_text())
+        if {k: existing.get(k) for k in config} == config and (out / WEIGHTS).is_file():
+            return read_run(out)
+        raise ConfigError(f"{out} already holds a run with another configuration; choose another --out "
+                          f"or delete the folder")
+    x_train, _ = data.load(dataset, "train", data_dir)
+    x_val, _ = data.load(dataset, "val", data_dir)
+    subset = subset or {}
+    x_train, x_val = x_train[:subset.get("train")], x_val[:subset.get("val")]
+    out.mkdir(parents=True, exist_ok=True)
+    result = fit(model_config, x_train, x_val, train_config, history_path=out / HISTORY,
+                 progress=progress, checkpoint_path=out / CHECKPOINT, on_epoch=on_epoch)
+    config.update({"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                   "train_seconds": round(result.seconds, 3), "parameters": result.model.num_parameters(),
+                   "device": str(next(result.model.parameters()).device)})
+    save_run(out, result.model.cpu(), config, result.history)
+    (out / CHECKPOINT).unlink(missing_ok=True)
+    if evaluate_on is not None:
+        evaluate_run(out, split=evaluate_on, data_dir=data_dir)
+    return read_run(out)
+
+
+def evaluate_run(path: str | Path, split: str = "test", data_dir: str | Path | None = None,
+                 noise_var: float | None = None, seed: int = 0) -> dict:
+    """Evaluate a run folder on a split of its dataset and write metrics.json and grid.png.
+
+    noise_var: score the model as a denoiser of the protocol's fixed test noise of this variance
+    (sigma^2 on the [0, 1] scale); by default the denoiser's training variance is used for a
+    denoiser, none for a plain autoencoder. Returns the metrics dict (PSNR in dB).
+    """
+    from . import data, noise
+    from .evaluation import evaluate
+    from .figures import grid_indices, image_grid
+
+    run = read_run(path)
+    dataset = run.config["dataset"]
+    shape = tuple(run.config["image_shape"])
+    x, y = data.load(dataset, split, data_dir)
+    train_noise = run.config["train"].get("noise_var")
+    if noise_var is None and isinstance(train_noise, (int, float)):
+        noise_var = float(train_noise)
+    x_in = None if noise_var is None else noise.noisy_test_set(x, noise_var, seed=seed)
+    metrics = {"split": split, "dataset": dataset, "noise_var": noise_var,
+               **evaluate(run.model, x, y, shape, x_in=x_in, class_names=data.class_names(dataset))}
+    atomic_write_json(Path(path) / METRICS, metrics)
+    idx = grid_indices(len(x))
+    from .evaluation import reconstruct
+    inputs = x[idx] if x_in is None else x_in[idx]
+    rows, labels = [x[idx]], ["original"]
+    if x_in is not None:
+        rows.append(inputs)
+        labels.append(f"noisy σ²={noise_var:g}")
+    rows.append(reconstruct(run.model, inputs))
+    labels.append("output")
+    image_grid(rows, shape, Path(path) / "grid.png", labels,
+               title=f"{dataset} {split}: psnr {metrics['psnr']:.2f} dB")
+    return metrics

@@ -1,0 +1,640 @@
+"""Study: the whole lab as one resumable run of many trials, described by a YAML file.
+
+A study is a set of trials planned from its config and from the results so far:
+
+    1. grid       every dataset x depth x latent, no regularization        (+ PCA with k = L)
+    2. l2, l1     each strength on the best grid architecture of its dataset (validation psnr)
+    3. l2+l1      the best l2 together with the best l1                     (validation psnr)
+    4. denoise    one denoiser per noise variance and one blind denoiser    (+ classical baselines)
+
+`plan(config, done)` is a pure function: given the finished results it returns every trial whose
+inputs are known, so a rerun makes the same choices and skips what is finished. Each trial
+writes its run folder and `result.json` atomically under <out>/trials/<trial id>/; the study
+then writes results.csv / results.json (a row per trial) and denoising.csv / denoising.json (a
+row per dataset x noise variance x method), and the report.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import re
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .model import PRESETS, ModelConfig
+from .runs import atomic_write_json, atomic_write_text
+from .training import TrainConfig
+
+# ------------------------------------------------------------------------------------------
+# configuration
+# ------------------------------------------------------------------------------------------
+
+ALL_BASELINES = ("noisy", "gaussian", "median", "nlm", "wavelet", "tv", "bm3d", "pca", "linear")
+
+
+@dataclass
+class DenoiseConfig:
+    """The denoising part. variances: the evaluation grid (sigma^2 on the [0, 1] scale), one
+    denoiser is trained per value; blind: (low, high) variance range of the blind denoiser (or
+    None); architecture: "best" (the compression part's best, by validation psnr) or a mapping
+    {depth: 3|5, latent: L} / {widths: [...], latent: L}; model, train: overrides of the model
+    and training configs for the denoisers; baselines: methods to compare; subset: test images
+    the slow baselines run on (the autoencoders are scored on the same subset too); epochs,
+    gpu_epochs: the denoisers' budget per depth (default: the study's)."""
+
+    variances: list[float] = field(default_factory=lambda: [0.01, 0.04, 0.09, 0.16, 0.25])
+    blind: list[float] | None = field(default_factory=lambda: [0.01, 0.25])
+    architecture: Any = "best"
+    model: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    baselines: list[str] = field(default_factory=lambda: list(ALL_BASELINES))
+    subset: int = 1000
+    epochs: Any = None
+    gpu_epochs: Any = None
+
+
+@dataclass
+class StudyConfig:
+    """A study. datasets, depths (3 and/or 5, the protocol's presets), latents: the grid;
+    model / train: overrides of ModelConfig / TrainConfig for every trial; epochs: per-depth
+    training budget {depth: epochs} on the CPU, gpu_epochs the same on a GPU (the "full"
+    budget; defaults to epochs); l2, l1: strengths tried on the best architecture; combined:
+    also train the best l2 with the best l1; pca: PCA baselines at k = every latent; denoising:
+    the denoising part (None to skip); subset: optional {train|val|test: n} to use only the
+    first n images of a split (quick looks and tests); robustness_var: the noise variance of
+    the robustness check of every compression model; seed: of every trial; threads: CPU threads
+    per trial (the numbers depend on it, not on how trials are scheduled); workers: trials run
+    side by side ("auto": what fits the cores); device: auto, cpu or cuda."""
+
+    name: str = "lab"
+    datasets: list[str] = field(default_factory=lambda: ["mnist", "fashion-mnist"])
+    depths: list[int] = field(default_factory=lambda: [3, 5])
+    latents: list[int] = field(default_factory=lambda: [15, 30, 50, 100])
+    model: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    epochs: dict = field(default_factory=lambda: {3: 40, 5: 25})
+    gpu_epochs: dict | None = None
+    l2: list[float] = field(default_factory=lambda: [1e-6, 1e-5, 1e-4])
+    l1: list[float] = field(default_factory=lambda: [1e-6, 1e-5, 1e-4])
+    combined: bool = True
+    pca: bool = True
+    denoising: DenoiseConfig | None = field(default_factory=DenoiseConfig)
+    subset: dict = field(default_factory=dict)
+    robustness_var: float = 0.01
+    seed: int = 0
+    threads: int = 1
+    workers: Any = "auto"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def to_dict(self) -> dict:
+        """A plain dict (what a YAML file with every key would hold)."""
+        return asdict(self)
+
+
+def _bad(key: str, value, allowed: str) -> ConfigError:
+    return ConfigError(f"study key '{key}': {value!r} is not allowed; {allowed}")
+
+
+def _positive_ints(key: str, values, allowed: str) -> None:
+    if not isinstance(values, list) or not values or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+        raise _bad(key, values, allowed)
+
+
+def _strengths(key: str, values) -> None:
+    if not isinstance(values, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values):
+        raise _bad(key, values, "give a list of finite numbers > 0, e.g. [1e-6, 1e-5, 1e-4] (or [] to skip)")
+
+
+def _variances(key: str, values) -> None:
+    if not isinstance(values, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1 for v in values):
+        raise _bad(key, values, "give noise variances sigma^2 in (0, 1], e.g. [0.01, 0.04, 0.09, 0.16, 0.25]")
+
+
+def _epochs_map(key: str, value) -> dict[int, int]:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return {3: value, 5: value}
+    if isinstance(value, dict) and value and all(
+            int(k) in PRESETS and isinstance(v, int) and not isinstance(v, bool) and v > 0
+            for k, v in value.items() if str(k).isdigit()) and all(str(k).isdigit() for k in value):
+        return {int(k): v for k, v in value.items()}
+    raise _bad(key, value, "give epochs per depth, e.g. {3: 40, 5: 25}, or one whole number for both")
+
+
+def _validate(c: StudyConfig) -> None:
+    from .data import KNOWN_DATASETS
+
+    if not isinstance(c.name, str) or not c.name:
+        raise _bad("name", c.name, "give a non-empty name")
+    if not isinstance(c.datasets, list) or not c.datasets or not all(isinstance(d, str) for d in c.datasets):
+        raise _bad("datasets", c.datasets, f"give a list of datasets: {', '.join(KNOWN_DATASETS)} or paths")
+    for d in c.datasets:
+        if d not in KNOWN_DATASETS and not Path(d).exists():
+            raise _bad("datasets", d, f"known datasets are {', '.join(KNOWN_DATASETS)}; or give a path to your data")
+    _positive_ints("depths", c.depths, "choose from 3 and 5 (the protocol's presets)")
+    if any(d not in PRESETS for d in c.depths):
+        raise _bad("depths", c.depths, "choose from 3 and 5 (the protocol's presets)")
+    _positive_ints("latents", c.latents, "give a list of latent sizes, e.g. [15, 30, 50, 100]")
+    for key in ("model", "train", "subset"):
+        if not isinstance(getattr(c, key), dict):
+            raise _bad(key, getattr(c, key), "give a mapping of keys to values")
+    for key in ("epochs", "noise_var", "seed", "device", "threads"):
+        if key in c.train:
+            raise _bad(f"train.{key}", c.train[key], f"set '{key}' at the top level of the study, not under train")
+    _check_overrides("model", c.model, "train", c.train)
+    c.epochs = _epochs_map("epochs", c.epochs)
+    if c.gpu_epochs is not None:
+        c.gpu_epochs = _epochs_map("gpu_epochs", c.gpu_epochs)
+    _strengths("l2", c.l2)
+    _strengths("l1", c.l1)
+    for key in ("combined", "pca"):
+        if not isinstance(getattr(c, key), bool):
+            raise _bad(key, getattr(c, key), "give true or false")
+    for k, v in c.subset.items():
+        if k not in ("train", "val", "test") or not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise _bad(f"subset.{k}", v, "keys are train, val, test; values whole numbers >= 1")
+    if not isinstance(c.robustness_var, (int, float)) or not 0 < c.robustness_var <= 1:
+        raise _bad("robustness_var", c.robustness_var, "give a noise variance in (0, 1], e.g. 0.01")
+    if not isinstance(c.seed, int) or isinstance(c.seed, bool) or c.seed < 0:
+        raise _bad("seed", c.seed, "give a whole number >= 0")
+    if not isinstance(c.threads, int) or isinstance(c.threads, bool) or c.threads < 1:
+        raise _bad("threads", c.threads, "give a whole number >= 1 (CPU threads per trial)")
+    if c.workers != "auto" and (not isinstance(c.workers, int) or isinstance(c.workers, bool) or c.workers < 1):
+        raise _bad("workers", c.workers, "give 'auto' or a whole number >= 1")
+    if c.device not in ("auto", "cpu") and not str(c.device).startswith("cuda"):
+        raise _bad("device", c.device, "give auto, cpu or cuda")
+    if c.denoising is not None:
+        _validate_denoising(c.denoising)
+
+
+def _check_overrides(*pairs) -> None:
+    """model / train override mappings must name real fields with valid values."""
+    for i in range(0, len(pairs), 2):
+        key, overrides = pairs[i], pairs[i + 1]
+        cls = ModelConfig if key.endswith("model") else TrainConfig
+        allowed = {f.name for f in fields(cls)}
+        for k in overrides:
+            if k not in allowed:
+                raise _bad(f"{key}.{k}", overrides[k], f"allowed keys under {key}: {', '.join(sorted(allowed))}")
+        try:
+            cls(**overrides)
+        except ConfigError as exc:
+            raise ConfigError(f"study key '{key}': {exc}") from None
+        except TypeError as exc:
+            raise ConfigError(f"study key '{key}': {exc}") from None
+
+
+def _validate_denoising(d: DenoiseConfig) -> None:
+    _variances("denoising.variances", d.variances)
+    if d.blind is not None:
+        if (not isinstance(d.blind, list) or len(d.blind) != 2) or not all(
+                isinstance(v, (int, float)) and 0 < v <= 1 for v in d.blind) or d.blind[0] >= d.blind[1]:
+            raise _bad("denoising.blind", d.blind, "give [low, high] noise variances with low < high, or null")
+    arch = d.architecture
+    if arch != "best":
+        ok = isinstance(arch, dict) and set(arch) <= {"depth", "widths", "latent"} and "latent" in arch and (
+            ("depth" in arch) != ("widths" in arch))
+        if not ok or ("depth" in arch and arch["depth"] not in PRESETS):
+            raise _bad("denoising.architecture", arch,
+                       "give 'best', {depth: 3|5, latent: L} or {widths: [w1, w2, ...], latent: L}")
+    if not isinstance(d.baselines, list) or any(b not in ALL_BASELINES for b in d.baselines):
+        raise _bad("denoising.baselines", d.baselines, f"choose from {', '.join(ALL_BASELINES)}")
+    if not isinstance(d.subset, int) or isinstance(d.subset, bool) or d.subset < 1:
+        raise _bad("denoising.subset", d.subset, "give a whole number of test images >= 1, e.g. 1000")
+    for key in ("epochs", "gpu_epochs"):
+        if getattr(d, key) is not None:
+            setattr(d, key, _epochs_map(f"denoising.{key}", getattr(d, key)))
+    for key in ("epochs", "noise_var", "seed", "device", "threads"):
+        if key in d.train:
+            raise _bad(f"denoising.train.{key}", d.train[key],
+                       "set epochs with denoising.epochs; noise with denoising.variances / blind")
+    _check_overrides("denoising.model", d.model, "denoising.train", d.train)
+
+
+def _from_mapping(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys to values, found {type(data).__name__}")
+    allowed = {f.name for f in fields(cls)}
+    unknown = [k for k in data if k not in allowed]
+    if unknown:
+        raise ConfigError(f"{where}: unknown key '{unknown[0]}' (value {data[unknown[0]]!r}); "
+                          f"allowed keys: {', '.join(sorted(allowed))}")
+    return dict(data)
+
+
+def study_from_dict(data: dict, where: str = "study") -> StudyConfig:
+    """Build and validate a StudyConfig from a mapping (as read from YAML).
+
+    Raises ConfigError naming the key, the value and what is allowed."""
+    data = _from_mapping(StudyConfig, data or {}, where)
+    if "denoising" in data and data["denoising"] is not None:
+        den = _from_mapping(DenoiseConfig, data["denoising"], f"{where}: key 'denoising'")
+        data["denoising"] = DenoiseConfig(**den)
+    return StudyConfig(**data)
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads 1e-5 (no dot) as a string; here it is the number everyone means."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)$|^[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?$"""),
+    list("-+0123456789."),
+)
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    """Read a study YAML file; a missing file, bad YAML or a bad key is a ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"study file {path} does not exist; give a YAML file or use --preset default|quick")
+    try:
+        data = yaml.load(path.read_text(), Loader=_Loader) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    return study_from_dict(data, where=str(path))
+
+
+def preset(name: str) -> StudyConfig:
+    """The built-in studies: "default" (the whole lab) and "quick" (subsets, few epochs, a few
+    minutes on 2 cores: for a first look and for tests)."""
+    if name == "default":
+        return StudyConfig()
+    if name == "quick":
+        return StudyConfig(
+            name="quick", latents=[15, 50], epochs={3: 4, 5: 3}, gpu_epochs={3: 4, 5: 3},
+            l2=[1e-5], l1=[1e-5],
+            subset={"train": 6000, "val": 1000, "test": 1000},
+            denoising=DenoiseConfig(variances=[0.04, 0.16], blind=[0.04, 0.16],
+                                    baselines=["noisy", "gaussian", "median", "tv", "pca", "linear"],
+                                    subset=200))
+    raise ConfigError(f"unknown study preset {name!r}; choose default or quick")
+
+
+# ------------------------------------------------------------------------------------------
+# planning: which trials, given what is finished
+# ------------------------------------------------------------------------------------------
+
+@dataclass
+class Trial:
+    """One unit of work. kind: "ae" (train and evaluate an autoencoder), "pca" or "baselines"
+    (classical denoisers at one noise variance); phase: grid, l2, l1, l2+l1, denoise, blind, pca,
+    baselines; spec: everything the trial needs (self-contained, so any worker can run it)."""
+
+    id: str
+    kind: str
+    phase: str
+    dataset: str
+    spec: dict
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _trial(kind: str, phase: str, dataset: str, tag: str, spec: dict) -> Trial:
+    digest = hashlib.sha256(json.dumps([kind, dataset, spec], sort_keys=True).encode()).hexdigest()[:8]
+    name = Path(dataset).stem if "/" in dataset or "\\" in dataset else dataset
+    return Trial(id=f"{name}-{tag}-{digest}", kind=kind, phase=phase, dataset=dataset, spec=spec)
+
+
+def _context(c: StudyConfig) -> dict:
+    """What every trial needs to know about the study (part of each trial's identity)."""
+    den = c.denoising
+    return {
+        "subset": dict(sorted(c.subset.items())),
+        "robustness_var": c.robustness_var,
+        "eval_variances": list(den.variances) if den else [],
+        "baseline_subset": den.subset if den else 0,
+        "seed": c.seed,
+        "threads": c.threads,
+    }
+
+
+def _on_gpu(c: StudyConfig) -> bool:
+    from .training import resolve_device
+
+    return resolve_device(c.device).type == "cuda"
+
+
+def _epochs(c: StudyConfig, depth: int, denoise: bool = False) -> int:
+    gpu = _on_gpu(c)
+    table = None
+    if denoise and c.denoising is not None:
+        table = (c.denoising.gpu_epochs if gpu else None) or c.denoising.epochs
+    table = table or ((c.gpu_epochs or c.epochs) if gpu else c.epochs)
+    return table.get(depth, max(table.values()))
+
+
+def _ae(c: StudyConfig, phase: str, dataset: str, arch: dict, l2: float = 0.0, l1: float = 0.0,
+        noise_var=None) -> Trial:
+    from .data import image_shape
+
+    input_dim = math.prod(image_shape(dataset))
+    widths = tuple(arch["widths"]) if "widths" in arch else PRESETS[arch["depth"]]
+    denoise = noise_var is not None
+    model = ModelConfig(**{**c.model, **(c.denoising.model if denoise else {}),
+                           "input_dim": input_dim, "widths": widths, "latent": arch["latent"]})
+    depth = len(widths) + 1
+    train = TrainConfig(**{**c.train, **(c.denoising.train if denoise else {}),
+                           "epochs": _epochs(c, depth, denoise), "l2": l2, "l1": l1, "seed": c.seed,
+                           "device": c.device, "threads": c.threads,
+                           "noise_var": tuple(noise_var) if isinstance(noise_var, list) else noise_var})
+    tag = (f"d{depth}" if "depth" in arch else "w" + "-".join(map(str, widths))) + f"-L{arch['latent']}"
+    tag += (f"-l2_{l2:g}" if l2 else "") + (f"-l1_{l1:g}" if l1 else "")
+    if denoise:
+        tag += f"-blind{noise_var[0]:g}_{noise_var[1]:g}" if isinstance(noise_var, list) else f"-noise{noise_var:g}"
+    spec = {"model": model.to_dict(), "train": train.to_dict(), "context": _context(c)}
+    return _trial("ae", phase, dataset, tag, spec)
+
+
+def _best(rows: list[dict], key: str = "val_psnr") -> dict | None:
+    """The row with the highest validation psnr (first one on ties); None when any is missing."""
+    if not rows or any(r is None or r.get("status") != "ok" for r in rows):
+        return None
+    return max(rows, key=lambda r: r[key])
+
+
+def grid_trials(c: StudyConfig, dataset: str) -> list[Trial]:
+    """The compression grid of one dataset: every depth x latent, no regularization."""
+    return [_ae(c, "grid", dataset, {"depth": d, "latent": L}) for d in c.depths for L in c.latents]
+
+
+def plan(c: StudyConfig, done: dict[str, dict]) -> list[Trial]:
+    """Every trial whose inputs are known, given finished results `done` (trial id -> result).
+
+    Deterministic: the same config and the same results give the same list, in the same order."""
+    trials: list[Trial] = []
+    for dataset in c.datasets:
+        grid = grid_trials(c, dataset)
+        trials += grid
+        if c.pca:
+            trials += [_trial("pca", "pca", dataset, f"pca-k{L}", {"k": L, "context": _context(c)})
+                       for L in c.latents]
+        den = c.denoising
+        if den is not None and den.baselines:
+            trials += [_trial("baselines", "baselines", dataset, f"baselines-noise{v:g}",
+                              {"noise_var": v, "methods": list(den.baselines), "context": _context(c)})
+                       for v in den.variances]
+        best = _best([done.get(t.id) for t in grid])
+        if den is not None and den.architecture != "best":
+            den_arch = dict(den.architecture)
+        else:
+            den_arch = _arch_of(best) if best else None
+        if den is not None and den_arch is not None:
+            trials += [_ae(c, "denoise", dataset, den_arch, noise_var=v) for v in den.variances]
+            if den.blind:
+                trials.append(_ae(c, "blind", dataset, den_arch, noise_var=list(den.blind)))
+        if best is None:
+            continue
+        arch = _arch_of(best)
+        l2_trials = [_ae(c, "l2", dataset, arch, l2=v) for v in c.l2]
+        l1_trials = [_ae(c, "l1", dataset, arch, l1=v) for v in c.l1]
+        trials += l2_trials + l1_trials
+        if c.combined and c.l2 and c.l1:
+            best_l2 = _best([done.get(t.id) for t in l2_trials])
+            best_l1 = _best([done.get(t.id) for t in l1_trials])
+            if best_l2 and best_l1:
+                trials.append(_ae(c, "l2+l1", dataset, arch, l2=best_l2["l2"], l1=best_l1["l1"]))
+    return trials
+
+
+def _arch_of(row: dict) -> dict:
+    if row.get("depth") in PRESETS and tuple(row["widths"]) == PRESETS[row["depth"]]:
+        return {"depth": row["depth"], "latent": row["latent"]}
+    return {"widths": list(row["widths"]), "latent": row["latent"]}
+
+
+def count_trials(c: StudyConfig) -> int:
+    """How many trials the whole study has (known before any runs)."""
+    per = len(c.depths) * len(c.latents) + (len(c.latents) if c.pca else 0)
+    per += len(c.l2) + len(c.l1) + (1 if c.combined and c.l2 and c.l1 else 0)
+    den = c.denoising
+    if den is not None:
+        per += (len(den.variances) if den.baselines else 0) + len(den.variances) + (1 if den.blind else 0)
+    return per * len(c.datasets)
+
+
+# ------------------------------------------------------------------------------------------
+# running
+# ------------------------------------------------------------------------------------------
+
+def _scan_finished(c: StudyConfig, out: Path) -> dict[str, dict]:
+    """Results of trials finished in an earlier run (failed ones are retried)."""
+    from .trials import finished_result
+
+    done: dict[str, dict] = {}
+    while True:
+        new = {t.id: r for t in plan(c, done) if t.id not in done
+               and (r := finished_result(out, t.to_dict())) is not None and r.get("status") == "ok"}
+        if not new:
+            return done
+        done.update(new)
+
+
+def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None = None,
+              executor: str = "local", workers: int | None = None, progress: bool | None = None,
+              report: bool = True, **executor_options) -> dict:
+    """Run (or resume) a study into folder `out` and return its summary (see `collect`).
+
+    Finished trials are skipped; an interrupted trial resumes from its checkpoint. executor:
+    "local" (this machine: `workers` trials side by side, default from the config) or "ray"
+    (executor_options: address, cpus_per_trial, gpus_per_trial, max_retries). Writes
+    study.yaml, results.csv/json, denoising.csv/json and, with report=True, the report.
+    Ctrl-C stops the workers and re-raises KeyboardInterrupt; rerun to resume."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    from .executors import default_workers, drain, make_executor
+    from .trials import failed_result, trial_dir
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "study.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    show = sys.stderr.isatty() if progress is None else progress
+    if workers is None:
+        workers = default_workers(config.threads, _on_gpu(config)) if config.workers == "auto" else config.workers
+    done = _scan_finished(config, out)
+    total = count_trials(config)
+    pool = make_executor(executor, out, Path(data_dir) if data_dir else None, workers, config.threads,
+                         show, **executor_options)
+    bar = tqdm(total=total, initial=len(done), desc=f"study {config.name}", unit="trial", disable=not show,
+               dynamic_ncols=True, position=0)
+    trial_bars: dict[str, Any] = {}
+    running: dict[Future, Trial] = {}
+    t0 = time.perf_counter()
+    try:
+        while True:
+            for t in plan(config, done):
+                if t.id not in done and t not in running.values():
+                    running[pool.submit(t.to_dict())] = t
+            if not running:
+                break
+            finished, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+            for trial_id, epoch, epochs, val_psnr in drain(pool.events):
+                if show and trial_id not in trial_bars:
+                    trial_bars[trial_id] = tqdm(total=epochs, desc=trial_id[:40], unit="epoch", leave=False,
+                                                position=1 + len(trial_bars) % max(1, workers),
+                                                dynamic_ncols=True)
+                if trial_id in trial_bars:
+                    b = trial_bars[trial_id]
+                    b.update(epoch - b.n)
+                    b.set_postfix(val_psnr=f"{val_psnr:.2f}dB")
+            for fut in finished:
+                t = running.pop(fut)
+                try:
+                    done[t.id] = fut.result()
+                except Exception as exc:  # a trial that failed on every attempt: record it, go on
+                    row = failed_result(t.to_dict(), f"{type(exc).__name__}: {exc}",
+                                        attempts=getattr(exc, "attempts", 1))
+                    atomic_write_json(trial_dir(out, t.id) / "result.json", row)
+                    done[t.id] = row
+                if t.id in trial_bars:
+                    trial_bars.pop(t.id).close()
+                bar.update(1)
+    except KeyboardInterrupt:
+        pool.shutdown()
+        bar.close()
+        raise
+    pool.shutdown()
+    bar.close()
+    summary = collect(config, out, done, wall_seconds=time.perf_counter() - t0)
+    if report:
+        from .report import write_report
+
+        write_report(out)
+    return summary
+
+
+# ------------------------------------------------------------------------------------------
+# results
+# ------------------------------------------------------------------------------------------
+
+RESULT_COLUMNS = [
+    "id", "phase", "kind", "dataset", "depth", "widths", "latent", "l2", "l1", "noise_var",
+    "psnr", "psnr_dataset", "ssim", "val_psnr", "train_psnr", "noisy_psnr", "code_zero_fraction",
+    "code_dead_units", "epochs_run", "best_epoch", "seconds", "parameters", "seed", "status", "error",
+]
+DENOISING_COLUMNS = [
+    "dataset", "noise_var", "sigma", "method", "detail", "psnr", "psnr_dataset", "ssim", "n_images",
+    "subset_psnr", "subset_psnr_dataset", "subset_images", "seconds",
+]
+TIMING_COLUMNS = ("seconds", "wall_seconds")  # the only columns that differ between identical runs
+
+
+def _csv(rows: list[dict], columns: list[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def _denoising_rows(c: StudyConfig, done: dict[str, dict], ordered: list[dict]) -> list[dict]:
+    """One row per dataset x evaluation variance x method: the classical baselines, the per-level
+    and blind denoising autoencoders, and the best plain autoencoder fed noisy images."""
+    if c.denoising is None:
+        return []
+    rows = []
+    for dataset in c.datasets:
+        mine = [r for r in ordered if r["dataset"] == dataset and r.get("status") == "ok"]
+        best_plain = _best([r for r in mine if r["phase"] == "grid"] or [None])
+        for var in c.denoising.variances:
+            def add(method: str, detail: str, score: dict | None, seconds=None) -> None:
+                if score is not None:
+                    rows.append({"dataset": dataset, "noise_var": var, "sigma": round(math.sqrt(var), 4),
+                                 "method": method, "detail": detail, "seconds": seconds,
+                                 **{k: score.get(k) for k in ("psnr", "psnr_dataset", "ssim", "n_images",
+                                                              "subset_psnr", "subset_psnr_dataset",
+                                                              "subset_images")}})
+
+            for r in mine:
+                if r["kind"] == "baselines" and r["noise_var"] == var:
+                    for b in r["rows"]:
+                        add(b["method"], _baseline_detail(b), _baseline_score(b), b.get("seconds"))
+            for r in mine:
+                if r["kind"] != "ae" or r["noise_var"] is None:
+                    continue
+                blind = isinstance(r["noise_var"], list)
+                if not blind and r["noise_var"] != var:
+                    continue
+                score = next((s for s in r["denoising"] if s["noise_var"] == var), None)
+                arch = f"widths {r['widths']}, L={r['latent']}"
+                detail = f"blind σ² {r['noise_var'][0]:g}..{r['noise_var'][1]:g}; {arch}" if blind else arch
+                add("dae-blind" if blind else "dae", detail, score, r["seconds"])
+            if best_plain is not None:
+                score = next((s for s in best_plain["denoising"] if s["noise_var"] == var), None)
+                add("ae", f"best plain autoencoder (depth {best_plain['depth']}, L={best_plain['latent']})",
+                    score, None)
+    return rows
+
+
+def _baseline_detail(b: dict) -> str:
+    detail = f"{b['param_name']}={b['param']}" if b.get("param_name") else ""
+    return "; ".join(x for x in (detail, b.get("note", "")) if x)
+
+
+def _baseline_score(b: dict) -> dict:
+    """A baseline result as a denoising-table score: a method run on the fixed subset only has
+    subset_* numbers."""
+    if b.get("subset"):
+        return {"subset_psnr": b["psnr"], "subset_psnr_dataset": b["psnr_dataset"], "subset_images": b["n_images"],
+                "ssim": None}
+    return b
+
+
+def collect(c: StudyConfig, out: str | Path, done: dict[str, dict] | None = None,
+            wall_seconds: float | None = None) -> dict:
+    """Write results.csv/json (a row per trial), denoising.csv/json and summary.json from the
+    finished trials of study `c` in `out`; returns the summary dict (rows, denoising, choices)."""
+    out = Path(out)
+    done = _scan_finished(c, out) if done is None else done
+    from .trials import finished_result
+
+    ordered = []
+    for t in plan(c, done):
+        r = done.get(t.id) or finished_result(out, t.to_dict())
+        if r is not None:
+            ordered.append(r)
+    rows = [{k: v for k, v in r.items() if k != "trial"} for r in ordered if r["kind"] in ("ae", "pca")]
+    failed = [{"id": r["id"], "phase": r["phase"], "dataset": r["dataset"], "error": r.get("error", ""),
+               "attempts": r.get("attempts", 1)} for r in ordered if r.get("status") != "ok"]
+    rows += [{k: v for k, v in r.items() if k != "trial"} for r in ordered
+             if r["kind"] == "baselines" and r.get("status") != "ok"]
+    denoising = _denoising_rows(c, done, ordered)
+    choices = {}
+    for dataset in c.datasets:
+        mine = [r for r in ordered if r["dataset"] == dataset and r.get("status") == "ok" and r["kind"] == "ae"]
+        pick = {}
+        for phase in ("grid", "l2", "l1"):
+            best = _best([r for r in mine if r["phase"] == phase] or [None])
+            if best is not None:
+                pick[phase] = {"id": best["id"], "depth": best["depth"], "latent": best["latent"],
+                               "l2": best["l2"], "l1": best["l1"], "val_psnr": best["val_psnr"]}
+        choices[dataset] = pick
+    summary = {"study": c.to_dict(), "trials_total": count_trials(c), "trials_done": len(ordered),
+               "failed": failed, "choices": choices, "rows": rows, "denoising": denoising}
+    if wall_seconds is not None:
+        summary["wall_seconds"] = round(wall_seconds, 1)
+    atomic_write_text(out / "results.csv", _csv(rows, RESULT_COLUMNS))
+    atomic_write_json(out / "results.json", rows)
+    atomic_write_text(out / "denoising.csv", _csv(denoising, DENOISING_COLUMNS))
+    atomic_write_json(out / "denoising.json", denoising)
+    atomic_write_json(out / "summary.json", {k: v for k, v in summary.items() if k not in ("rows", "denoising")})
+    return summary

@@ -1,0 +1,307 @@
+"""Training: one config dataclass and one loop, read top to bottom.
+
+The training split lives in memory as one tensor on the device; each epoch draws a random
+permutation and walks it in batches (no DataLoader). Loss per batch, as the protocol defines it:
+
+    loss = reconstruction(model(input), clean) + l1 * mean_batch(sum_j |E_j|) + l2 * sum_W ||W||_F^2
+
+The L2 term is applied through Adam's (coupled) `weight_decay = 2 * l2` on the dense weight
+matrices only, which adds exactly its gradient 2 * l2 * W; biases and normalization parameters are
+not decayed. For a denoiser the input is the clean batch plus fresh Gaussian noise every batch.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import noise
+from .errors import ConfigError, TrainingError
+from .model import DenseAutoencoder, ModelConfig
+
+SCHEDULES = ("onecycle", "cosine", "constant")
+LOSSES = ("mse", "bce")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """How to train. Every field has the default recipe's value (see docs/recipe.md).
+
+    epochs: passes over the training split; batch_size: images per step; lr: peak learning rate
+    of Adam; schedule: "onecycle" (linear warm-up over `warmup` of the steps, then cosine decay
+    to lr/1000), "cosine" (no warm-up) or "constant"; l2, l1: the protocol's penalties (>= 0);
+    loss: "mse" or "bce"; patience: stop after this many epochs without a better validation loss
+    and restore the best weights (0 = never stop early; the best weights are still restored);
+    seed: initialization, batch order and noise; device: "auto" (CUDA when available), "cpu",
+    "cuda", ...; precision: "fp32" or "bf16" (autocast); threads: CPU threads (None = torch's
+    default); noise_var: train a denoiser with Gaussian noise of this variance sigma^2 on the
+    [0, 1] scale, or a (low, high) variance range for a blind denoiser (sigma uniform in
+    between); noise_clip: clip noisy inputs to [0, 1].
+    """
+
+    epochs: int = 60
+    batch_size: int = 256
+    lr: float = 1e-2
+    schedule: str = "onecycle"
+    warmup: float = 0.1
+    l2: float = 0.0
+    l1: float = 0.0
+    loss: str = "mse"
+    patience: int = 0
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    threads: int | None = None
+    noise_var: float | tuple[float, float] | None = None
+    noise_clip: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.noise_var, list):
+            self.noise_var = tuple(self.noise_var)
+        _check_int("epochs", self.epochs, 1)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("patience", self.patience, 0)
+        _check_int("seed", self.seed, 0)
+        if self.threads is not None:
+            _check_int("threads", self.threads, 1)
+        for name in ("lr", "l2", "l1", "warmup"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"training {name}={value!r}: must be a finite number >= 0")
+        if self.lr <= 0:
+            raise ConfigError(f"training lr={self.lr!r}: must be > 0 (try 1e-3 to 1e-2)")
+        if self.warmup >= 1:
+            raise ConfigError(f"training warmup={self.warmup!r}: a fraction of the steps, below 1 (e.g. 0.1)")
+        for name, allowed in (("schedule", SCHEDULES), ("loss", LOSSES), ("precision", PRECISIONS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"training {name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        if isinstance(self.noise_var, tuple):
+            self.noise_var = noise.check_variance_range(self.noise_var, name="training noise_var range")
+        elif self.noise_var is not None:
+            self.noise_var = noise.check_variance(self.noise_var, allow_zero=False, name="training noise_var")
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict."""
+        d = asdict(self)
+        if isinstance(self.noise_var, tuple):
+            d["noise_var"] = list(self.noise_var)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """Rebuild from `to_dict` output; unknown keys are an error naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"training config has unknown keys {sorted(unknown)}; allowed: {sorted(known)}")
+        return cls(**d)
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"training {name}={value!r}: must be a whole number >= {minimum}")
+
+
+@dataclass
+class TrainResult:
+    """What `fit` returns: the trained model (best weights, eval mode), its per-epoch history
+    (dicts with epoch, train_loss, val_loss, val_psnr in dB, lr, seconds), the best epoch
+    (1-based), the epochs run, and the training wall time in seconds."""
+
+    model: DenseAutoencoder
+    history: list[dict]
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+
+
+def resolve_device(device: str) -> torch.device:
+    """"auto" -> CUDA when available, else CPU; anything else as torch understands it."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"device={device!r} is not a device torch knows (use auto, cpu or cuda)") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} but this machine has no CUDA GPU; use --device cpu or auto")
+    return dev
+
+
+def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate at optimizer step `step` (0-based) of `total_steps`."""
+    if config.schedule == "constant":
+        return config.lr
+    warm = int(config.warmup * total_steps) if config.schedule == "onecycle" else 0
+    if step < warm:
+        return config.lr * (0.1 + 0.9 * step / warm)
+    progress = (step - warm) / max(1, total_steps - warm)
+    floor = config.lr / 1000
+    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_optimizer(model: DenseAutoencoder, config: TrainConfig, device: torch.device) -> torch.optim.Adam:
+    """Adam (fused where the device supports it): L2 as weight decay 2*l2 on dense weights only."""
+    weights = [m.weight for m in model.dense_layers()]
+    ids = {id(w) for w in weights}
+    others = [p for p in model.parameters() if id(p) not in ids]
+    groups = [{"params": weights, "weight_decay": 2 * config.l2}, {"params": others, "weight_decay": 0.0}]
+    return torch.optim.Adam(groups, lr=config.lr, fused=device.type in ("cpu", "cuda"))
+
+
+def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean over pixels and batch of the squared error ("mse") or binary cross-entropy ("bce")."""
+    if kind == "bce":
+        return F.binary_cross_entropy(x_hat.float(), x)
+    return F.mse_loss(x_hat.float(), x)
+
+
+def corrupt(x: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """The denoiser's input for clean batch x: fresh noise per the config (x itself if none)."""
+    if config.noise_var is None:
+        return x
+    return noise.add_noise_spec(x, config.noise_var, generator, clip=config.noise_clip)
+
+
+@torch.no_grad()
+def evaluate_loss(model: DenseAutoencoder, x_in: torch.Tensor, x: torch.Tensor, config: TrainConfig,
+                  batch: int = 4096) -> tuple[float, float]:
+    """Mean reconstruction loss and mean per-image PSNR (dB) of model(x_in) against x."""
+    model.eval()
+    loss, psnr_sum = 0.0, 0.0
+    for i in range(0, len(x), batch):
+        with _autocast(x.device, config.precision):
+            out = model(x_in[i:i + batch])
+        out = out.float()
+        target = x[i:i + batch]
+        loss += float(reconstruction_loss(out, target, config.loss)) * len(target)
+        mse = (out.clamp(0, 1) - target).pow(2).mean(1)
+        psnr_sum += float(torch.where(mse > 0, -10 * torch.log10(mse.clamp_min(1e-30)), 100.0).sum())
+    return loss / len(x), psnr_sum / len(x)
+
+
+def _autocast(device: torch.device, precision: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def _show_progress(progress: bool | None) -> bool:
+    return sys.stderr.isatty() if progress is None else progress
+
+
+def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, config: TrainConfig,
+        history_path: str | Path | None = None, progress: bool | None = None,
+        checkpoint_path: str | Path | None = None,
+        on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train a new autoencoder and return it with its history.
+
+    x_train, x_val: (N, D) float tensors with pixels in [0, 1] (the protocol's train and val
+    splits). history_path: (re)write the history there after every epoch, one JSON line per epoch. progress: show a bar (default:
+    only when stderr is a terminal). checkpoint_path: save the full training state there after
+    every epoch (atomically) and resume from it when it exists, so an interrupted run ends with
+    the same numbers as an uninterrupted one. on_epoch: called with each history row.
+    """
+    from .runs import atomic_write_text, load_checkpoint, save_checkpoint  # runs imports this module
+
+    if x_train.ndim != 2 or x_train.shape[1] != model_config.input_dim:
+        raise ConfigError(f"x_train has shape {tuple(x_train.shape)}; expected (N, {model_config.input_dim})")
+    if x_val.ndim != 2 or x_val.shape[1] != model_config.input_dim or len(x_val) == 0:
+        raise ConfigError(f"x_val has shape {tuple(x_val.shape)}; expected (N>0, {model_config.input_dim})")
+    for name, x in (("x_train", x_train), ("x_val", x_val)):
+        if not bool(torch.isfinite(x).all()):
+            raise ConfigError(f"{name} has values that are not finite (NaN or inf); pixels must be in [0, 1]")
+    device = resolve_device(config.device)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    torch.set_flush_denormal(True)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = DenseAutoencoder(model_config)
+    model.to(device)
+    optimizer = build_optimizer(model, config, device)
+    x_train = x_train.to(device, torch.float32).contiguous()
+    x_val = x_val.to(device, torch.float32)
+    batch_gen = torch.Generator(device=device).manual_seed(config.seed)
+    noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
+    # validation noise is fixed, so validation losses are comparable across epochs
+    x_val_in = corrupt(x_val, config, torch.Generator(device=device).manual_seed(config.seed + 2))
+
+    n = len(x_train)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    total_steps = config.epochs * steps_per_epoch
+    history: list[dict] = []
+    best = {"loss": math.inf, "epoch": 0, "state": None}
+    start_epoch, elapsed = 0, 0.0
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        start_epoch, elapsed, history, best = load_checkpoint(
+            checkpoint_path, model, optimizer, batch_gen, noise_gen, model_config, config)
+
+    bar = tqdm(total=config.epochs, initial=start_epoch, desc="train", unit="epoch",
+               disable=not _show_progress(progress), leave=False, dynamic_ncols=True)
+    step = start_epoch * steps_per_epoch
+    epoch = start_epoch
+    for epoch in range(start_epoch, config.epochs):
+        if config.patience and epoch - best["epoch"] >= config.patience:
+            break
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n, device=device, generator=batch_gen)
+        loss_sum = torch.zeros((), device=device)
+        for i in range(0, n, config.batch_size):
+            lr = learning_rate(config, step, total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            clean = x_train[perm[i:i + config.batch_size]]
+            inputs = corrupt(clean, config, noise_gen)
+            with _autocast(device, config.precision):
+                code = model.encoder(inputs)
+                out = model.decoder(code)
+            loss = reconstruction_loss(out, clean, config.loss)
+            if config.l1:
+                loss = loss + config.l1 * code.float().abs().sum(1).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(clean)
+            step += 1
+        train_loss = float(loss_sum) / n
+        if config.l2:
+            with torch.no_grad():
+                train_loss += config.l2 * float(model.weight_sq_norm())
+        if not math.isfinite(train_loss):
+            raise TrainingError(
+                f"the training loss became {train_loss} in epoch {epoch + 1}; lower the learning rate "
+                f"(now lr={config.lr:g}, e.g. --lr {config.lr / 10:g}) or the regularization strengths")
+        val_loss, val_psnr = evaluate_loss(model, x_val_in, x_val, config)
+        seconds = time.perf_counter() - t0
+        elapsed += seconds
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_psnr": val_psnr,
+               "lr": lr, "seconds": round(seconds, 4)}
+        history.append(row)
+        if val_loss < best["loss"]:
+            best = {"loss": val_loss, "epoch": epoch + 1, "state": copy.deepcopy(model.state_dict())}
+        if history_path is not None:
+            atomic_write_text(history_path, "".join(json.dumps(r) + "\n" for r in history))
+        if checkpoint_path is not None:
+            save_checkpoint(checkpoint_path, model, optimizer, batch_gen, noise_gen, model_config, config,
+                            epoch + 1, elapsed, history, best)
+        if on_epoch is not None:
+            on_epoch(row)
+        bar.set_postfix(loss=f"{train_loss:.4g}", val_psnr=f"{val_psnr:.2f}dB")
+        bar.update(1)
+    bar.close()
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    model.eval()
+    return TrainResult(model=model, history=history, best_epoch=best["epoch"], epochs_run=len(history),
+                       seconds=elapsed)

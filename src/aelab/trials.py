@@ -1,0 +1,163 @@
+"""What one study trial does: train and evaluate an autoencoder, fit PCA, or run the classical
+denoisers at one noise variance. Each writes <study>/trials/<id>/result.json atomically, last.
+
+`run_trial` is self-contained (a trial dict in, a result dict out), so any worker can run it: the
+main process, a local worker process, or a Ray worker.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import baselines, data, noise
+from .denoise import score_levels
+from .evaluation import evaluate, image_metrics, psnr, reconstruct
+from .figures import grid_indices, image_grid
+from .model import ModelConfig
+from .runs import atomic_write_json, train_run
+from .training import TrainConfig
+
+RESULT = "result.json"
+TRAIN_EVAL_IMAGES = 10_000  # training images scored for the train/test gap
+
+
+def trial_dir(study_dir: str | Path, trial_id: str) -> Path:
+    """The folder of one trial inside a study folder."""
+    return Path(study_dir) / "trials" / trial_id
+
+
+def finished_result(study_dir: str | Path, trial: dict) -> dict | None:
+    """The stored result of `trial` if it finished (ok or failed) with the same spec, else None."""
+    path = trial_dir(study_dir, trial["id"]) / RESULT
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return result if result.get("trial") == trial else None
+
+
+def _split(dataset: str, split: str, context: dict, data_dir) -> tuple[torch.Tensor, torch.Tensor | None]:
+    x, y = data.load(dataset, split, data_dir)
+    n = context["subset"].get(split)
+    return (x[:n], None if y is None else y[:n]) if n else (x, y)
+
+
+def run_trial(trial: dict, study_dir: str | Path, data_dir: str | Path | None = None, events=None,
+              progress: bool | None = False) -> dict:
+    """Run one trial (a `study.Trial.to_dict()`) and return its result row.
+
+    The result is also written to <study_dir>/trials/<id>/result.json (atomically, last), so a
+    finished trial is never run again. events: an optional queue; per-epoch progress messages
+    (trial id, epoch, epochs, val psnr) are put there. Errors propagate to the caller."""
+    done = finished_result(study_dir, trial)
+    if done is not None and done.get("status") == "ok":
+        return done
+    folder = trial_dir(study_dir, trial["id"])
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(trial["spec"]["context"]["threads"])
+    t0 = time.perf_counter()
+    if trial["kind"] == "ae":
+        row = _autoencoder(trial, folder, data_dir, events, progress)
+    elif trial["kind"] == "pca":
+        row = _pca(trial, data_dir)
+    elif trial["kind"] == "baselines":
+        row = _baselines(trial, data_dir)
+    else:
+        raise ValueError(f"unknown trial kind {trial['kind']!r}")
+    row.update({"id": trial["id"], "kind": trial["kind"], "phase": trial["phase"], "dataset": trial["dataset"],
+                "status": "ok", "wall_seconds": round(time.perf_counter() - t0, 3), "trial": trial})
+    atomic_write_json(folder / RESULT, row)
+    return row
+
+
+def failed_result(trial: dict, error: str, attempts: int = 1) -> dict:
+    """The result row of a trial that failed on every attempt."""
+    return {"id": trial["id"], "kind": trial["kind"], "phase": trial["phase"], "dataset": trial["dataset"],
+            "status": "failed", "error": error, "attempts": attempts, "trial": trial}
+
+
+def _autoencoder(trial: dict, folder: Path, data_dir, events, progress) -> dict:
+    spec, ctx, dataset = trial["spec"], trial["spec"]["context"], trial["dataset"]
+    mc, tc = ModelConfig.from_dict(spec["model"]), TrainConfig.from_dict(spec["train"])
+
+    def on_epoch(row: dict) -> None:
+        if events is not None:
+            events.put((trial["id"], row["epoch"], tc.epochs, row["val_psnr"]))
+
+    run = train_run(dataset, mc, tc, folder / "run", data_dir, progress=progress, evaluate_on=None,
+                    subset=ctx["subset"], on_epoch=on_epoch)
+    model, shape = run.model, tuple(run.config["image_shape"])
+    x_test, y_test = _split(dataset, "test", ctx, data_dir)
+    x_val, _ = _split(dataset, "val", ctx, data_dir)
+    x_train, _ = _split(dataset, "train", ctx, data_dir)
+    x_train = x_train[:TRAIN_EVAL_IMAGES]
+    m = evaluate(model, x_test, y_test, shape, class_names=data.class_names(dataset))
+    robust = noise.noisy_test_set(x_test, ctx["robustness_var"], seed=ctx["seed"])
+    code = reconstruct(model, x_test[:1000], return_code=True)[1]
+    np.save(folder / "code_values.npy", code.numpy().astype(np.float32), allow_pickle=False)
+    idx = grid_indices(len(x_test))
+    image_grid([x_test[idx], reconstruct(model, x_test[idx])], shape, folder / "grid.png",
+               ["original", "reconstruction"],
+               title=f"{dataset} depth {mc.depth}, L={mc.latent}: psnr {m['psnr']:.2f} dB")
+    den = score_levels(model, x_test, ctx["eval_variances"], shape, seed=ctx["seed"],
+                       subset=ctx["baseline_subset"], grid_dir=folder if tc.noise_var is not None else None,
+                       title=f"{dataset} denoiser")
+    nv = tc.noise_var
+    row = {
+        "depth": mc.depth, "widths": list(mc.widths), "latent": mc.latent, "l2": tc.l2, "l1": tc.l1,
+        "noise_var": list(nv) if isinstance(nv, tuple) else nv,
+        "psnr": m["psnr"], "psnr_dataset": m["psnr_dataset"], "ssim": m["ssim"], "mse": m["mse"],
+        "val_psnr": psnr(reconstruct(model, x_val), x_val),
+        "train_psnr": psnr(reconstruct(model, x_train), x_train),
+        "noisy_psnr": psnr(reconstruct(model, robust), x_test),
+        "code_zero_fraction": m["code"]["zero_fraction"], "code_dead_units": m["code"]["dead_units"],
+        "code_mean_abs": m["code"]["mean_abs"],
+        "epochs_run": run.config["epochs_run"], "best_epoch": run.config["best_epoch"],
+        "seconds": run.config["train_seconds"], "parameters": run.config["parameters"], "seed": tc.seed,
+        "per_class_psnr": m.get("per_class_psnr", {}), "denoising": den, "run_dir": "run",
+    }
+    if nv is not None:  # a denoiser: its own task is denoising; select on noisy validation images
+        levels = ctx["eval_variances"] if isinstance(nv, tuple) else [nv]
+        row["val_psnr"] = float(np.mean([psnr(reconstruct(model, noise.noisy_validation_set(x_val, v, ctx["seed"])),
+                                              x_val) for v in levels]))
+    return row
+
+
+def _pca(trial: dict, data_dir) -> dict:
+    ctx, dataset, k = trial["spec"]["context"], trial["dataset"], trial["spec"]["k"]
+    shape = data.image_shape(dataset, data_dir)
+    x_train, _ = _split(dataset, "train", ctx, data_dir)
+    x_val, _ = _split(dataset, "val", ctx, data_dir)
+    x_test, y_test = _split(dataset, "test", ctx, data_dir)
+    t0 = time.perf_counter()
+    pca = baselines.fit_pca(x_train, k)
+    seconds = time.perf_counter() - t0
+    m = image_metrics(pca.reconstruct(x_test), x_test, shape, y_test, data.class_names(dataset))
+    robust = noise.noisy_test_set(x_test, ctx["robustness_var"], seed=ctx["seed"])
+    d = x_train.shape[1]
+    return {
+        "depth": None, "widths": [], "latent": k, "l2": 0.0, "l1": 0.0, "noise_var": None,
+        "psnr": m["psnr"], "psnr_dataset": m["psnr_dataset"], "ssim": m["ssim"], "mse": m["mse"],
+        "val_psnr": psnr(pca.reconstruct(x_val), x_val),
+        "train_psnr": psnr(pca.reconstruct(x_train[:TRAIN_EVAL_IMAGES]), x_train[:TRAIN_EVAL_IMAGES]),
+        "noisy_psnr": psnr(pca.reconstruct(robust), x_test),
+        "seconds": round(seconds, 3), "parameters": k * d + d, "seed": ctx["seed"],
+        "per_class_psnr": m.get("per_class_psnr", {}),
+    }
+
+
+def _baselines(trial: dict, data_dir) -> dict:
+    spec, ctx, dataset = trial["spec"], trial["spec"]["context"], trial["dataset"]
+    shape = data.image_shape(dataset, data_dir)
+    x_train, _ = _split(dataset, "train", ctx, data_dir)
+    x_val, _ = _split(dataset, "val", ctx, data_dir)
+    x_test, _ = _split(dataset, "test", ctx, data_dir)
+    results = baselines.denoising_baselines(x_train, x_val, x_test, spec["noise_var"], shape, seed=ctx["seed"],
+                                            methods=spec["methods"], subset=ctx["baseline_subset"])
+    return {"noise_var": spec["noise_var"], "rows": [r.to_dict() for r in results]}

@@ -1,0 +1,68 @@
+"""Shared fixtures: the datasets (real when AELAB_DATA_DIR points at them, generated otherwise)
+and isolation from the user's environment.
+
+Every test runs with XDG_CACHE_HOME in a fresh temporary folder (the real ~/.cache is never
+touched), AELAB_OFFLINE=1 (clear it with monkeypatch.delenv to test downloads) and
+AELAB_DATA_DIR unset: a test that needs data takes the ``data_dir`` fixture and passes it on
+(``data_dir=``, ``--data-dir`` or ``monkeypatch.setenv("AELAB_DATA_DIR", str(data_dir))``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from aelab import data
+from generated import write_dataset
+
+# Read once at import, before the autouse fixture below hides it from the tests.
+_REAL_DATA_DIR = os.environ.get("AELAB_DATA_DIR")
+
+
+def _has_real_data(root: str | None) -> bool:
+    return bool(root) and all(
+        data._find(Path(root) / name, stem) is not None
+        for name in data.KNOWN_DATASETS for stem in data.FILES)
+
+
+@pytest.fixture(scope="session")
+def real_data() -> bool:
+    """Whether the tests run on the real MNIST and Fashion-MNIST (AELAB_DATA_DIR holds both)."""
+    return _has_real_data(_REAL_DATA_DIR)
+
+
+@pytest.fixture(scope="session")
+def data_dir(real_data: bool, tmp_path_factory: pytest.TempPathFactory):
+    """A folder laid out as <dir>/<dataset>/<standard files> holding both known datasets:
+    AELAB_DATA_DIR when it has them, else generated ones (6,000 train / 1,000 test images of
+    28x28, labels 0..9) whose checksums are put in ``aelab.data.SHA256`` for the session."""
+    if real_data:
+        yield Path(_REAL_DATA_DIR)
+        return
+    root = tmp_path_factory.mktemp("data")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in data.KNOWN_DATASETS:
+            mp.setitem(data.SHA256, name, write_dataset(root, name))
+        yield root
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch,
+                          tmp_path_factory: pytest.TempPathFactory) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+    monkeypatch.setenv("AELAB_OFFLINE", "1")
+    monkeypatch.delenv("AELAB_DATA_DIR", raising=False)
+
+
+@pytest.fixture(scope="session")
+def quick_study(data_dir, tmp_path_factory: pytest.TempPathFactory):
+    """The quick preset study, run once per test session (about a minute on 2 cores), with its
+    report. Returns the study folder."""
+    from aelab.study import preset, run_study
+
+    out = tmp_path_factory.mktemp("quick-study")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AELAB_DATA_DIR", str(data_dir))
+        run_study(preset("quick"), out, data_dir=data_dir, progress=False)
+    return out

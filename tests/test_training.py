@@ -1,0 +1,222 @@
+"""Model, regularizers, trainer, run folders: real effects on small subsets of real (or generated) data."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aelab import ConfigError, TrainingError, data, evaluate, fit, load_run, psnr, reconstruct, train_run
+from aelab.baselines import fit_pca
+from aelab.model import PRESETS, DenseAutoencoder, ModelConfig
+from aelab.training import TrainConfig, learning_rate
+
+N_TRAIN, N_VAL, N_TEST = 4000, 500, 500
+
+
+@pytest.fixture(scope="module")
+def mnist(data_dir):
+    x_train, _ = data.load("mnist", "train", data_dir)
+    x_val, _ = data.load("mnist", "val", data_dir)
+    x_test, y_test = data.load("mnist", "test", data_dir)
+    return x_train[:N_TRAIN], x_val[:N_VAL], x_test[:N_TEST], y_test[:N_TEST]
+
+
+@pytest.fixture(scope="module")
+def trained(mnist):
+    """One depth-3, L=15 model trained briefly; shared by several tests."""
+    x_train, x_val, _, _ = mnist
+    return fit(ModelConfig.preset(3, 15), x_train, x_val, TrainConfig(epochs=8, threads=2), progress=False)
+
+
+def test_presets_follow_the_protocol():
+    m3 = DenseAutoencoder(ModelConfig.preset(3, 30))
+    m5 = DenseAutoencoder(ModelConfig.preset(5, 30))
+    shapes3 = [tuple(lin.weight.shape[::-1]) for lin in m3.dense_layers()]
+    assert shapes3 == [(784, 256), (256, 128), (128, 30), (30, 128), (128, 256), (256, 784)]
+    shapes5 = [tuple(lin.weight.shape[::-1]) for lin in m5.dense_layers()]
+    assert shapes5[:5] == [(784, 512), (512, 384), (384, 256), (256, 128), (128, 30)]
+    assert shapes5[5:] == [(30, 128), (128, 256), (256, 384), (384, 512), (512, 784)]
+    assert ModelConfig.preset(5, 30).depth == 5 and ModelConfig.preset(3, 100).depth == 3
+    # the protocol's weight counts (issue 6): 474,624 and 1,465,856 weights at L=30
+    assert sum(lin.weight.numel() for lin in m3.dense_layers()) == 474_624
+    assert sum(lin.weight.numel() for lin in m5.dense_layers()) == 1_465_856
+
+
+@settings(max_examples=25, deadline=None)
+@given(widths=st.lists(st.integers(1, 64), min_size=0, max_size=4), latent=st.integers(1, 40),
+       latent_activation=st.sampled_from(["linear", "relu", "tanh"]), norm=st.sampled_from(["batch", "layer", "none"]))
+def test_any_widths_build_and_reconstruct_in_unit_range(widths, latent, latent_activation, norm):
+    model = DenseAutoencoder(ModelConfig(input_dim=49, widths=tuple(widths), latent=latent,
+                                         latent_activation=latent_activation, norm=norm)).eval()
+    x = torch.rand(5, 49)
+    z = model.encode(x)
+    out = model.decode(z)
+    assert z.shape == (5, latent) and out.shape == (5, 49)
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    if latent_activation == "relu":
+        assert float(z.min()) >= 0
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"activation": "swish2"}, ["activation", "swish2", "relu"]),
+    ({"latent": 0}, ["latent", "positive"]),
+    ({"norm": "group"}, ["norm", "batch"]),
+])
+def test_bad_model_config_names_the_field(kwargs, words):
+    with pytest.raises(ConfigError) as err:
+        ModelConfig(**kwargs)
+    assert all(w in str(err.value) for w in words)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"l2": -1e-4}, ["l2", ">= 0"]),
+    ({"l1": float("nan")}, ["l1", "finite"]),
+    ({"lr": 0.0}, ["lr", "> 0"]),
+    ({"epochs": 0}, ["epochs", ">= 1"]),
+    ({"schedule": "step"}, ["schedule", "onecycle"]),
+    ({"loss": "l1"}, ["loss", "mse", "bce"]),
+    ({"noise_var": 2.0}, ["noise_var", "(0, 1]"]),
+    ({"noise_var": (0.2, 0.1)}, ["lower variance must be below"]),
+])
+def test_bad_train_config_names_the_field(kwargs, words):
+    with pytest.raises(ConfigError) as err:
+        TrainConfig(**kwargs)
+    assert all(w in str(err.value) for w in words), str(err.value)
+
+
+def test_schedule_warms_up_then_decays():
+    c = TrainConfig(lr=1e-2, warmup=0.1)
+    lrs = [learning_rate(c, s, 1000) for s in range(1000)]
+    assert lrs[0] == pytest.approx(1e-3)
+    assert max(lrs) == pytest.approx(1e-2, rel=1e-3) and lrs.index(max(lrs)) == 100
+    assert lrs[-1] < 2e-5 and all(a >= b for a, b in zip(lrs[100:], lrs[101:]))
+
+
+def test_training_lowers_the_loss_and_beats_the_mean_image_and_pca(trained, mnist):
+    x_train, _, x_test, _ = mnist
+    losses = [h["train_loss"] for h in trained.history]
+    assert losses[-1] < 0.5 * losses[0]
+    model_psnr = psnr(reconstruct(trained.model, x_test), x_test)
+    mean_psnr = psnr(x_train.mean(0, keepdim=True).expand_as(x_test), x_test)
+    pca_psnr = psnr(fit_pca(x_train, 15).reconstruct(x_test), x_test)
+    assert model_psnr > mean_psnr + 4, (model_psnr, mean_psnr)
+    assert model_psnr > pca_psnr + 0.5, (model_psnr, pca_psnr)
+
+
+def test_l1_makes_the_code_sparser(mnist):
+    x_train, x_val, x_test, _ = mnist
+    base = TrainConfig(epochs=4, threads=2)
+    codes = {}
+    for l1 in (0.0, 1e-2):
+        r = fit(ModelConfig.preset(3, 30), x_train, x_val, TrainConfig(**{**base.to_dict(), "l1": l1}), progress=False)
+        codes[l1] = evaluate(r.model, x_test)["code"]
+    assert codes[1e-2]["mean_abs"] < 0.25 * codes[0.0]["mean_abs"]
+    assert codes[1e-2]["zero_fraction"] > codes[0.0]["zero_fraction"] + 0.2
+
+
+def test_l2_makes_the_weights_smaller(mnist):
+    x_train, x_val, _, _ = mnist
+    norms = {}
+    for l2 in (0.0, 1e-3):
+        r = fit(ModelConfig.preset(3, 30), x_train, x_val, TrainConfig(epochs=3, l2=l2, threads=2), progress=False)
+        norms[l2] = float(r.model.weight_sq_norm())
+    assert norms[1e-3] < 0.7 * norms[0.0], norms
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(mnist):
+    x_train, x_val, _, _ = mnist
+    x_train = x_train[:1000]
+    runs = [fit(ModelConfig.preset(3, 15), x_train, x_val, TrainConfig(epochs=2, seed=s, threads=1), progress=False)
+            for s in (3, 3, 4)]
+    a, b, c = (r.model.state_dict() for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    assert runs[0].history[-1]["val_loss"] == runs[1].history[-1]["val_loss"]
+
+
+def test_a_resumed_training_equals_an_uninterrupted_one(mnist, tmp_path):
+    x_train, x_val, _, _ = mnist
+    x_train = x_train[:1500]
+    config = TrainConfig(epochs=4, threads=1, noise_var=0.05)
+    whole = fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False)
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(row):
+        if row["epoch"] == 2:
+            raise Stop
+
+    ckpt = tmp_path / "checkpoint.safetensors"
+    with pytest.raises(Stop):
+        fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt, on_epoch=interrupt)
+    assert ckpt.exists()
+    resumed = fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt)
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["val_loss"] for h in whole.history] == [h["val_loss"] for h in resumed.history]
+    with pytest.raises(ConfigError, match="another configuration"):
+        fit(ModelConfig.preset(3, 30), x_train, x_val, config, progress=False, checkpoint_path=ckpt)
+
+
+def test_a_non_finite_loss_stops_with_the_epoch_and_a_lower_lr(mnist):
+    x_train, x_val, _, _ = mnist
+    with pytest.raises(TrainingError) as err:
+        fit(ModelConfig.preset(3, 15, norm="none"), x_train[:512], x_val, TrainConfig(epochs=3, lr=1e30, threads=1),
+            progress=False)
+    message = str(err.value)
+    assert "epoch 1" in message and "lower the learning rate" in message and "--lr" in message
+
+
+def test_bad_inputs_are_refused_with_the_shape(mnist):
+    x_train, x_val, _, _ = mnist
+    with pytest.raises(ConfigError, match=r"x_train has shape \(10, 100\); expected \(N, 784\)"):
+        fit(ModelConfig.preset(3, 15), torch.rand(10, 100), x_val, TrainConfig(epochs=1), progress=False)
+    bad = x_train[:64].clone()
+    bad[3, 5] = float("nan")
+    with pytest.raises(ConfigError, match="not finite"):
+        fit(ModelConfig.preset(3, 15), bad, x_val, TrainConfig(epochs=1), progress=False)
+
+
+def test_bce_loss_and_relu_code_train(mnist):
+    x_train, x_val, x_test, _ = mnist
+    r = fit(ModelConfig.preset(3, 30, latent_activation="relu"), x_train[:2000], x_val,
+            TrainConfig(epochs=3, loss="bce", threads=2), progress=False)
+    assert r.history[-1]["train_loss"] < r.history[0]["train_loss"]
+    assert float(r.model.encode(x_test).min()) >= 0
+    assert psnr(reconstruct(r.model, x_test), x_test) > 14
+
+
+def test_run_folder_round_trip_gives_identical_reconstructions(data_dir, tmp_path):
+    out = tmp_path / "run"
+    run = train_run("mnist", ModelConfig.preset(3, 15), TrainConfig(epochs=1, threads=2), out, data_dir,
+                    progress=False, subset={"train": 1000, "val": 200})
+    assert {p.name for p in out.iterdir()} >= {"config.json", "model.safetensors", "history.jsonl",
+                                                 "metrics.json", "grid.png"}
+    assert not (out / "checkpoint.safetensors").exists()
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["widths"] == list(PRESETS[3]) and config["train"]["epochs"] == 1
+    x_test, _ = data.load("mnist", "test", data_dir)
+    again = load_run(out)
+    assert torch.equal(reconstruct(run.model, x_test[:300]), reconstruct(again, x_test[:300]))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["psnr"] == pytest.approx(psnr(reconstruct(again, x_test), x_test), abs=1e-6)
+    assert metrics["psnr"] >= metrics["psnr_dataset"]
+    # a second call with the same config returns the finished run; another config is refused
+    assert train_run("mnist", ModelConfig.preset(3, 15), TrainConfig(epochs=1, threads=2), out, data_dir,
+                     progress=False, subset={"train": 1000, "val": 200}).path == out
+    with pytest.raises(ConfigError, match="another configuration"):
+        train_run("mnist", ModelConfig.preset(3, 30), TrainConfig(epochs=1), out, data_dir, progress=False)
+
+
+def test_a_corrupt_weights_file_is_refused(data_dir, tmp_path):
+    out = tmp_path / "run"
+    train_run("mnist", ModelConfig.preset(3, 15), TrainConfig(epochs=1, threads=2), out, data_dir, progress=False,
+              subset={"train": 500, "val": 100}, evaluate_on=None)
+    blob = (out / "model.safetensors").read_bytes()
+    (out / "model.safetensors").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(ConfigError, match="model.safetensors .*corrupt"):
+        load_run(out)
