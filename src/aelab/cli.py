@@ -92,7 +92,7 @@ def _widths(text: str | None) -> tuple[int, ...] | None:
 @click.option("--l1", type=float, default=0.0, show_default=True, help="L1 penalty on the code.")
 @click.option("--epochs", type=int, default=TrainConfig.epochs, show_default=True)
 @click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True)
-@click.option("--lr", type=float, default=TrainConfig.lr, show_default=True, help="Peak learning rate.")
+@click.option("--lr", type=float, default=None, help="Peak learning rate (default: 1e-2 for depth 3, 5e-3 deeper).")
 @click.option("--schedule", default=TrainConfig.schedule, show_default=True)
 @click.option("--loss", default=TrainConfig.loss, show_default=True, help="mse or bce.")
 @click.option("--patience", type=int, default=TrainConfig.patience, show_default=True,

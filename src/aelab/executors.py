@@ -8,12 +8,16 @@ A trial's numbers do not depend on the executor: each trial fixes its own seed a
 """
 from __future__ import annotations
 
+import copy
 import multiprocessing as mp
 import os
 import queue
+import signal
 from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing.managers import SyncManager
 from pathlib import Path
 
+from . import data
 from .errors import ConfigError
 from .trials import run_trial
 
@@ -40,10 +44,18 @@ class InlineExecutor:
         pass
 
 
-def _init_worker(threads: int) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+
+
+def _init_worker(threads: int, checksums: dict) -> None:
     import torch
 
+    from . import data
+
+    _ignore_sigint()
     torch.set_num_threads(threads)
+    data.SHA256.update(checksums)  # the driver's table (tests register generated datasets in it)
 
 
 class LocalPoolExecutor:
@@ -51,11 +63,12 @@ class LocalPoolExecutor:
 
     def __init__(self, study_dir: Path, data_dir: Path | None, workers: int, threads: int) -> None:
         ctx = mp.get_context("spawn")
-        self._manager = ctx.Manager()
+        self._manager = SyncManager(ctx=ctx)
+        self._manager.start(_ignore_sigint)
         self.events = self._manager.Queue()
         self.study_dir, self.data_dir = study_dir, data_dir
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                         initargs=(threads,))
+                                         initargs=(threads, copy.deepcopy(data.SHA256)))
 
     def submit(self, trial: dict) -> Future:
         return self._pool.submit(run_trial, trial, self.study_dir, self.data_dir, self.events)

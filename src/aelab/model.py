@@ -33,6 +33,7 @@ class ModelConfig:
 
     input_dim: pixels per image (784 for 28x28); widths: hidden widths of the encoder, outermost
     first (the decoder mirrors them); latent: size L of the code; activation: hidden activation;
+    activation defaults to SiLU (the recipe, docs/recipe.md; "relu" is the Keras-notebook choice);
     latent_activation: "linear" (default) or e.g. "relu" (the usual Keras-notebook choice);
     norm: normalization after each hidden dense layer ("batch", "layer" or "none").
     """
@@ -40,7 +41,7 @@ class ModelConfig:
     input_dim: int = 784
     widths: tuple[int, ...] = PRESETS[3]
     latent: int = 30
-    activation: str = "relu"
+    activation: str = "silu"
     latent_activation: str = "linear"
     norm: str = "batch"
 

@@ -507,12 +507,13 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
                 if t.id in trial_bars:
                     trial_bars.pop(t.id).close()
                 bar.update(1)
-    except KeyboardInterrupt:
+            if finished:
+                collect(config, out, done)  # results.csv stays current while the study runs
+    finally:  # also on Ctrl-C: stop the workers; finished trials are on disk
         pool.shutdown()
         bar.close()
-        raise
-    pool.shutdown()
-    bar.close()
+        for b in trial_bars.values():
+            b.close()
     summary = collect(config, out, done, wall_seconds=time.perf_counter() - t0)
     if report:
         from .report import write_report
@@ -595,7 +596,7 @@ def _baseline_score(b: dict) -> dict:
     subset_* numbers."""
     if b.get("subset"):
         return {"subset_psnr": b["psnr"], "subset_psnr_dataset": b["psnr_dataset"], "subset_images": b["n_images"],
-                "ssim": None}
+                "ssim": None, "note": b.get("note", "")}
     return b
 
 
@@ -630,8 +631,12 @@ def collect(c: StudyConfig, out: str | Path, done: dict[str, dict] | None = None
         choices[dataset] = pick
     summary = {"study": c.to_dict(), "trials_total": count_trials(c), "trials_done": len(ordered),
                "failed": failed, "choices": choices, "rows": rows, "denoising": denoising}
-    if wall_seconds is not None:
+    if wall_seconds is not None:  # this run's wall time, and the total over every run of this study
+        before = {}
+        if (out / "summary.json").is_file():
+            before = json.loads((out / "summary.json").read_text())
         summary["wall_seconds"] = round(wall_seconds, 1)
+        summary["wall_seconds_total"] = round(before.get("wall_seconds_total", 0.0) + wall_seconds, 1)
     atomic_write_text(out / "results.csv", _csv(rows, RESULT_COLUMNS))
     atomic_write_json(out / "results.json", rows)
     atomic_write_text(out / "denoising.csv", _csv(denoising, DENOISING_COLUMNS))

@@ -38,7 +38,7 @@ class TrainConfig:
     """How to train. Every field has the default recipe's value (see docs/recipe.md).
 
     epochs: passes over the training split; batch_size: images per step; lr: peak learning rate
-    of Adam; schedule: "onecycle" (linear warm-up over `warmup` of the steps, then cosine decay
+    of Adam (None: `default_lr` of the model's depth); schedule: "onecycle" (linear warm-up over `warmup` of the steps, then cosine decay
     to lr/1000), "cosine" (no warm-up) or "constant"; l2, l1: the protocol's penalties (>= 0);
     loss: "mse" or "bce"; patience: stop after this many epochs without a better validation loss
     and restore the best weights (0 = never stop early; the best weights are still restored);
@@ -51,7 +51,7 @@ class TrainConfig:
 
     epochs: int = 60
     batch_size: int = 256
-    lr: float = 1e-2
+    lr: float | None = None
     schedule: str = "onecycle"
     warmup: float = 0.1
     l2: float = 0.0
@@ -76,9 +76,11 @@ class TrainConfig:
             _check_int("threads", self.threads, 1)
         for name in ("lr", "l2", "l1", "warmup"):
             value = getattr(self, name)
+            if name == "lr" and value is None:
+                continue
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"training {name}={value!r}: must be a finite number >= 0")
-        if self.lr <= 0:
+        if self.lr is not None and self.lr <= 0:
             raise ConfigError(f"training lr={self.lr!r}: must be > 0 (try 1e-3 to 1e-2)")
         if self.warmup >= 1:
             raise ConfigError(f"training warmup={self.warmup!r}: a fraction of the steps, below 1 (e.g. 0.1)")
@@ -115,7 +117,8 @@ def _check_int(name: str, value, minimum: int) -> None:
 @dataclass
 class TrainResult:
     """What `fit` returns: the trained model (best weights, eval mode), its per-epoch history
-    (dicts with epoch, train_loss, val_loss, val_psnr in dB, lr, seconds), the best epoch
+    (dicts with epoch, train_loss, val_loss, val_psnr in dB, lr, train_seconds: the training
+    steps, seconds: the whole epoch with validation), the best epoch
     (1-based), the epochs run, and the training wall time in seconds."""
 
     model: DenseAutoencoder
@@ -138,25 +141,34 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
-    """The learning rate at optimizer step `step` (0-based) of `total_steps`."""
+def default_lr(depth: int) -> float:
+    """The recipe's peak learning rate: 1e-2 up to 3 dense layers per side, 5e-3 deeper (measured
+    in docs/recipe.md: depth 5 at 1e-2 trails depth 3; at 5e-3 it overtakes it)."""
+    return 1e-2 if depth <= 3 else 5e-3
+
+
+def learning_rate(config: TrainConfig, step: int, total_steps: int, peak: float | None = None) -> float:
+    """The learning rate at optimizer step `step` (0-based) of `total_steps`; peak defaults to
+    config.lr."""
+    peak = config.lr if peak is None else peak
     if config.schedule == "constant":
-        return config.lr
+        return peak
     warm = int(config.warmup * total_steps) if config.schedule == "onecycle" else 0
     if step < warm:
-        return config.lr * (0.1 + 0.9 * step / warm)
+        return peak * (0.1 + 0.9 * step / warm)
     progress = (step - warm) / max(1, total_steps - warm)
-    floor = config.lr / 1000
-    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    floor = peak / 1000
+    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def build_optimizer(model: DenseAutoencoder, config: TrainConfig, device: torch.device) -> torch.optim.Adam:
+def build_optimizer(model: DenseAutoencoder, config: TrainConfig, device: torch.device,
+                    lr: float) -> torch.optim.Adam:
     """Adam (fused where the device supports it): L2 as weight decay 2*l2 on dense weights only."""
     weights = [m.weight for m in model.dense_layers()]
     ids = {id(w) for w in weights}
     others = [p for p in model.parameters() if id(p) not in ids]
     groups = [{"params": weights, "weight_decay": 2 * config.l2}, {"params": others, "weight_decay": 0.0}]
-    return torch.optim.Adam(groups, lr=config.lr, fused=device.type in ("cpu", "cuda"))
+    return torch.optim.Adam(groups, lr=lr, fused=device.type in ("cpu", "cuda"))
 
 
 def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
@@ -228,7 +240,8 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
         torch.manual_seed(config.seed)
         model = DenseAutoencoder(model_config)
     model.to(device)
-    optimizer = build_optimizer(model, config, device)
+    peak_lr = config.lr or default_lr(model_config.depth)
+    optimizer = build_optimizer(model, config, device, peak_lr)
     x_train = x_train.to(device, torch.float32).contiguous()
     x_val = x_val.to(device, torch.float32)
     batch_gen = torch.Generator(device=device).manual_seed(config.seed)
@@ -258,7 +271,7 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
         perm = torch.randperm(n, device=device, generator=batch_gen)
         loss_sum = torch.zeros((), device=device)
         for i in range(0, n, config.batch_size):
-            lr = learning_rate(config, step, total_steps)
+            lr = learning_rate(config, step, total_steps, peak_lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             clean = x_train[perm[i:i + config.batch_size]]
@@ -275,18 +288,19 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
             loss_sum += loss.detach() * len(clean)
             step += 1
         train_loss = float(loss_sum) / n
+        train_seconds = time.perf_counter() - t0
         if config.l2:
             with torch.no_grad():
                 train_loss += config.l2 * float(model.weight_sq_norm())
         if not math.isfinite(train_loss):
             raise TrainingError(
                 f"the training loss became {train_loss} in epoch {epoch + 1}; lower the learning rate "
-                f"(now lr={config.lr:g}, e.g. --lr {config.lr / 10:g}) or the regularization strengths")
+                f"(now lr={peak_lr:g}, e.g. --lr {peak_lr / 10:g}) or the regularization strengths")
         val_loss, val_psnr = evaluate_loss(model, x_val_in, x_val, config)
         seconds = time.perf_counter() - t0
         elapsed += seconds
         row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_psnr": val_psnr,
-               "lr": lr, "seconds": round(seconds, 4)}
+               "lr": lr, "train_seconds": round(train_seconds, 4), "seconds": round(seconds, 4)}
         history.append(row)
         if val_loss < best["loss"]:
             best = {"loss": val_loss, "epoch": epoch + 1, "state": copy.deepcopy(model.state_dict())}

@@ -1,0 +1,95 @@
+"""How close one training gets to this machine's matrix-multiply limit.
+
+    python benchmarks/train_speed.py [--epochs 5] [--precision fp32|bf16] [--device cpu|cuda] [--latent 30]
+
+For the depth-3 and depth-5 presets on MNIST it prints: seconds per epoch (median over epochs,
+training steps only, scaled to 60,000 images), images per second, the float32 GEMM rate measured
+in the same run at 2048^3 and at the layers' own shapes, and the percentage of the lower bound
+6 * weights * 60,000 / GEMM rate that the epoch achieves (forward 2 FLOP per weight and image,
+backward 4).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from aelab import data
+from aelab.model import DenseAutoencoder, ModelConfig
+from aelab.training import TrainConfig, fit, resolve_device
+
+IMAGES = 60_000
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def gemm_rate(shapes: list[tuple[int, int, int]], device: torch.device, dtype=torch.float32,
+              seconds: float = 1.0) -> float:
+    """FLOP/s of torch.mm over a list of (m, k, n) products, repeated for about `seconds`."""
+    mats = [(torch.randn(m, k, device=device, dtype=dtype), torch.randn(k, n, device=device, dtype=dtype))
+            for m, k, n in shapes]
+    flop = sum(2 * m * k * n for m, k, n in shapes)
+    for a, b in mats:  # warm-up
+        torch.mm(a, b)
+    _sync(device)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for a, b in mats:
+            torch.mm(a, b)
+        reps += 1
+    _sync(device)
+    return flop * reps / (time.perf_counter() - t0)
+
+
+def layer_shapes(model: DenseAutoencoder, batch: int) -> list[tuple[int, int, int]]:
+    """The (m, k, n) GEMMs of one training step: forward, input gradient, weight gradient."""
+    shapes = []
+    for lin in model.dense_layers():
+        n_out, n_in = lin.weight.shape
+        shapes += [(batch, n_in, n_out), (batch, n_out, n_in), (n_out, batch, n_in)]
+    return shapes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--latent", type=int, default=30)
+    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    x_train, _ = data.load("mnist", "train")
+    x_val, _ = data.load("mnist", "val")
+    big = gemm_rate([(2048, 2048, 2048)], device)
+    print(f"device {device}, {torch.get_num_threads()} threads, precision {args.precision}, "
+          f"batch {args.batch_size}; float32 GEMM at 2048^3: {big / 1e9:.0f} GFLOP/s")
+    print("| preset | weights | s/epoch (60k) | images/s | GEMM at layer shapes GFLOP/s | bound s (2048^3) "
+          "| % of bound | bound s (layer shapes) | % of that |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for depth in (3, 5):
+        mc = ModelConfig.preset(depth, args.latent)
+        model = DenseAutoencoder(mc)
+        weights = sum(lin.weight.numel() for lin in model.dense_layers())
+        small = gemm_rate(layer_shapes(model, args.batch_size), device)
+        tc = TrainConfig(epochs=args.epochs, device=args.device, precision=args.precision,
+                         batch_size=args.batch_size)
+        result = fit(mc, x_train, x_val, tc, progress=False)
+        per_image = statistics.median(h["train_seconds"] for h in result.history[1:] or result.history) / len(x_train)
+        epoch = per_image * IMAGES
+        flop = 6 * weights * IMAGES
+        print(f"| depth {depth}, L={args.latent} | {weights:,} | {epoch:.2f} | {1 / per_image:,.0f} | "
+              f"{small / 1e9:.0f} | {flop / big:.2f} | {100 * flop / big / epoch:.0f}% | {flop / small:.2f} | "
+              f"{100 * flop / small / epoch:.0f}% |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Run study trials as Ray tasks: on a Ray instance started here, or on an existing Ray cluster.
+
+Each trial is one Ray core task running `trials.run_trial` on some worker; `submit` returns a
+`concurrent.futures.Future` of its result row, as the local executors do. Everything a trial
+writes goes to the study folder, so that folder must be storage the driver and every Ray node
+share (the same absolute path everywhere). Ray retries a trial whose worker died (killed, out of
+memory, node lost) and one that raised; a retried trial resumes from its per-epoch checkpoint,
+and a finished trial is never run again. See docs/ray.md.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from concurrent.futures import Future
+from pathlib import Path
+
+from .errors import ConfigError
+from .trials import run_trial
+
+INSTALL_HINT = "--executor ray needs Ray: pip install 'aelab[ray]'"
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(INSTALL_HINT) from None
+    return ray
+
+
+def run_on_worker(trial: dict, study_dir: str, data_dir: str | None) -> dict:
+    """What each Ray task runs: `run_trial(trial, study_dir, data_dir)` (returns its result row),
+    after checking that the study folder is visible on this node (ConfigError if it is not)."""
+    if not Path(study_dir).is_dir():
+        import socket
+
+        raise ConfigError(f"the study folder {study_dir} does not exist on Ray node {socket.gethostname()}: "
+                          "put --out on storage that the driver and every Ray node share, at the same path")
+    return run_trial(trial, study_dir, data_dir)
+
+
+def trial_error(exc: BaseException, attempts: int) -> BaseException:
+    """The exception to give the study for a Ray task that failed on every one of `attempts`
+    attempts: the trial's own exception (unwrapped from RayTaskError) or, when its worker died, a
+    RuntimeError saying so; either with an `attempts` attribute. Other errors pass unchanged."""
+    from ray import exceptions as rx
+
+    if isinstance(exc, rx.RayTaskError):
+        err = exc.cause
+        if not isinstance(err, Exception) or isinstance(err, rx.RayError):  # e.g. a cause Ray could not pickle
+            err = RuntimeError(_last_line(str(err if isinstance(err, Exception) else exc)))
+    elif isinstance(exc, (rx.WorkerCrashedError, rx.NodeDiedError, rx.OutOfMemoryError,
+                          rx.LocalRayletDiedError, rx.ObjectLostError)):
+        err = RuntimeError(f"the Ray worker running this trial died on every attempt "
+                           f"({type(exc).__name__}: {_first_line(str(exc))})")
+    else:
+        return exc
+    err.attempts = attempts
+    return err
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _last_line(text: str) -> str:
+    return next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
+
+
+def _local_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class RayExecutor:
+    """Runs each study trial as a Ray task (see the module docstring).
+
+    study_dir: the study folder (made an absolute path; it must be shared storage on a
+    cluster); data_dir: the datasets folder, passed to every trial (default $AELAB_DATA_DIR, else
+    each worker's own search); threads: the study's CPU threads per trial; address: a Ray
+    cluster to connect to ("auto", "host:port", "ray://..."; default $RAY_ADDRESS, else start a
+    local instance with every core of this machine); cpus_per_trial: CPUs Ray reserves per
+    trial (default `threads`); gpus_per_trial: GPUs per trial (fractions pack several trials on
+    one GPU; 0 hides the GPUs from trials); max_retries: how often a failed trial is retried.
+    """
+
+    events = None  # no per-epoch progress from Ray workers; the study shows trials done
+
+    def __init__(self, study_dir: str | Path, data_dir: str | Path | None, threads: int,
+                 address: str | None = None, cpus_per_trial: float | None = None,
+                 gpus_per_trial: float = 0, max_retries: int = 2) -> None:
+        ray = _import_ray()
+        if cpus_per_trial is not None and not cpus_per_trial > 0:
+            raise ConfigError(f"--cpus-per-trial {cpus_per_trial!r} is not allowed; give a number > 0")
+        if gpus_per_trial is None or gpus_per_trial < 0:
+            raise ConfigError(f"--gpus-per-trial {gpus_per_trial!r} is not allowed; give a number >= 0")
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigError(f"max_retries {max_retries!r} is not allowed; give a whole number >= 0")
+        self._ray = ray
+        self.study_dir = Path(os.path.abspath(Path(study_dir).expanduser()))  # symlinks kept: nodes may differ
+        data_dir = data_dir or os.environ.get("AELAB_DATA_DIR") or None
+        self.data_dir = os.path.abspath(Path(data_dir).expanduser()) if data_dir else None
+        self.gpus_per_trial = gpus_per_trial
+        self.attempts = max_retries + 1
+        self.started = not ray.is_initialized()  # shutdown() disconnects only what it connected
+        if self.started:
+            quiet = {"include_dashboard": False, "ignore_reinit_error": True, "logging_level": logging.WARNING}
+            address = address or os.environ.get("RAY_ADDRESS") or None
+            if address and address != "local":
+                ray.init(address=address, **quiet)
+            else:
+                ray.init(address="local", num_cpus=max(_local_cpus(), math.ceil(cpus_per_trial or threads)), **quiet)
+                if ray.cluster_resources().get("GPU", 0) < gpus_per_trial:
+                    ray.shutdown()
+                    raise ConfigError(f"--gpus-per-trial {gpus_per_trial:g}, but this machine has no GPU Ray "
+                                      "can use; give --gpus-per-trial 0 or --address of a cluster with GPUs")
+        options = {"num_cpus": cpus_per_trial or threads, "num_gpus": gpus_per_trial,
+                   "max_retries": max_retries, "retry_exceptions": True}
+        if not gpus_per_trial:  # Ray shows every GPU to a task that asked for none: hide them
+            options["runtime_env"] = {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}
+        self._task, self._options = ray.remote(run_on_worker), options
+        self._pending: set = set()
+
+    def submit(self, trial: dict) -> Future:
+        """Start `trial` (a `study.Trial.to_dict()`) as a Ray task; returns a Future of its
+        result row, whose exception (after every attempt failed) has an `attempts` attribute.
+        Raises ConfigError for a trial set to train on CUDA when no GPUs are given per trial."""
+        device = str(trial["spec"].get("train", {}).get("device", "cpu"))
+        if device.startswith("cuda") and not self.gpus_per_trial:
+            raise ConfigError(f"the study trains on {device}: give --gpus-per-trial (e.g. 1, or 0.25 to "
+                              "share a GPU between 4 trials) with --executor ray")
+        ref = self._task.options(name=trial["id"], **self._options).remote(trial, str(self.study_dir), self.data_dir)
+        self._pending.add(ref)
+        out: Future = Future()
+
+        def settle(done: Future) -> None:
+            self._pending.discard(ref)
+            try:
+                out.set_result(done.result())
+            except BaseException as exc:  # noqa: BLE001 - handed to the study, which records it
+                out.set_exception(trial_error(exc, self.attempts))
+
+        ref.future().add_done_callback(settle)
+        return out
+
+    def shutdown(self) -> None:
+        """Cancel the trials still queued or running (force: their workers are stopped; finished
+        trials and checkpoints stay on disk), then disconnect from Ray if this executor connected
+        (stopping the local instance it started; a cluster keeps running)."""
+        ray = self._ray
+        if not ray.is_initialized():
+            return
+        for ref in list(self._pending):
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - already finished or gone
+                pass
+        if self.started:
+            ray.shutdown()

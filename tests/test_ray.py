@@ -1,0 +1,236 @@
+"""The Ray executor: the quick preset on a local 2-CPU Ray cluster gives the local executor's
+results; a trial whose worker is SIGKILLed mid-training is retried and ends with the same numbers;
+a trial that fails on every attempt is recorded as failed; without Ray the flag says how to
+install it.
+
+Skipped when Ray is not installed, unless AELAB_REQUIRE_RAY=1 (CI installs the ray extra).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from aelab.errors import ConfigError
+
+if os.environ.get("AELAB_REQUIRE_RAY") == "1":
+    import ray
+else:
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'aelab[ray]')")
+
+from aelab.study import TIMING_COLUMNS, preset, run_study, study_from_dict  # noqa: E402
+
+pytestmark = pytest.mark.ray
+
+SUBSET = {"train": 3000, "val": 500, "test": 500}
+
+
+def _small(**overrides) -> dict:
+    """A study of a few small trials (seconds each on 2 cores)."""
+    return {"name": "small", "datasets": ["mnist"], "depths": [3], "latents": [15, 30], "epochs": 3,
+            "l2": [], "l1": [], "combined": False, "pca": False, "denoising": None, "subset": SUBSET,
+            **overrides}
+
+
+def _rows(path: Path) -> list[dict]:
+    """The rows of a CSV file without the timing columns (which differ between identical runs)."""
+    with open(path, newline="") as f:
+        return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in csv.DictReader(f)]
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+def _same_results(a: Path, b: Path) -> None:
+    for name in ("results.csv", "denoising.csv"):
+        assert _rows(a / name) == _rows(b / name), name
+    summary_a, summary_b = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    assert summary_a["choices"] == summary_b["choices"]
+    assert summary_a["failed"] == summary_b["failed"]
+
+
+def _ray_worker_pid(trial_id: str) -> int | None:
+    """The pid of the Ray worker whose process title says it runs task `trial_id` (tasks are named
+    after their trial)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            title = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if title.split(" ")[0] == f"ray::{trial_id}":
+            return int(cmdline.parent.name)
+    return None
+
+
+# ------------------------------------------------------------------------------------------ no Ray
+
+def test_without_ray_the_flag_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    from aelab.executors import make_executor
+
+    with pytest.raises(ConfigError, match=r"--executor ray needs Ray: pip install 'aelab\[ray\]'"):
+        make_executor("ray", tmp_path, None, workers=1, threads=1, progress=False)
+
+
+def test_bad_resources_are_config_errors(tmp_path):
+    from aelab.ray_executor import RayExecutor
+
+    with pytest.raises(ConfigError, match="--cpus-per-trial"):
+        RayExecutor(tmp_path, None, threads=1, cpus_per_trial=0)
+    with pytest.raises(ConfigError, match="--gpus-per-trial"):
+        RayExecutor(tmp_path, None, threads=1, gpus_per_trial=-1)
+
+
+def test_failed_tasks_become_readable_errors_with_attempts():
+    from ray import exceptions as rx
+
+    from aelab.errors import TrainingError
+    from aelab.ray_executor import trial_error
+
+    wrapped = rx.RayTaskError("run_on_worker", "Traceback (most recent call last):\nTrainingError: loss nan",
+                              TrainingError("loss nan")).as_instanceof_cause()
+    err = trial_error(wrapped, 3)
+    assert type(err) is TrainingError and str(err) == "loss nan" and err.attempts == 3
+    err = trial_error(rx.WorkerCrashedError(), 3)
+    assert type(err) is RuntimeError and err.attempts == 3
+    assert str(err).startswith("the Ray worker running this trial died on every attempt (WorkerCrashedError: ")
+    other = ValueError("not from a task")
+    assert trial_error(other, 3) is other and not hasattr(other, "attempts")
+
+
+# ------------------------------------------------------------------------------------------ Ray
+
+def test_starts_and_stops_its_own_local_instance(tmp_path):
+    """Without an address (and no RAY_ADDRESS) it starts a local instance with this machine's
+    cores and stops it on shutdown. Runs before the module's shared instance exists."""
+    if ray.is_initialized():
+        pytest.skip("a Ray instance is already running in this process")
+    from aelab.ray_executor import RayExecutor
+
+    pool = RayExecutor(tmp_path / "study", None, threads=1)
+    try:
+        assert pool.started and ray.is_initialized()
+        assert pool.study_dir.is_absolute()
+        assert ray.cluster_resources()["CPU"] == len(os.sched_getaffinity(0))
+    finally:
+        pool.shutdown()
+    assert not ray.is_initialized()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(data_dir, real_data, tmp_path_factory):
+    """One local Ray instance with 2 CPUs for this module's studies (the executor reuses it and
+    leaves it running). Workers get the test environment: offline, a temporary cache."""
+    options = {}
+    if not real_data:  # generated datasets: workers must know their checksums too
+        from aelab import data
+
+        sums = {name: dict(data.SHA256[name]) for name in data.KNOWN_DATASETS}
+
+        def patch_checksums():
+            from aelab import data as worker_data
+
+            worker_data.SHA256.update(sums)
+
+        options["runtime_env"] = {"worker_process_setup_hook": patch_checksums}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AELAB_OFFLINE", "1")
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("ray-cache")))
+        mp.delenv("RAY_ADDRESS", raising=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", **options)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_quick_preset_on_ray_matches_the_local_executor(ray_cluster, quick_study, data_dir, tmp_path):
+    out = tmp_path / "quick-ray"
+    summary = run_study(preset("quick"), out, data_dir=data_dir, executor="ray", progress=False)
+    assert summary["failed"] == []
+    assert summary["trials_done"] == summary["trials_total"]
+    _same_results(out, quick_study)
+    assert _files(out) == _files(quick_study)  # the same run folders, results files and report
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_retried_and_the_study_completes(ray_cluster, data_dir, tmp_path):
+    config = study_from_dict(_small(epochs=8))
+    reference = tmp_path / "reference"
+    run_study(config, reference, data_dir=data_dir, executor="local", workers=1, progress=False, report=False)
+
+    out = tmp_path / "killed"
+    killed: dict = {}
+
+    def kill_one_mid_training() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for ckpt in out.glob("trials/*/run/checkpoint.safetensors"):
+                trial_id = ckpt.parent.parent.name
+                pid = _ray_worker_pid(trial_id)
+                if pid is not None and not (ckpt.parent.parent / "result.json").exists():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.update(trial=trial_id, pid=pid, checkpoint=ckpt)
+                    return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_one_mid_training, daemon=True)
+    killer.start()
+    summary = run_study(config, out, data_dir=data_dir, executor="ray", progress=False, report=False)
+    killer.join(timeout=5)
+    assert killed, "no Ray worker was caught mid-training"
+    assert summary["failed"] == []
+    assert all(r["status"] == "ok" for r in summary["rows"]) and len(summary["rows"]) == 2
+    _same_results(out, reference)
+    assert not killed["checkpoint"].exists()  # the retry resumed and finished the training
+
+
+@pytest.mark.slow
+def test_a_trial_failing_on_every_attempt_is_recorded_and_the_rest_completes(ray_cluster, data_dir, tmp_path):
+    config = study_from_dict(_small(
+        pca=True,
+        denoising={"variances": [0.04], "blind": None, "baselines": ["noisy"], "subset": 100,
+                   "train": {"lr": 1.0e30}, "model": {"norm": "none"}}))
+    out = tmp_path / "failing"
+    summary = run_study(config, out, data_dir=data_dir, executor="ray", progress=False, report=False,
+                        max_retries=1)
+    failed = summary["failed"]
+    assert [f["phase"] for f in failed] == ["denoise"]
+    assert failed[0]["attempts"] == 2
+    assert failed[0]["error"].startswith("TrainingError: the training loss became nan")
+    on_disk = json.loads((out / "summary.json").read_text())["failed"]
+    assert on_disk == failed
+    rows = {r["id"]: r for r in _rows(out / "results.csv")}
+    assert rows[failed[0]["id"]]["status"] == "failed"
+    assert "TrainingError" in rows[failed[0]["id"]]["error"]
+    ok = [r for r in rows.values() if r["status"] == "ok"]
+    assert {r["phase"] for r in ok} == {"grid", "pca"} and len(ok) == 4
+    assert summary["trials_done"] == summary["trials_total"]
+
+
+@pytest.mark.slow
+def test_shutdown_cancels_running_trials_and_leaves_a_shared_instance_running(ray_cluster, data_dir, tmp_path):
+    from aelab.ray_executor import RayExecutor
+    from aelab.study import plan
+
+    trial = plan(study_from_dict(_small(latents=[15], epochs=30)), {})[0].to_dict()
+    pool = RayExecutor(tmp_path, data_dir, threads=1)
+    assert not pool.started  # the module's instance was there first
+    future = pool.submit(trial)
+    checkpoint = tmp_path / "trials" / trial["id"] / "run" / "checkpoint.safetensors"
+    deadline = time.monotonic() + 60
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert checkpoint.exists()
+    pool.shutdown()
+    assert future.exception(timeout=60) is not None
+    assert not (tmp_path / "trials" / trial["id"] / "result.json").exists()
+    assert checkpoint.exists()  # a rerun resumes from it
+    assert ray.is_initialized()

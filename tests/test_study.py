@@ -1,0 +1,184 @@
+"""The study: YAML validation, planning, the quick preset end to end, and resuming after SIGKILL."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from aelab import ConfigError
+from aelab.study import (TIMING_COLUMNS, StudyConfig, count_trials, load_study, plan, preset, run_study,
+                         study_from_dict)
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path) as fh:
+        return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in csv.DictReader(fh)]
+
+
+# ---- configuration -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, words", [
+    ("latnets: [15]", ["unknown key 'latnets'", "latents"]),
+    ("depths: [4]", ["'depths'", "[4]", "3 and 5"]),
+    ("l2: [-1e-5]", ["'l2'", "-1e-05", "> 0"]),
+    ("epochs: {3: 0}", ["'epochs'", "per depth"]),
+    ("datasets: [cifar]", ["'datasets'", "cifar", "mnist, fashion-mnist"]),
+    ("model: {activation: swish9}", ["'model'", "swish9", "silu"]),
+    ("train: {lr: -1}", ["'train'", "lr"]),
+    ("train: {epochs: 3}", ["'train.epochs'", "top level"]),
+    ("denoising: {variances: [2.0]}", ["'denoising.variances'", "(0, 1]"]),
+    ("denoising: {baselines: [bm4d]}", ["'denoising.baselines'", "bm4d", "linear"]),
+    ("denoising: {architecture: {depth: 3}}", ["'denoising.architecture'", "latent"]),
+    ("denoising: {blind: [0.2, 0.1]}", ["'denoising.blind'", "low < high"]),
+    ("workers: zero", ["'workers'", "auto"]),
+    ("- a list", ["expected a mapping"]),
+])
+def test_a_bad_study_file_names_the_key_the_value_and_what_is_allowed(tmp_path, text, words):
+    path = tmp_path / "study.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_study(path)
+    message = str(err.value)
+    assert all(w in message for w in words), message
+
+
+def test_yaml_exponents_without_a_dot_are_numbers(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("l2: [1e-6, 1e-5]\nl1: [3e-4]\nrobustness_var: 1e-2\n")
+    c = load_study(path)
+    assert c.l2 == [1e-6, 1e-5] and c.l1 == [3e-4] and c.robustness_var == 0.01
+
+
+def test_a_missing_study_file_says_what_to_do(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist.*--preset"):
+        load_study(tmp_path / "nope.yaml")
+
+
+def test_the_default_study_is_the_lab():
+    c = preset("default")
+    assert c.datasets == ["mnist", "fashion-mnist"] and c.depths == [3, 5] and c.latents == [15, 30, 50, 100]
+    assert c.l2 == [1e-6, 1e-5, 1e-4] and c.l1 == [1e-6, 1e-5, 1e-4] and c.combined and c.pca
+    assert c.denoising.variances == [0.01, 0.04, 0.09, 0.16, 0.25]
+    # per dataset: 8 grid + 4 PCA + 7 regularization + 5 baselines + 5 denoisers + 1 blind
+    assert count_trials(c) == 2 * (8 + 4 + 7 + 5 + 5 + 1)
+
+
+# ---- planning ------------------------------------------------------------------------------
+
+def _fake_result(trial, val_psnr: float) -> dict:
+    m = trial.spec.get("model", {})
+    t = trial.spec.get("train", {})
+    return {"id": trial.id, "kind": trial.kind, "phase": trial.phase, "dataset": trial.dataset, "status": "ok",
+            "depth": len(m.get("widths", [])) + 1, "widths": m.get("widths"), "latent": m.get("latent"),
+            "l2": t.get("l2", 0.0), "l1": t.get("l1", 0.0), "val_psnr": val_psnr}
+
+
+def test_plan_picks_the_best_architecture_then_the_best_strengths_on_validation():
+    c = study_from_dict({"datasets": ["mnist"], "latents": [15, 30], "denoising": None, "pca": False})
+    first = plan(c, {})
+    assert [t.phase for t in first] == ["grid"] * 4
+    assert plan(c, {}) == first  # deterministic
+    scores = {("d5", 30): 24.0, ("d3", 30): 23.0, ("d3", 15): 20.0, ("d5", 15): 20.5}
+    done = {}
+    for t in first:
+        key = (f"d{len(t.spec['model']['widths']) + 1}", t.spec["model"]["latent"])
+        done[t.id] = _fake_result(t, scores[key])
+    second = [t for t in plan(c, done) if t.id not in done]
+    assert [t.phase for t in second] == ["l2"] * 3 + ["l1"] * 3
+    assert all(t.spec["model"]["widths"] == [512, 384, 256, 128] and t.spec["model"]["latent"] == 30 for t in second)
+    for t, v in zip(second, [23.0, 24.5, 23.9, 22.0, 23.0, 24.2]):
+        done[t.id] = _fake_result(t, v)
+    third = [t for t in plan(c, done) if t.id not in done]
+    assert len(third) == 1 and third[0].phase == "l2+l1"
+    assert third[0].spec["train"]["l2"] == 1e-5 and third[0].spec["train"]["l1"] == 1e-4
+    done[third[0].id] = _fake_result(third[0], 24.0)
+    assert len(plan(c, done)) == count_trials(c) == 11
+
+
+def test_trial_ids_change_with_their_config():
+    a = plan(study_from_dict({"datasets": ["mnist"], "denoising": None}), {})
+    b = plan(study_from_dict({"datasets": ["mnist"], "denoising": None, "epochs": {3: 41, 5: 25}}), {})
+    same = {t.id for t in a} & {t.id for t in b}
+    assert same == {t.id for t in a if t.kind == "pca" or "d5" in t.id}
+
+
+# ---- the quick study end to end ----------------------------------------------------------
+
+def test_the_quick_study_writes_every_trial_and_its_results(quick_study):
+    c = preset("quick")
+    summary = json.loads((quick_study / "summary.json").read_text())
+    assert summary["trials_done"] == summary["trials_total"] == count_trials(c)
+    assert summary["failed"] == []
+    rows = json.loads((quick_study / "results.json").read_text())
+    grid = [r for r in rows if r["phase"] == "grid"]
+    assert len(grid) == len(c.datasets) * len(c.depths) * len(c.latents)
+    for r in rows:
+        assert 5 < r["psnr"] < 60 and r["psnr"] >= r["psnr_dataset"] - 1e-9
+    for dataset in c.datasets:
+        best = max((r for r in grid if r["dataset"] == dataset), key=lambda r: r["val_psnr"])
+        assert summary["choices"][dataset]["grid"]["id"] == best["id"]
+        regs = [r for r in rows if r["dataset"] == dataset and r["phase"] in ("l2", "l1", "l2+l1")]
+        assert {(r["depth"], r["latent"]) for r in regs} == {(best["depth"], best["latent"])}
+    den = json.loads((quick_study / "denoising.json").read_text())
+    methods = {r["method"] for r in den}
+    assert {"noisy", "linear", "dae", "dae-blind", "ae"} <= methods
+    for r in den:
+        if r["method"] == "linear":
+            noisy = next(x for x in den if x["method"] == "noisy" and x["dataset"] == r["dataset"]
+                         and x["noise_var"] == r["noise_var"])
+            assert r["psnr"] > noisy["psnr"] + 3
+    assert (quick_study / "report.html").is_file()
+
+
+def test_rerunning_a_finished_study_trains_nothing(quick_study, data_dir):
+    before = {p: p.stat().st_mtime_ns for p in quick_study.glob("trials/*/result.json")}
+    t0 = time.perf_counter()
+    run_study(preset("quick"), quick_study, data_dir=data_dir, progress=False, report=False)
+    assert time.perf_counter() - t0 < 60  # generous: loading results only
+    assert {p: p.stat().st_mtime_ns for p in quick_study.glob("trials/*/result.json")} == before
+
+
+def _study_cmd(out: Path, data_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "aelab.cli", "study", "--preset", "quick", "--out", str(out),
+            "--data-dir", str(data_dir), "--quiet"]
+
+
+def test_a_study_killed_with_sigkill_resumes_to_the_same_results(quick_study, data_dir, tmp_path):
+    out = tmp_path / "killed"
+    total = count_trials(preset("quick"))
+    stop_after = random.Random().randint(1, total - 2)
+    print(f"killing the quick study after {stop_after} finished trials")
+    proc = subprocess.Popen(_study_cmd(out, data_dir), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 600
+    while len(list(out.glob("trials/*/result.json"))) < stop_after and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "results.csv").exists() or len(_rows(out / "results.csv")) < total
+    done = subprocess.run(_study_cmd(out, data_dir), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _rows(out / "results.csv") == _rows(quick_study / "results.csv")
+    assert _rows(out / "denoising.csv") == _rows(quick_study / "denoising.csv")
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(data_dir, tmp_path):
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen(_study_cmd(out, data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not list(out.glob("trials/*/run/history.jsonl")) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "rerun the same command to resume" in err
+    assert "Traceback" not in err
