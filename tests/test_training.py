@@ -148,7 +148,7 @@ def test_a_resumed_training_equals_an_uninterrupted_one(mnist, tmp_path):
     class Stop(Exception):
         pass
 
-    def interrupt(row):
+    def interrupt(row, model):
         if row["epoch"] == 2:
             raise Stop
 

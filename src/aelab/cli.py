@@ -14,7 +14,7 @@ import numpy as np
 from . import data as data_mod
 from . import noise, runs
 from .model import PRESETS, ModelConfig
-from .training import TrainConfig
+from .training import TrainConfig, budget_epochs
 from .errors import AelabError
 
 DATA_DIR = click.option(
@@ -91,6 +91,8 @@ def _widths(text: str | None) -> tuple[int, ...] | None:
 @click.option("--l2", type=float, default=0.0, show_default=True, help="L2 weight penalty strength.")
 @click.option("--l1", type=float, default=0.0, show_default=True, help="L1 penalty on the code.")
 @click.option("--epochs", type=int, default=TrainConfig.epochs, show_default=True)
+@click.option("--budget-seconds", type=float, default=None,
+              help="Short-budget recipe: pick the epochs that fit this many seconds of training here.")
 @click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True)
 @click.option("--lr", type=float, default=None, help="Peak learning rate (default: 1e-2 for depth 3, 5e-3 deeper).")
 @click.option("--schedule", default=TrainConfig.schedule, show_default=True)
@@ -108,7 +110,8 @@ def _widths(text: str | None) -> tuple[int, ...] | None:
               help="Run folder (default: runs/<dataset>-d<depth>-L<latent>...).")
 @DATA_DIR
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(dataset, depth, widths, latent, activation, latent_activation, norm, l2, l1, epochs, batch_size, lr,
+def train(dataset, depth, widths, latent, activation, latent_activation, norm, l2, l1, epochs, budget_seconds,
+          batch_size, lr,
           schedule, loss, patience, seed, device, precision, threads, noise_var, no_noise_clip, out, data_dir,
           quiet) -> None:
     """Train one autoencoder (or a denoiser with --noise-var) and evaluate it on the test split."""
@@ -121,6 +124,10 @@ def train(dataset, depth, widths, latent, activation, latent_activation, norm, l
     train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, l2=l2, l1=l1,
                                loss=loss, patience=patience, seed=seed, device=device, precision=precision,
                                threads=threads, noise_var=nv, noise_clip=not no_noise_clip)
+    if budget_seconds is not None:
+        n_train = len(data_mod.load(dataset, "train", data_dir)[0])
+        train_config.epochs = budget_epochs(model_config, train_config, n_train, budget_seconds)
+        click.echo(f"--budget-seconds {budget_seconds:g}: {train_config.epochs} epochs fit on this machine")
     if out is None:
         name = Path(dataset).stem if Path(dataset).exists() else dataset
         tag = f"w{'-'.join(map(str, hidden))}" if widths else f"d{depth}"

@@ -25,6 +25,7 @@ ACTIVATIONS = {
     "linear": nn.Identity,
 }
 NORMS = ("none", "batch", "layer")
+INITS = ("default", "orthogonal", "kaiming")
 
 
 @dataclass
@@ -35,7 +36,9 @@ class ModelConfig:
     first (the decoder mirrors them); latent: size L of the code; activation: hidden activation;
     activation defaults to SiLU (the recipe, docs/recipe.md; "relu" is the Keras-notebook choice);
     latent_activation: "linear" (default) or e.g. "relu" (the usual Keras-notebook choice);
-    norm: normalization after each hidden dense layer ("batch", "layer" or "none").
+    norm: normalization after each hidden dense layer ("batch", "layer" or "none"); init: weight
+    initialization of the dense layers ("default": PyTorch's, "orthogonal", "kaiming": He normal;
+    biases start at 0 for the last two).
     """
 
     input_dim: int = 784
@@ -44,6 +47,7 @@ class ModelConfig:
     activation: str = "silu"
     latent_activation: str = "linear"
     norm: str = "batch"
+    init: str = "orthogonal"
 
     def __post_init__(self) -> None:
         self.widths = tuple(int(w) for w in self.widths)
@@ -60,6 +64,8 @@ class ModelConfig:
                 )
         if self.norm not in NORMS:
             raise ConfigError(f"model norm={self.norm!r} is unknown; choose one of {', '.join(NORMS)}")
+        if self.init not in INITS:
+            raise ConfigError(f"model init={self.init!r} is unknown; choose one of {', '.join(INITS)}")
 
     @property
     def depth(self) -> int:
@@ -118,6 +124,13 @@ class DenseAutoencoder(nn.Module):
         dec += [nn.Linear(back[-1], c.input_dim), nn.Sigmoid()]
         self.encoder = nn.Sequential(*enc)
         self.decoder = nn.Sequential(*dec)
+        if c.init != "default":
+            for lin in self.dense_layers():
+                if c.init == "orthogonal":
+                    nn.init.orthogonal_(lin.weight)
+                else:
+                    nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
+                nn.init.zeros_(lin.bias)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(N, D) pixels in [0, 1] -> (N, L) code E."""

@@ -58,8 +58,8 @@ class DenoiseConfig:
     train: dict = field(default_factory=dict)
     baselines: list[str] = field(default_factory=lambda: list(ALL_BASELINES))
     subset: int = 1000
-    epochs: Any = None
-    gpu_epochs: Any = None
+    epochs: Any = field(default_factory=lambda: {3: 50, 5: 30})
+    gpu_epochs: Any = field(default_factory=lambda: {3: 100, 5: 100})
 
 
 @dataclass
@@ -81,8 +81,8 @@ class StudyConfig:
     latents: list[int] = field(default_factory=lambda: [15, 30, 50, 100])
     model: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
-    epochs: dict = field(default_factory=lambda: {3: 40, 5: 25})
-    gpu_epochs: dict | None = None
+    epochs: dict = field(default_factory=lambda: {3: 30, 5: 30})
+    gpu_epochs: dict | None = field(default_factory=lambda: {3: 100, 5: 100})
     l2: list[float] = field(default_factory=lambda: [1e-6, 1e-5, 1e-4])
     l1: list[float] = field(default_factory=lambda: [1e-6, 1e-5, 1e-4])
     combined: bool = True
@@ -108,7 +108,7 @@ def _bad(key: str, value, allowed: str) -> ConfigError:
 
 
 def _positive_ints(key: str, values, allowed: str) -> None:
-    if not isinstance(values, list) or not values or not all(
+    if not isinstance(values, list) or not all(
             isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
         raise _bad(key, values, allowed)
 
@@ -145,10 +145,13 @@ def _validate(c: StudyConfig) -> None:
     for d in c.datasets:
         if d not in KNOWN_DATASETS and not Path(d).exists():
             raise _bad("datasets", d, f"known datasets are {', '.join(KNOWN_DATASETS)}; or give a path to your data")
-    _positive_ints("depths", c.depths, "choose from 3 and 5 (the protocol's presets)")
+    _positive_ints("depths", c.depths, "choose from 3 and 5 (the protocol's presets), or [] to skip the grid")
     if any(d not in PRESETS for d in c.depths):
         raise _bad("depths", c.depths, "choose from 3 and 5 (the protocol's presets)")
-    _positive_ints("latents", c.latents, "give a list of latent sizes, e.g. [15, 30, 50, 100]")
+    _positive_ints("latents", c.latents, "give a list of latent sizes, e.g. [15, 30, 50, 100], or [] to skip")
+    if c.denoising is not None and c.denoising.architecture == "best" and not (c.depths and c.latents):
+        raise _bad("denoising.architecture", "best", "without a grid (depths or latents empty) name the "
+                   "denoisers' architecture, e.g. {depth: 3, latent: 100}")
     for key in ("model", "train", "subset"):
         if not isinstance(getattr(c, key), dict):
             raise _bad(key, getattr(c, key), "give a mapping of keys to values")
@@ -277,12 +280,12 @@ def preset(name: str) -> StudyConfig:
         return StudyConfig()
     if name == "quick":
         return StudyConfig(
-            name="quick", latents=[15, 50], epochs={3: 4, 5: 3}, gpu_epochs={3: 4, 5: 3},
+            name="quick", latents=[15, 50], epochs={3: 6, 5: 6}, gpu_epochs={3: 6, 5: 6},
             l2=[1e-5], l1=[1e-5],
-            subset={"train": 6000, "val": 1000, "test": 1000},
+            subset={"train": 10000, "val": 1000, "test": 1000},
             denoising=DenoiseConfig(variances=[0.04, 0.16], blind=[0.04, 0.16],
                                     baselines=["noisy", "gaussian", "median", "tv", "pca", "linear"],
-                                    subset=200))
+                                    subset=200, epochs={3: 6, 5: 6}, gpu_epochs={3: 6, 5: 6}))
     raise ConfigError(f"unknown study preset {name!r}; choose default or quick")
 
 
@@ -421,8 +424,10 @@ def _arch_of(row: dict) -> dict:
 
 def count_trials(c: StudyConfig) -> int:
     """How many trials the whole study has (known before any runs)."""
-    per = len(c.depths) * len(c.latents) + (len(c.latents) if c.pca else 0)
-    per += len(c.l2) + len(c.l1) + (1 if c.combined and c.l2 and c.l1 else 0)
+    grid = len(c.depths) * len(c.latents)
+    per = grid + (len(c.latents) if c.pca else 0)
+    if grid:
+        per += len(c.l2) + len(c.l1) + (1 if c.combined and c.l2 and c.l1 else 0)
     den = c.denoising
     if den is not None:
         per += (len(den.variances) if den.baselines else 0) + len(den.variances) + (1 if den.blind else 0)

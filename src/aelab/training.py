@@ -49,7 +49,7 @@ class TrainConfig:
     between); noise_clip: clip noisy inputs to [0, 1].
     """
 
-    epochs: int = 60
+    epochs: int = 100
     batch_size: int = 256
     lr: float | None = None
     schedule: str = "onecycle"
@@ -213,14 +213,15 @@ def _show_progress(progress: bool | None) -> bool:
 def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, config: TrainConfig,
         history_path: str | Path | None = None, progress: bool | None = None,
         checkpoint_path: str | Path | None = None,
-        on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+        on_epoch: Callable[[dict, DenseAutoencoder], None] | None = None) -> TrainResult:
     """Train a new autoencoder and return it with its history.
 
     x_train, x_val: (N, D) float tensors with pixels in [0, 1] (the protocol's train and val
     splits). history_path: (re)write the history there after every epoch, one JSON line per epoch. progress: show a bar (default:
     only when stderr is a terminal). checkpoint_path: save the full training state there after
     every epoch (atomically) and resume from it when it exists, so an interrupted run ends with
-    the same numbers as an uninterrupted one. on_epoch: called with each history row.
+    the same numbers as an uninterrupted one. on_epoch: called after each epoch with the history
+    row and the model (in train mode; call model.eval() before using it, fit restores train mode).
     """
     from .runs import atomic_write_text, load_checkpoint, save_checkpoint  # runs imports this module
 
@@ -310,7 +311,7 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
             save_checkpoint(checkpoint_path, model, optimizer, batch_gen, noise_gen, model_config, config,
                             epoch + 1, elapsed, history, best)
         if on_epoch is not None:
-            on_epoch(row)
+            on_epoch(row, model)
         bar.set_postfix(loss=f"{train_loss:.4g}", val_psnr=f"{val_psnr:.2f}dB")
         bar.update(1)
     bar.close()
@@ -319,3 +320,37 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
     model.eval()
     return TrainResult(model=model, history=history, best_epoch=best["epoch"], epochs_run=len(history),
                        seconds=elapsed)
+
+
+def budget_epochs(model_config: ModelConfig, config: TrainConfig, n_train: int, seconds: float,
+                  probe_steps: int = 30) -> int:
+    """How many epochs of `config` fit in `seconds` of training on n_train images on this machine.
+
+    Times `probe_steps` training steps of a throw-away model (after a few warm-up steps) and
+    divides; the answer is then a plain epoch count, so the run it configures is reproducible.
+    Returns at least 1."""
+    if not seconds > 0:
+        raise ConfigError(f"budget seconds={seconds!r}: must be > 0")
+    device = resolve_device(config.device)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    model = DenseAutoencoder(model_config).to(device)
+    optimizer = build_optimizer(model, config, device, config.lr or default_lr(model_config.depth))
+    x = torch.rand(config.batch_size, model_config.input_dim, device=device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    for i in range(probe_steps + 5):
+        if i == 5:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+        with _autocast(device, config.precision):
+            out = model(corrupt(x, config, gen))
+        loss = reconstruction_loss(out, x, config.loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    per_step = (time.perf_counter() - t0) / probe_steps
+    per_epoch = per_step * math.ceil(n_train / config.batch_size) * 1.05  # + validation
+    return max(1, int(seconds / per_epoch))

@@ -86,7 +86,7 @@ def _autoencoder(trial: dict, folder: Path, data_dir, events, progress) -> dict:
     spec, ctx, dataset = trial["spec"], trial["spec"]["context"], trial["dataset"]
     mc, tc = ModelConfig.from_dict(spec["model"]), TrainConfig.from_dict(spec["train"])
 
-    def on_epoch(row: dict) -> None:
+    def on_epoch(row: dict, model) -> None:
         if events is not None:
             events.put((trial["id"], row["epoch"], tc.epochs, row["val_psnr"]))
 
