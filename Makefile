@@ -19,7 +19,7 @@ $(VENV)/.setup-done: pyproject.toml
 	touch $@
 
 $(VENV)/.test-done: $(VENV)/.setup-done
-	$(PIP) install -q -c constraints.txt -e ".[test,ray]"
+	$(PIP) install -q -c constraints.txt -e ".[test,ray,bm3d]"
 	touch $@
 
 setup: $(VENV)/.setup-done

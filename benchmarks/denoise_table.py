@@ -53,7 +53,7 @@ def print_table(dataset: str, rows: list[dict]) -> None:
     blind = [next((x["psnr"] for x in rows if x["method"] == k and x["noise_var"] == v), None)
              for v in LEVELS for k in ("dae-blind", "dae")]
     gaps = [b - d for b, d in zip(blind[0::2], blind[1::2]) if b is not None and d is not None]
-    print(f"| **dae-blind − dae** | " + " | ".join(f"{g:+.2f}" for g in gaps) + " | |")
+    print("| **dae-blind − dae** | " + " | ".join(f"{g:+.2f}" for g in gaps) + " | |")
     ok = all(m is not None and m >= TARGET.get(dataset, 0) for m, v in zip(margins, LEVELS) if v >= 0.04)
     print(f"\ntarget (dae ≥ best baseline + {TARGET.get(dataset, 0)} dB at σ² ≥ 0.04): {'met' if ok else 'NOT met'}; "
           f"blind within 0.5 dB of per-level everywhere: {'yes' if gaps and min(gaps) >= -0.5 else 'no'}")

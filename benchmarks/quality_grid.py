@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -50,7 +49,6 @@ def main() -> None:
                 if args.threads:
                     overrides["threads"] = args.threads
                 tc = TrainConfig(**overrides)
-                t0 = time.perf_counter()
                 run = train_run(dataset, ModelConfig.preset(depth, latent), tc,
                                 args.out / f"{dataset}-d{depth}-L{latent}", progress=False)
                 m = run.metrics

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from aelab import ConfigError
-from aelab.study import (TIMING_COLUMNS, StudyConfig, count_trials, load_study, plan, preset, run_study,
+from aelab.study import (TIMING_COLUMNS, count_trials, load_study, plan, preset, run_study,
                          study_from_dict)
 
 

@@ -222,3 +222,19 @@ def test_a_corrupt_weights_file_is_refused(data_dir, tmp_path):
     (out / "model.safetensors").write_bytes(blob[: len(blob) // 2])
     with pytest.raises(ConfigError, match="model.safetensors .*corrupt"):
         load_run(out)
+
+
+def test_a_briefly_trained_denoiser_beats_its_noisy_input(mnist):
+    from aelab import noise
+
+    x_train, x_val, x_test, _ = mnist
+    r = fit(ModelConfig.preset(3, 50), x_train, x_val, TrainConfig(epochs=4, noise_var=0.09, threads=2), progress=False)
+    noisy = noise.noisy_test_set(x_test, 0.09)
+    gain = psnr(reconstruct(r.model, noisy), x_test) - psnr(noisy, x_test)
+    assert gain > 3, gain
+    # the blind denoiser trains on every level of its range
+    blind = fit(ModelConfig.preset(3, 50), x_train, x_val, TrainConfig(epochs=4, noise_var=(0.01, 0.25), threads=2),
+                progress=False)
+    for var in (0.09, 0.25):  # at low noise a briefly trained model is limited by its own reconstruction
+        noisy = noise.noisy_test_set(x_test, var)
+        assert psnr(reconstruct(blind.model, noisy), x_test) > psnr(noisy, x_test) + 2

@@ -529,9 +529,15 @@ class BaselineResult:
     val_scores: list = field(default_factory=list)
     note: str = ""
 
+    @property
+    def detail(self) -> str:
+        """The chosen parameter and the note, for tables (e.g. "h/sigma=0.7")."""
+        chosen = f"{self.param_name}={self.param}" if self.param_name else ""
+        return "; ".join(x for x in (chosen, self.note) if x)
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serializable dict of every field."""
-        return dataclasses.asdict(self)
+        """A JSON-serializable dict of every field, plus `detail`."""
+        return {**dataclasses.asdict(self), "detail": self.detail}
 
 
 def _report(progress: bool | Callable[[str], None], msg: str) -> None:

@@ -60,6 +60,9 @@ def image_grid(rows: list[torch.Tensor], image_shape: tuple[int, int], path: str
     return save_figure(fig, path)
 
 
+_WIDE = (7.2, 3.9)  # inches at 110 dpi: about 790 x 430 px, sized for a laptop screen
+
+
 def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel, fontsize=9)

@@ -573,7 +573,7 @@ def _denoising_rows(c: StudyConfig, done: dict[str, dict], ordered: list[dict]) 
             for r in mine:
                 if r["kind"] == "baselines" and r["noise_var"] == var:
                     for b in r["rows"]:
-                        add(b["method"], _baseline_detail(b), _baseline_score(b), b.get("seconds"))
+                        add(b["method"], b.get("detail", ""), _baseline_score(b), b.get("seconds"))
             for r in mine:
                 if r["kind"] != "ae" or r["noise_var"] is None:
                     continue
@@ -589,11 +589,6 @@ def _denoising_rows(c: StudyConfig, done: dict[str, dict], ordered: list[dict]) 
                 add("ae", f"best plain autoencoder (depth {best_plain['depth']}, L={best_plain['latent']})",
                     score, None)
     return rows
-
-
-def _baseline_detail(b: dict) -> str:
-    detail = f"{b['param_name']}={b['param']}" if b.get("param_name") else ""
-    return "; ".join(x for x in (detail, b.get("note", "")) if x)
 
 
 def _baseline_score(b: dict) -> dict:

@@ -16,7 +16,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -57,7 +57,7 @@ class TrainConfig:
     l2: float = 0.0
     l1: float = 0.0
     loss: str = "mse"
-    patience: int = 0
+    patience: int = 10
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"
