@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from aelab import ConfigError
-from aelab.study import (TIMING_COLUMNS, count_trials, load_study, plan, preset, run_study,
+from aelab.study import (StudyConfig, TIMING_COLUMNS, count_trials, load_study, plan, preset, run_study,
                          study_from_dict)
 
 
@@ -105,7 +105,8 @@ def test_plan_picks_the_best_architecture_then_the_best_strengths_on_validation(
 
 def test_trial_ids_change_with_their_config():
     a = plan(study_from_dict({"datasets": ["mnist"], "denoising": None}), {})
-    b = plan(study_from_dict({"datasets": ["mnist"], "denoising": None, "epochs": {3: 41, 5: 25}}), {})
+    d5 = StudyConfig().epochs[5]  # keep depth 5 at its default: only depth-3 trials change
+    b = plan(study_from_dict({"datasets": ["mnist"], "denoising": None, "epochs": {3: 41, 5: d5}}), {})
     same = {t.id for t in a} & {t.id for t in b}
     assert same == {t.id for t in a if t.kind == "pca" or len(t.spec["model"]["widths"]) == 4}
 
