@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 # The CPU build of PyTorch this project is developed and tested with; pyproject accepts a range.
 TORCH  ?= torch==2.13.0
-OUT    ?= runs/study
+OUT    ?= runs/lab
 
 .PHONY: run test setup setup-test browser clean
 

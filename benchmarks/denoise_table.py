@@ -7,7 +7,9 @@ Trains one denoiser per noise variance in {0.01, 0.04, 0.09, 0.16, 0.25} and one
 (sigma uniform in [0.1, 0.5]) per dataset, runs every baseline with its parameter chosen on the
 validation split, and prints one table per dataset: psnr (mean per-image PSNR, dB) per method and
 level, the margin of the per-level denoiser over the best baseline, and each method's seconds.
-It runs as a study (aelab.study) in --out, so an interrupted run resumes.
+It runs as a study (aelab.study) in --out, so an interrupted run resumes. With --from DIR it
+trains nothing and prints the tables of a finished study's denoising part (e.g. the default
+study's folder, whose denoisers use the compression part's best architecture).
 """
 from __future__ import annotations
 
@@ -70,7 +72,14 @@ def main() -> None:
     ap.add_argument("--subset", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/denoise_table"))
+    ap.add_argument("--from", dest="source", type=Path, default=None,
+                    help="print the tables of this finished study folder instead of training")
     args = ap.parse_args()
+    if args.source is not None:
+        rows = json.loads((args.source / "denoising.json").read_text())
+        for dataset in dict.fromkeys(r["dataset"] for r in rows):
+            print_table(dataset, rows)
+        return
     arch = ({"widths": [int(w) for w in args.widths.split(",")]} if args.widths else {"depth": args.depth})
     arch["latent"] = args.latent
     methods = list(ALL_BASELINES) if args.baselines == "all" else args.baselines.split(",")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -199,6 +200,9 @@ def test_run_folder_round_trip_gives_identical_reconstructions(data_dir, tmp_pat
     assert {p.name for p in out.iterdir()} >= {"config.json", "model.safetensors", "history.jsonl",
                                                  "metrics.json", "grid.png"}
     assert not (out / "checkpoint.safetensors").exists()
+    mask = os.umask(0)
+    os.umask(mask)
+    assert {(p.name, p.stat().st_mode & 0o777) for p in out.iterdir()} == {(p.name, 0o666 & ~mask) for p in out.iterdir()}
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["widths"] == list(PRESETS[3]) and config["train"]["epochs"] == 1
     x_test, _ = data.load("mnist", "test", data_dir)
