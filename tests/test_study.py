@@ -38,6 +38,7 @@ def _rows(path: Path) -> list[dict]:
     ("denoising: {baselines: [bm4d]}", ["'denoising.baselines'", "bm4d", "linear"]),
     ("denoising: {architecture: {depth: 3}}", ["'denoising.architecture'", "latent"]),
     ("denoising: {blind: [0.2, 0.1]}", ["'denoising.blind'", "low < high"]),
+    ("denoising: {blind_epochs_factor: 0}", ["'denoising.blind_epochs_factor'", "> 0"]),
     ("workers: zero", ["'workers'", "auto"]),
     ("- a list", ["expected a mapping"]),
 ])
@@ -69,6 +70,15 @@ def test_the_default_study_is_the_lab():
     assert c.denoising.variances == [0.01, 0.04, 0.09, 0.16, 0.25]
     # per dataset: 8 grid + 4 PCA + 7 regularization + 5 baselines + 5 denoisers + 1 blind
     assert count_trials(c) == 2 * (8 + 4 + 7 + 5 + 5 + 1)
+    # the denoisers: a wider net than the presets, planned from the start; the blind one gets twice the epochs
+    den = [t for t in plan(c, {}) if t.phase in ("denoise", "blind")]
+    assert len(den) == 12
+    assert all(t.spec["model"]["widths"] == [512, 256] and t.spec["model"]["latent"] == 100 for t in den)
+    per_level = {t.spec["train"]["epochs"] for t in den if t.phase == "denoise"}
+    assert {t.spec["train"]["epochs"] for t in den if t.phase == "blind"} == {2 * e for e in per_level}
+    # architecture "best" waits for the grid's winner
+    best = study_from_dict({"denoising": {"architecture": "best"}})
+    assert not [t for t in plan(best, {}) if t.phase in ("denoise", "blind")]
 
 
 # ---- planning ------------------------------------------------------------------------------

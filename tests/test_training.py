@@ -242,3 +242,21 @@ def test_a_briefly_trained_denoiser_beats_its_noisy_input(mnist):
     for var in (0.09, 0.25):  # at low noise a briefly trained model is limited by its own reconstruction
         noisy = noise.noisy_test_set(x_test, var)
         assert psnr(reconstruct(blind.model, noisy), x_test) > psnr(noisy, x_test) + 2
+
+
+def test_blind_training_noise_matches_the_noise_model_and_weights_low_noise_up():
+    from aelab import noise
+    from aelab.training import corrupt_weighted, reconstruction_loss
+
+    x = torch.rand(512, 784)
+    config = TrainConfig(noise_var=(0.01, 0.25))
+    noisy, weights = corrupt_weighted(x, config, torch.Generator().manual_seed(3))
+    assert torch.equal(noisy, noise.add_noise_range(x, (0.01, 0.25), torch.Generator().manual_seed(3)))
+    sigmas = noise.sample_sigmas(512, (0.01, 0.25), torch.Generator().manual_seed(3))
+    assert weights.mean().item() == pytest.approx(1.0)
+    assert weights[sigmas.argmin()] > 2.5 * weights[sigmas.argmax()]  # (0.1 + 0.25) / (0.1 + 0.01) at the ends
+    out = torch.rand(512, 784)
+    assert reconstruction_loss(out, x, "mse", torch.ones(512)).item() == pytest.approx(
+        reconstruction_loss(out, x, "mse").item(), rel=1e-6)
+    # a single variance keeps the plain mean
+    assert corrupt_weighted(x, TrainConfig(noise_var=0.09), torch.Generator().manual_seed(3))[1] is None

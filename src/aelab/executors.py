@@ -67,16 +67,22 @@ class LocalPoolExecutor:
         self._manager.start(_ignore_sigint)
         self.events = self._manager.Queue()
         self.study_dir, self.data_dir = study_dir, data_dir
+        self._futures: list[Future] = []
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                                          initargs=(threads, copy.deepcopy(data.SHA256)))
 
     def submit(self, trial: dict) -> Future:
-        return self._pool.submit(run_trial, trial, self.study_dir, self.data_dir, self.events)
+        future = self._pool.submit(run_trial, trial, self.study_dir, self.data_dir, self.events)
+        self._futures.append(future)
+        return future
 
     def shutdown(self) -> None:
-        for proc in list(getattr(self._pool, "_processes", {}).values()):
-            proc.terminate()  # Ctrl-C: do not wait for running trials; their checkpoints stay
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if all(f.done() for f in self._futures):  # the study ended: let the workers exit cleanly
+            self._pool.shutdown(wait=True)
+        else:
+            for proc in list(getattr(self._pool, "_processes", {}).values()):
+                proc.terminate()  # Ctrl-C: do not wait for running trials; their checkpoints stay
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self._manager.shutdown()
 
 

@@ -846,8 +846,14 @@ def _denoiser_architecture(study: Study, dataset: str) -> str:
     r = dens[0]
     den_cfg = study.config.get("denoising") or {}
     arch = den_cfg.get("architecture", "best")
-    source = ("the compression study's best architecture (validation psnr)" if arch == "best"
-              else f"the study's denoising.architecture {arch}")
+    if arch == "best":
+        source = "the compression study's best architecture (validation psnr)"
+    else:
+        source = f"set by the study's denoising.architecture {arch}"
+        best = winner(study, dataset)
+        if best is not None:
+            source += (f", not the compression study's best (widths {best.get('widths')}, L = {best.get('latent')}): "
+                       "a wider first layer denoises better (docs/recipe.md, \"Denoisers\")")
     text = (f"The denoisers use widths {r.get('widths')} with L = {r.get('latent')} (depth {r.get('depth')}), "
             f"{source}")
     if den_cfg.get("model"):

@@ -45,21 +45,24 @@ ALL_BASELINES = ("noisy", "gaussian", "median", "nlm", "wavelet", "tv", "bm3d", 
 class DenoiseConfig:
     """The denoising part. variances: the evaluation grid (sigma^2 on the [0, 1] scale), one
     denoiser is trained per value; blind: (low, high) variance range of the blind denoiser (or
-    None); architecture: "best" (the compression part's best, by validation psnr) or a mapping
-    {depth: 3|5, latent: L} / {widths: [...], latent: L}; model, train: overrides of the model
+    None); architecture: a mapping {widths: [...], latent: L} / {depth: 3|5, latent: L} (default
+    widths [512, 256], L = 100: wider than the presets, it denoises better, docs/recipe.md) or
+    "best" (the compression part's best, by validation psnr); model, train: overrides of the model
     and training configs for the denoisers; baselines: methods to compare; subset: test images
     the slow baselines run on (the autoencoders are scored on the same subset too); epochs,
-    gpu_epochs: the denoisers' budget per depth (default: the study's)."""
+    gpu_epochs: the denoisers' budget per depth (default: the study's); blind_epochs_factor: the
+    blind denoiser's budget as a multiple of those (it learns every level at once)."""
 
     variances: list[float] = field(default_factory=lambda: [0.01, 0.04, 0.09, 0.16, 0.25])
     blind: list[float] | None = field(default_factory=lambda: [0.01, 0.25])
-    architecture: Any = "best"
+    architecture: Any = field(default_factory=lambda: {"widths": [512, 256], "latent": 100})
     model: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
     baselines: list[str] = field(default_factory=lambda: list(ALL_BASELINES))
     subset: int = 1000
     epochs: Any = field(default_factory=lambda: {3: 50, 5: 30})
     gpu_epochs: Any = field(default_factory=lambda: {3: 100, 5: 100})
+    blind_epochs_factor: float = 2.0
 
 
 @dataclass
@@ -218,6 +221,9 @@ def _validate_denoising(d: DenoiseConfig) -> None:
         raise _bad("denoising.baselines", d.baselines, f"choose from {', '.join(ALL_BASELINES)}")
     if not isinstance(d.subset, int) or isinstance(d.subset, bool) or d.subset < 1:
         raise _bad("denoising.subset", d.subset, "give a whole number of test images >= 1, e.g. 1000")
+    f = d.blind_epochs_factor
+    if isinstance(f, bool) or not isinstance(f, (int, float)) or not (0 < f <= 100):
+        raise _bad("denoising.blind_epochs_factor", f, "give a number > 0, e.g. 2 (twice the per-level epochs)")
     for key in ("epochs", "gpu_epochs"):
         if getattr(d, key) is not None:
             setattr(d, key, _epochs_map(f"denoising.{key}", getattr(d, key)))
@@ -353,8 +359,11 @@ def _ae(c: StudyConfig, phase: str, dataset: str, arch: dict, l2: float = 0.0, l
     model = ModelConfig(**{**c.model, **(c.denoising.model if denoise else {}),
                            "input_dim": input_dim, "widths": widths, "latent": arch["latent"]})
     depth = len(widths) + 1
+    epochs = _epochs(c, depth, denoise)
+    if isinstance(noise_var, list):
+        epochs = max(1, round(epochs * c.denoising.blind_epochs_factor))
     train = TrainConfig(**{**c.train, **(c.denoising.train if denoise else {}),
-                           "epochs": _epochs(c, depth, denoise), "l2": l2, "l1": l1, "seed": c.seed,
+                           "epochs": epochs, "l2": l2, "l1": l1, "seed": c.seed,
                            "device": c.device, "threads": c.threads,
                            "noise_var": tuple(noise_var) if isinstance(noise_var, list) else noise_var})
     tag = (f"d{depth}" if "depth" in arch else "w" + "-".join(map(str, widths))) + f"-L{arch['latent']}"
@@ -398,10 +407,10 @@ def plan(c: StudyConfig, done: dict[str, dict]) -> list[Trial]:
             den_arch = dict(den.architecture)
         else:
             den_arch = _arch_of(best) if best else None
-        if den is not None and den_arch is not None:
-            trials += [_ae(c, "denoise", dataset, den_arch, noise_var=v) for v in den.variances]
+        if den is not None and den_arch is not None:  # the blind one first: the longest trial
             if den.blind:
                 trials.append(_ae(c, "blind", dataset, den_arch, noise_var=list(den.blind)))
+            trials += [_ae(c, "denoise", dataset, den_arch, noise_var=v) for v in den.variances]
         if best is None:
             continue
         arch = _arch_of(best)
