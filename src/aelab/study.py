@@ -640,12 +640,18 @@ def collect(c: StudyConfig, out: str | Path, done: dict[str, dict] | None = None
         choices[dataset] = pick
     summary = {"study": c.to_dict(), "trials_total": count_trials(c), "trials_done": len(ordered),
                "failed": failed, "choices": choices, "rows": rows, "denoising": denoising}
-    if wall_seconds is not None:  # this run's wall time, and the total over every run of this study
-        before = {}
-        if (out / "summary.json").is_file():
+    before = {}  # the total over earlier runs survives the summaries written while this run goes on
+    if (out / "summary.json").is_file():
+        try:
             before = json.loads((out / "summary.json").read_text())
+        except ValueError:
+            before = {}
+    earlier = before.get("wall_seconds_total", 0.0)
+    if wall_seconds is not None:  # this run's wall time, and the total over the runs that ended
         summary["wall_seconds"] = round(wall_seconds, 1)
-        summary["wall_seconds_total"] = round(before.get("wall_seconds_total", 0.0) + wall_seconds, 1)
+        summary["wall_seconds_total"] = round(earlier + wall_seconds, 1)
+    elif "wall_seconds_total" in before:
+        summary["wall_seconds_total"] = round(earlier, 1)
     atomic_write_text(out / "results.csv", _csv(rows, RESULT_COLUMNS))
     atomic_write_json(out / "results.json", rows)
     atomic_write_text(out / "denoising.csv", _csv(denoising, DENOISING_COLUMNS))
