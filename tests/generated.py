@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -103,3 +105,17 @@ def write_npz(path: str | Path, n: int = 700, size: int = 20, labels: bool = Tru
         arrays["y"] = y
     np.savez(path, **arrays)
     return Path(path)
+
+
+def python_with_checksums() -> list[str]:
+    """The command prefix of a Python subprocess that knows this session's dataset checksums
+    (the generated datasets' are registered in this process only): append the arguments of
+    `python -m aelab.cli`."""
+    boot = ("import json, sys; from aelab import data; data.SHA256.update(json.loads(sys.argv.pop(1))); "
+            "from aelab.cli import main; main(prog_name='aelab')")
+    return [sys.executable, "-c", boot, json.dumps(data.SHA256)]
+
+
+def checksums_cell() -> str:
+    """Python source that registers this session's dataset checksums (for a notebook kernel)."""
+    return f"import json as _json; from aelab import data as _data; _data.SHA256.update(_json.loads({json.dumps(data.SHA256)!r}))"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from aelab import ConfigError
+from generated import python_with_checksums
 from aelab.study import (StudyConfig, TIMING_COLUMNS, count_trials, load_study, plan, preset, run_study,
                          study_from_dict)
 
@@ -159,8 +160,8 @@ def test_rerunning_a_finished_study_trains_nothing(quick_study, data_dir):
 
 
 def _study_cmd(out: Path, data_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "aelab.cli", "study", "--preset", "quick", "--out", str(out),
-            "--data-dir", str(data_dir), "--quiet"]
+    return python_with_checksums() + ["study", "--preset", "quick", "--out", str(out), "--data-dir", str(data_dir),
+                                      "--quiet"]
 
 
 def test_a_study_killed_with_sigkill_resumes_to_the_same_results(quick_study, data_dir, tmp_path):
