@@ -66,4 +66,3 @@ def quick_study(data_dir, tmp_path_factory: pytest.TempPathFactory):
         mp.setenv("AELAB_DATA_DIR", str(data_dir))
         run_study(preset("quick"), out, data_dir=data_dir, progress=False)
     return out
-
