@@ -223,7 +223,7 @@ def _validate_denoising(d: DenoiseConfig) -> None:
         raise _bad("denoising.subset", d.subset, "give a whole number of test images >= 1, e.g. 1000")
     f = d.blind_epochs_factor
     if isinstance(f, bool) or not isinstance(f, (int, float)) or not (0 < f <= 100):
-        raise _bad("denoising.blind_epochs_factor", f, "give a number > 0, e.g. 2 (twice the per-level epochs)")
+        raise _bad("denoising.blind_epochs_factor", f, "give a number > 0 and at most 100, e.g. 2 (twice the per-level epochs)")
     for key in ("epochs", "gpu_epochs"):
         if getattr(d, key) is not None:
             setattr(d, key, _epochs_map(f"denoising.{key}", getattr(d, key)))
@@ -485,6 +485,7 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
         workers = default_workers(config.threads, _on_gpu(config)) if config.workers == "auto" else config.workers
     done = _scan_finished(config, out)
     total = count_trials(config)
+    earlier = _read_summary(out).get("wall_seconds_total", 0.0)  # wall time of the earlier runs
     pool = make_executor(executor, out, Path(data_dir) if data_dir else None, workers, config.threads,
                          show, **executor_options)
     bar = tqdm(total=total, initial=len(done), desc=f"study {config.name}", unit="trial", disable=not show,
@@ -522,13 +523,13 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
                     trial_bars.pop(t.id).close()
                 bar.update(1)
             if finished:
-                collect(config, out, done)  # results.csv stays current while the study runs
+                collect(config, out, done, earlier_seconds=earlier)  # results.csv stays current
     finally:  # also on Ctrl-C: stop the workers; finished trials are on disk
         pool.shutdown()
         bar.close()
         for b in trial_bars.values():
             b.close()
-    summary = collect(config, out, done, wall_seconds=time.perf_counter() - t0)
+    summary = collect(config, out, done, wall_seconds=time.perf_counter() - t0, earlier_seconds=earlier)
     if report:
         from .report import write_report
 
@@ -609,10 +610,17 @@ def _baseline_score(b: dict) -> dict:
     return b
 
 
+def _read_summary(out: Path) -> dict:
+    """The summary.json of an earlier run of the study in `out` ({} when there is none)."""
+    path = out / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def collect(c: StudyConfig, out: str | Path, done: dict[str, dict] | None = None,
-            wall_seconds: float | None = None) -> dict:
+            wall_seconds: float | None = None, earlier_seconds: float = 0.0) -> dict:
     """Write results.csv/json (a row per trial), denoising.csv/json and summary.json from the
-    finished trials of study `c` in `out`; returns the summary dict (rows, denoising, choices)."""
+    finished trials of study `c` in `out`; returns the summary dict (rows, denoising, choices).
+    wall_seconds: this run's wall time once it ended; earlier_seconds: the earlier runs' total."""
     out = Path(out)
     done = _scan_finished(c, out) if done is None else done
     from .trials import finished_result
@@ -640,18 +648,11 @@ def collect(c: StudyConfig, out: str | Path, done: dict[str, dict] | None = None
         choices[dataset] = pick
     summary = {"study": c.to_dict(), "trials_total": count_trials(c), "trials_done": len(ordered),
                "failed": failed, "choices": choices, "rows": rows, "denoising": denoising}
-    before = {}  # the total over earlier runs survives the summaries written while this run goes on
-    if (out / "summary.json").is_file():
-        try:
-            before = json.loads((out / "summary.json").read_text())
-        except ValueError:
-            before = {}
-    earlier = before.get("wall_seconds_total", 0.0)
     if wall_seconds is not None:  # this run's wall time, and the total over the runs that ended
         summary["wall_seconds"] = round(wall_seconds, 1)
-        summary["wall_seconds_total"] = round(earlier + wall_seconds, 1)
-    elif "wall_seconds_total" in before:
-        summary["wall_seconds_total"] = round(earlier, 1)
+        summary["wall_seconds_total"] = round(earlier_seconds + wall_seconds, 1)
+    elif earlier_seconds:  # summaries written while a run goes on keep the earlier total
+        summary["wall_seconds_total"] = round(earlier_seconds, 1)
     atomic_write_text(out / "results.csv", _csv(rows, RESULT_COLUMNS))
     atomic_write_json(out / "results.json", rows)
     atomic_write_text(out / "denoising.csv", _csv(denoising, DENOISING_COLUMNS))
