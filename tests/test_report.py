@@ -229,6 +229,9 @@ def test_quick_report_has_every_section(quick_study):
         assert report.PSNR_LABEL in text and report.PSNR_DATASET_LABEL in text
         assert "Failed trials" not in text
     assert "Partial results" not in md
+    from aelab.training import resolve_precision
+
+    assert f"Training arithmetic: {resolve_precision('auto', torch.device('cpu'))} " in md
     for heading in SECTIONS + ["Denoising"]:
         assert re.search(rf"<h2 id=\"[a-z-]+\">{heading}", html), heading
 

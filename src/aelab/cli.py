@@ -101,7 +101,8 @@ def _widths(text: str | None) -> tuple[int, ...] | None:
               help="Early stopping patience in epochs (0: train all epochs, keep the best).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
-@click.option("--precision", default=TrainConfig.precision, show_default=True, help="fp32 or bf16.")
+@click.option("--precision", default=TrainConfig.precision, show_default=True,
+              help="fp32, bf16 (autocast) or auto: bf16 on a CPU with native bf16, else fp32.")
 @click.option("--threads", type=int, default=None, help="CPU threads (default: torch's choice).")
 @click.option("--noise-var", default=None,
               help="Train a denoiser: noise variance sigma^2 (e.g. 0.09) or a range 0.01:0.25 (blind).")

@@ -556,6 +556,10 @@ def header_section(study: Study) -> list:
             + ("; subsets " + ", ".join(f"{k} {v:,}" for k, v in c["subset"].items()) if c.get("subset") else "")
             + f"; robustness check at noise variance σ² = {c.get('robustness_var', 0.01)}.")
     lines.append(grid)
+    precisions = sorted({r["precision"] for r in study.rows if r.get("precision")})
+    if precisions:
+        lines.append(f"Training arithmetic: {' and '.join(precisions)} (bf16 = bfloat16 autocast, what precision "
+                     "`auto` picks on a CPU with native bf16); every score is computed in float32.")
     blocks: list = [Heading(1, f"aelab study report: {c.get('name', study.path.name)}")]
     if study.partial:
         note = (" Some trials failed, and trials that build on a failed one were not run; rerun the study to "

@@ -229,7 +229,7 @@ def train_run(dataset: str, model_config: ModelConfig, train_config: TrainConfig
                  progress=progress, checkpoint_path=out / CHECKPOINT, on_epoch=on_epoch)
     config.update({"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                    "train_seconds": round(result.seconds, 3), "parameters": result.model.num_parameters(),
-                   "device": str(next(result.model.parameters()).device)})
+                   "device": str(next(result.model.parameters()).device), "precision": result.precision})
     save_run(out, result.model.cpu(), config, result.history)
     (out / CHECKPOINT).unlink(missing_ok=True)
     if evaluate_on is not None:

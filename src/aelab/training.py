@@ -12,8 +12,10 @@ not decayed. For a denoiser the input is the clean batch plus fresh Gaussian noi
 from __future__ import annotations
 
 import copy
+import ctypes
 import json
 import math
+import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -30,7 +32,7 @@ from .model import DenseAutoencoder, ModelConfig
 
 SCHEDULES = ("onecycle", "cosine", "constant")
 LOSSES = ("mse", "bce")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -44,7 +46,8 @@ class TrainConfig:
     loss: "mse" or "bce"; patience: stop after this many epochs without a better validation loss
     and restore the best weights (0 = never stop early; the best weights are still restored);
     seed: initialization, batch order and noise; device: "auto" (CUDA when available), "cpu",
-    "cuda", ...; precision: "fp32" or "bf16" (autocast); threads: CPU threads (None = torch's
+    "cuda", ...; precision: "fp32", "bf16" (autocast) or "auto" (bf16 on a CPU that computes
+    bf16 natively, fp32 elsewhere: `resolve_precision`); threads: CPU threads (None = torch's
     default); noise_var: train a denoiser with Gaussian noise of this variance sigma^2 on the
     [0, 1] scale, or a (low, high) variance range for a blind denoiser (sigma uniform in
     between); noise_clip: clip noisy inputs to [0, 1].
@@ -61,7 +64,7 @@ class TrainConfig:
     patience: int = 10
     seed: int = 0
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"
     threads: int | None = None
     noise_var: float | tuple[float, float] | None = None
     noise_clip: bool = True
@@ -120,13 +123,15 @@ class TrainResult:
     """What `fit` returns: the trained model (best weights, eval mode), its per-epoch history
     (dicts with epoch, train_loss, val_loss, val_psnr in dB, lr, train_seconds: the training
     steps, seconds: the whole epoch with validation), the best epoch
-    (1-based), the epochs run, and the training wall time in seconds."""
+    (1-based), the epochs run, the training wall time in seconds, and the precision it trained
+    in ("fp32" or "bf16", what "auto" resolved to)."""
 
     model: DenseAutoencoder
     history: list[dict]
     best_epoch: int
     epochs_run: int
     seconds: float
+    precision: str = "fp32"
 
 
 def resolve_device(device: str) -> torch.device:
@@ -140,6 +145,19 @@ def resolve_device(device: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={device!r} but this machine has no CUDA GPU; use --device cpu or auto")
     return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"fp32" or "bf16" for a config's precision on `device`. "auto" is bf16 on a CPU with native
+    bf16 arithmetic (AVX-512 BF16 or AMX): there, at the same wall time, it trains to at least
+    float32's test psnr (benchmarks/precision.py, docs/speed.md); fp32 on other CPUs (bf16 would
+    be emulated, slower) and on CUDA (slower than fp32 for layers this small on an H100)."""
+    if precision != "auto":
+        return precision
+    if device.type != "cpu":
+        return "fp32"
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return "bf16" if native else "fp32"
 
 
 def default_lr(depth: int) -> float:
@@ -240,7 +258,36 @@ def evaluate_loss(model: DenseAutoencoder, x_in: torch.Tensor, x: torch.Tensor, 
 
 
 def _autocast(device: torch.device, precision: str):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    bf16 = resolve_precision(precision, device) == "bf16"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+# glibc's malloc hands blocks above its (adaptive) mmap threshold back to the kernel when they are
+# freed, and trims the top of the heap, so the ~1 MB activations of every training step are fresh
+# pages that fault in and get zeroed again: about 10,000 page faults and several percent of an
+# epoch on CPU (docs/speed.md). Raising both thresholds keeps freed memory in the process.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_BYTES, _TRIM_BYTES = 32 << 20, 1 << 30  # 32 MiB is the largest mmap threshold every glibc accepts
+_malloc_tuned = False
+
+
+def keep_freed_memory() -> bool:
+    """Tell glibc's malloc to serve blocks up to 32 MiB from its heap and to keep up to 1 GiB of
+    freed memory in the process instead of returning it to the kernel, so per-step tensors reuse
+    warm pages. Process-wide, done once; returns True when it took effect (Linux with glibc),
+    False elsewhere (where nothing changes)."""
+    global _malloc_tuned
+    if _malloc_tuned:
+        return True
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        _malloc_tuned = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_BYTES)) and \
+            bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_BYTES))
+    except (OSError, AttributeError):
+        return False
+    return _malloc_tuned
 
 
 def _show_progress(progress: bool | None) -> bool:
@@ -254,8 +301,8 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
     """Train a new autoencoder and return it with its history.
 
     x_train, x_val: (N, D) float tensors with pixels in [0, 1] (the protocol's train and val
-    splits). history_path: (re)write the history there after every epoch, one JSON line per epoch. progress: show a bar (default:
-    only when stderr is a terminal). checkpoint_path: save the full training state there after
+    splits). history_path: (re)write the history there after every epoch, one JSON line per
+    epoch. progress: show a bar (default: only when stderr is a terminal). checkpoint_path: save the full training state there after
     every epoch (atomically) and resume from it when it exists, so an interrupted run ends with
     the same numbers as an uninterrupted one. on_epoch: called after each epoch with the history
     row and the model (in train mode; call model.eval() before using it, fit restores train mode).
@@ -273,6 +320,8 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     torch.set_flush_denormal(True)
+    if device.type == "cpu":
+        keep_freed_memory()
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -312,7 +361,7 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
             lr = learning_rate(config, step, total_steps, peak_lr, model_config.depth)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            clean = x_train[perm[i:i + config.batch_size]]
+            clean = x_train.index_select(0, perm[i:i + config.batch_size])
             inputs, weights = corrupt_weighted(clean, config, noise_gen)
             with _autocast(device, config.precision):
                 code = model.encoder(inputs)
@@ -356,7 +405,7 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
         model.load_state_dict(best["state"])
     model.eval()
     return TrainResult(model=model, history=history, best_epoch=best["epoch"], epochs_run=len(history),
-                       seconds=elapsed)
+                       seconds=elapsed, precision=resolve_precision(config.precision, device))
 
 
 def budget_epochs(model_config: ModelConfig, config: TrainConfig, n_train: int, seconds: float,
