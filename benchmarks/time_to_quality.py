@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--budget-seconds", type=float, default=10.0)
     ap.add_argument("--depth", type=int, default=3)
     ap.add_argument("--latent", type=int, default=30)
-    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--precision", default=TrainConfig.precision)
     args = ap.parse_args()
     x_train, _ = data.load("mnist", "train")
     x_val, _ = data.load("mnist", "val")
