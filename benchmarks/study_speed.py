@@ -4,14 +4,14 @@
 
 Runs the same study twice from scratch: (a) the trials one after another in one process with
 every core (workers=1, threads=all cores), (b) side by side, one single-thread trial per core
-(workers=cores, threads=1, the default). Prints both wall times and the speed-up.
-
-The default preset takes about 72 minutes side by side on 2 cores; `--preset default
---epochs-scale 0.1 --baseline-subset 100` runs the same 60 trials, in the same order and with the
-same dependencies, with a tenth of every epoch budget and of the slow baselines' test subset, so
-that both runs fit in about 20 minutes. (The two runs
+(workers=cores, threads=1, the default). Prints both wall times and the speed-up. (The two runs
 use different thread counts per trial, so their numbers may differ in the last digits; a study's
 numbers depend on its threads per trial, never on its workers.)
+
+The default preset takes about an hour side by side on 2 cores; `--preset default
+--epochs-scale 0.1 --baseline-subset 100` runs the same 60 trials, in the same order and with the
+same dependencies, with a tenth of every epoch budget and of the slow baselines' test subset, so
+that both runs fit in about 45 minutes.
 """
 from __future__ import annotations
 

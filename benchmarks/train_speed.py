@@ -90,15 +90,16 @@ def main() -> None:
         # the first epoch warms caches and allocators; each later epoch is compared with the GEMM
         # rates measured just after it, so a machine whose speed drifts still gives fair ratios
         pairs = list(zip(result.history, rates))[1:] or list(zip(result.history, rates))
-        epoch = statistics.median(h["train_seconds"] for h, _ in pairs) * IMAGES / len(x_train)
+        epochs = [h["train_seconds"] * IMAGES / len(x_train) for h, _ in pairs]  # scaled to 60,000 images
+        epoch = statistics.median(epochs)
         flop = 6 * weights * IMAGES
-        big = statistics.median(r[0] for _, r in pairs)
-        small = statistics.median(r[1] for _, r in pairs)
-        pct_big = statistics.median(100 * flop / r[0] / (h["train_seconds"] * IMAGES / len(x_train)) for h, r in pairs)
-        pct_small = statistics.median(100 * flop / r[1] / (h["train_seconds"] * IMAGES / len(x_train)) for h, r in pairs)
+        big, small = (statistics.median(r[k] for _, r in pairs) for k in (0, 1))
+        pct_big, pct_small = (statistics.median(100 * flop / r[k] / e for e, (_, r) in zip(epochs, pairs))
+                              for k in (0, 1))
         print(f"| depth {depth}, L={args.latent} | {weights:,} | {epoch:.2f} | {IMAGES / epoch:,.0f} | "
               f"{big / 1e9:.0f} | {small / 1e9:.0f} | {flop / big:.2f} | {pct_big:.0f}% | {flop / small:.2f} | "
               f"{pct_small:.0f}% |", flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -245,9 +245,10 @@ def evaluate_loss(model: DenseAutoencoder, x_in: torch.Tensor, x: torch.Tensor, 
                   batch: int = 4096) -> tuple[float, float]:
     """Mean reconstruction loss and mean per-image PSNR (dB) of model(x_in) against x."""
     model.eval()
+    precision = resolve_precision(config.precision, x.device)
     loss, psnr_sum = 0.0, 0.0
     for i in range(0, len(x), batch):
-        with _autocast(x.device, config.precision):
+        with _autocast(x.device, precision):
             out = model(x_in[i:i + batch])
         out = out.float()
         target = x[i:i + batch]
@@ -258,8 +259,8 @@ def evaluate_loss(model: DenseAutoencoder, x_in: torch.Tensor, x: torch.Tensor, 
 
 
 def _autocast(device: torch.device, precision: str):
-    bf16 = resolve_precision(precision, device) == "bf16"
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    """bf16 autocast on `device` when precision (already resolved: "fp32" or "bf16") is bf16."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 # glibc's malloc hands blocks above its (adaptive) mmap threshold back to the kernel when they are
@@ -302,9 +303,9 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
 
     x_train, x_val: (N, D) float tensors with pixels in [0, 1] (the protocol's train and val
     splits). history_path: (re)write the history there after every epoch, one JSON line per
-    epoch. progress: show a bar (default: only when stderr is a terminal). checkpoint_path: save the full training state there after
-    every epoch (atomically) and resume from it when it exists, so an interrupted run ends with
-    the same numbers as an uninterrupted one. on_epoch: called after each epoch with the history
+    epoch. progress: show a bar (default: only when stderr is a terminal). checkpoint_path: save
+    the full training state there after every epoch (atomically) and resume from it when it
+    exists, so an interrupted run ends with the same numbers as an uninterrupted one. on_epoch: called after each epoch with the history
     row and the model (in train mode; call model.eval() before using it, fit restores train mode).
     """
     from .runs import atomic_write_text, load_checkpoint, save_checkpoint  # runs imports this module
@@ -322,6 +323,7 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
     torch.set_flush_denormal(True)
     if device.type == "cpu":
         keep_freed_memory()
+    precision = resolve_precision(config.precision, device)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -363,7 +365,7 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
                 group["lr"] = lr
             clean = x_train.index_select(0, perm[i:i + config.batch_size])
             inputs, weights = corrupt_weighted(clean, config, noise_gen)
-            with _autocast(device, config.precision):
+            with _autocast(device, precision):
                 code = model.encoder(inputs)
                 out = model.decoder(code)
             loss = reconstruction_loss(out, clean, config.loss, weights)
@@ -405,7 +407,7 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
         model.load_state_dict(best["state"])
     model.eval()
     return TrainResult(model=model, history=history, best_epoch=best["epoch"], epochs_run=len(history),
-                       seconds=elapsed, precision=resolve_precision(config.precision, device))
+                       seconds=elapsed, precision=precision)
 
 
 def budget_epochs(model_config: ModelConfig, config: TrainConfig, n_train: int, seconds: float,
@@ -420,6 +422,7 @@ def budget_epochs(model_config: ModelConfig, config: TrainConfig, n_train: int, 
     device = resolve_device(config.device)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
+    precision = resolve_precision(config.precision, device)
     model = DenseAutoencoder(model_config).to(device)
     optimizer = build_optimizer(model, config, device, config.lr or default_lr(model_config.depth))
     x = torch.rand(config.batch_size, model_config.input_dim, device=device)
@@ -429,7 +432,7 @@ def budget_epochs(model_config: ModelConfig, config: TrainConfig, n_train: int, 
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-        with _autocast(device, config.precision):
+        with _autocast(device, precision):
             out = model(corrupt(x, config, gen))
         loss = reconstruction_loss(out, x, config.loss)
         optimizer.zero_grad(set_to_none=True)

@@ -120,7 +120,8 @@ def _autoencoder(trial: dict, folder: Path, data_dir, events, progress) -> dict:
         "code_mean_abs": m["code"]["mean_abs"],
         "epochs_run": run.config["epochs_run"], "best_epoch": run.config["best_epoch"],
         "seconds": run.config["train_seconds"], "parameters": run.config["parameters"], "seed": tc.seed,
-        "precision": run.config["precision"], "per_class_psnr": m.get("per_class_psnr", {}), "denoising": den, "run_dir": "run",
+        "precision": run.config["precision"], "per_class_psnr": m.get("per_class_psnr", {}), "denoising": den,
+        "run_dir": "run",
     }
     if nv is not None:  # a denoiser: its own task is denoising; select on noisy validation images
         levels = ctx["eval_variances"] if isinstance(nv, tuple) else [nv]
