@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from aelab import report
+from aelab import findings, report
 from aelab.figures import image_grid
 
 SECTIONS = ["Findings", "Compression", "Regularization", "Image grids", "Training curves", "Per-class PSNR",
@@ -291,14 +291,14 @@ def test_synthetic_report_findings_and_tables(tmp_path):
     md, html = md_path.read_text(), html_path.read_text()
     _no_broken_section(md)
     _assert_self_contained(html)
-    text = report.findings_text(report.load_study(study), "mnist")
+    text = findings.findings_text(findings.load_study(study), "mnist")
     assert "Validation chose depth 5, L = 30" in text and "psnr 21.00 dB" in text
     assert "−0.50 dB at L = 15 and +1.00 dB at L = 30" in text
     assert "depth 5 wins at L = 30 but loses at L = 15" in text
     assert "+2.00 dB at L = 15 and +2.00 dB at L = 30" in text  # margin over PCA (depth 3 at L=15)
     assert "Validation chose l2 = 1e-05" in text and "l1 = 1e-05" in text
     # denoising: best AE against the strongest baseline, nlm compared on its subset
-    margins = report.denoising_margins(report.load_study(study), "mnist")
+    margins = findings.denoising_margins(findings.load_study(study), "mnist")
     assert [m["baseline"] for m in margins] == ["linear", "linear"]
     assert margins[0]["margin"] == pytest.approx((21.0 - 0.4) - (18.0 - 0.4))
     assert "leads the best baseline (linear" in text
