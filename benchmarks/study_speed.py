@@ -1,6 +1,7 @@
 """How much sooner a study ends when its trials run side by side.
 
-    python benchmarks/study_speed.py [--preset quick] [--epochs-scale 1] [--baseline-subset N] [--out runs/study_speed]
+    python benchmarks/study_speed.py [--preset quick] [--epochs-scale 1] [--baseline-subset N] [--only sequential]
+                                     [--out runs/study_speed]
 
 Runs the same study twice from scratch: (a) the trials one after another in one process with
 every core (workers=1, threads=all cores), (b) side by side, one single-thread trial per core
@@ -11,7 +12,9 @@ numbers depend on its threads per trial, never on its workers.)
 The default preset takes about an hour side by side on 2 cores; `--preset default
 --epochs-scale 0.1 --baseline-subset 100` runs the same 60 trials, in the same order and with the
 same dependencies, with a tenth of every epoch budget and of the slow baselines' test subset, so
-that both runs fit in about 45 minutes.
+that both runs fit in about 45 minutes. `--only sequential` (or `parallel`) runs one of the two,
+for a full-budget study whose other half was timed by `aelab study` itself (its summary.json has
+the wall time).
 """
 from __future__ import annotations
 
@@ -58,16 +61,20 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/study_speed"))
     ap.add_argument("--epochs-scale", type=float, default=1.0)
     ap.add_argument("--baseline-subset", type=int, default=None)
+    ap.add_argument("--only", choices=["sequential", "parallel"], default=None,
+                    help="Run only one of the two (the other column prints a dash).")
     args = ap.parse_args()
     config = scaled(args.preset, args.epochs_scale, args.baseline_subset)
     label = args.preset if args.epochs_scale == 1 and args.baseline_subset is None else \
         f"{args.preset}, epochs x {args.epochs_scale:g}, baseline subset {config.denoising.subset}"
     cores = len(os.sched_getaffinity(0))
-    seq = timed(config, args.out / "sequential", workers=1, threads=cores)
-    par = timed(config, args.out / "parallel", workers=cores, threads=1)
+    seq = timed(config, args.out / "sequential", workers=1, threads=cores) if args.only != "parallel" else None
+    par = timed(config, args.out / "parallel", workers=cores, threads=1) if args.only != "sequential" else None
+    cells = [f"{t:.0f} s" if t is not None else "–" for t in (seq, par)]
+    speedup = f"{seq / par:.2f}x" if seq is not None and par is not None else "–"
     print(f"| preset | one after another ({cores} threads) | side by side ({cores} x 1 thread) | speed-up |")
     print("| --- | --- | --- | --- |")
-    print(f"| {label} | {seq:.0f} s | {par:.0f} s | {seq / par:.2f}x |")
+    print(f"| {label} | {cells[0]} | {cells[1]} | {speedup} |")
 
 
 if __name__ == "__main__":

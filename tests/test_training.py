@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from aelab import ConfigError, TrainingError, data, evaluate, fit, load_run, psnr, reconstruct, train_run
 from aelab.baselines import fit_pca
 from aelab.model import PRESETS, DenseAutoencoder, ModelConfig
-from aelab.training import TrainConfig, learning_rate
+from aelab.training import TrainConfig, evaluate_loss, learning_rate
 
 N_TRAIN, N_VAL, N_TEST = 4000, 500, 500
 
@@ -83,6 +83,7 @@ def test_bad_model_config_names_the_field(kwargs, words):
     ({"loss": "l1"}, ["loss", "mse", "bce"]),
     ({"noise_var": 2.0}, ["noise_var", "(0, 1]"]),
     ({"noise_var": (0.2, 0.1)}, ["lower variance must be below"]),
+    ({"patience_start": 1.0}, ["patience_start", "below 1"]),
 ])
 def test_bad_train_config_names_the_field(kwargs, words):
     with pytest.raises(ConfigError) as err:
@@ -108,6 +109,34 @@ def test_training_lowers_the_loss_and_beats_the_mean_image_and_pca(trained, mnis
     assert model_psnr > mean_psnr + 4, (model_psnr, mean_psnr)
     if real_data:  # generated blobs are nearly low-rank: PCA is hard to beat there
         assert model_psnr > pca_psnr + 0.5, (model_psnr, pca_psnr)
+
+
+@pytest.mark.parametrize("patience_start, counting_from", [(0.0, 0), (0.5, 6)])
+def test_early_stopping_counts_from_patience_start_and_restores_the_best_epoch(mnist, patience_start,
+                                                                              counting_from):
+    x_train, x_val, _, _ = mnist
+    x_val = 1 - x_val  # inverted digits: validation gets worse as the model learns the training digits
+    config = TrainConfig(epochs=12, patience=2, patience_start=patience_start, threads=2)
+    result = fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False)
+    losses = [h["val_loss"] for h in result.history]
+    assert result.best_epoch == losses.index(min(losses)) + 1
+    # stops as soon as `patience` counted epochs pass without a better validation loss
+    assert result.epochs_run == max(result.best_epoch, counting_from) + config.patience < config.epochs
+    val_loss, _ = evaluate_loss(result.model, x_val, x_val, config)
+    assert val_loss == pytest.approx(min(losses), rel=1e-6)
+
+
+def test_validation_objective_carries_the_penalties_like_the_training_loss(trained, mnist):
+    _, x_val, _, _ = mnist
+    model = trained.model
+    plain, psnr_plain = evaluate_loss(model, x_val, x_val, TrainConfig(precision="fp32"))
+    penalized, psnr_penalized = evaluate_loss(model, x_val, x_val, TrainConfig(precision="fp32", l1=1e-3, l2=1e-4))
+    with torch.no_grad():
+        l1_term = 1e-3 * float(model.encode(x_val).abs().sum(1).mean())
+        l2_term = 1e-4 * float(model.weight_sq_norm())
+    assert l1_term > 0.1 * plain and l2_term > 0.1 * plain  # both terms matter at these strengths
+    assert penalized == pytest.approx(plain + l1_term + l2_term, rel=1e-5)
+    assert psnr_penalized == psnr_plain  # psnr is the reconstruction's, penalties or not
 
 
 def test_l1_makes_the_code_sparser(mnist):

@@ -7,7 +7,8 @@ permutation and walks it in batches (no DataLoader). Loss per batch, as the prot
 
 The L2 term is applied through Adam's (coupled) `weight_decay = 2 * l2` on the dense weight
 matrices only, which adds exactly its gradient 2 * l2 * W; biases and normalization parameters are
-not decayed. For a denoiser the input is the clean batch plus fresh Gaussian noise every batch.
+not decayed. Early stopping and the choice of the best epoch compare the same objective on the
+validation split (`evaluate_loss`). For a denoiser the input is the clean batch plus fresh Gaussian noise every batch.
 """
 from __future__ import annotations
 
@@ -44,7 +45,10 @@ class TrainConfig:
     `warmup` of the steps (None: `default_warmup` of the depth), then cosine decay
     to lr/1000), "cosine" (no warm-up) or "constant"; l2, l1: the protocol's penalties (>= 0);
     loss: "mse" or "bce"; patience: stop after this many epochs without a better validation loss
-    and restore the best weights (0 = never stop early; the best weights are still restored);
+    (the training objective with its penalties, on the validation split) and restore the best weights (0 = never stop early; the best weights are still restored);
+    patience_start: the fraction of the epochs after which early stopping starts counting (epochs
+    before it never count against patience: at the schedule's high learning rates the validation
+    loss is noisy, and a penalized run would otherwise stop on one lucky early epoch);
     seed: initialization, batch order and noise; device: "auto" (CUDA when available), "cpu",
     "cuda", ...; precision: "fp32", "bf16" (autocast) or "auto" (bf16 on a CPU that computes
     bf16 natively, fp32 elsewhere: `resolve_precision`); threads: CPU threads (None = torch's
@@ -62,6 +66,7 @@ class TrainConfig:
     l1: float = 0.0
     loss: str = "mse"
     patience: int = 10
+    patience_start: float = 0.5
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
@@ -86,6 +91,10 @@ class TrainConfig:
                 raise ConfigError(f"training {name}={value!r}: must be a finite number >= 0")
         if self.lr is not None and self.lr <= 0:
             raise ConfigError(f"training lr={self.lr!r}: must be > 0 (try 1e-3 to 1e-2)")
+        if not isinstance(self.patience_start, (int, float)) or isinstance(self.patience_start, bool) \
+                or not 0 <= self.patience_start < 1:
+            raise ConfigError(f"training patience_start={self.patience_start!r}: a fraction of the epochs, "
+                              "at least 0 and below 1 (e.g. 0.5)")
         if self.warmup is not None and self.warmup >= 1:
             raise ConfigError(f"training warmup={self.warmup!r}: a fraction of the steps, below 1 (e.g. 0.1)")
         for name, allowed in (("schedule", SCHEDULES), ("loss", LOSSES), ("precision", PRECISIONS)):
@@ -121,7 +130,8 @@ def _check_int(name: str, value, minimum: int) -> None:
 @dataclass
 class TrainResult:
     """What `fit` returns: the trained model (best weights, eval mode), its per-epoch history
-    (dicts with epoch, train_loss, val_loss, val_psnr in dB, lr, train_seconds: the training
+    (dicts with epoch, train_loss and val_loss: the objective with its penalties, averaged over the
+    epoch's batches and over the validation split, val_psnr in dB, lr, train_seconds: the training
     steps, seconds: the whole epoch with validation), the best epoch
     (1-based), the epochs run, the training wall time in seconds, and the precision it trained
     in ("fp32" or "bf16", what "auto" resolved to)."""
@@ -243,18 +253,28 @@ def corrupt_weighted(x: torch.Tensor, config: TrainConfig,
 @torch.no_grad()
 def evaluate_loss(model: DenseAutoencoder, x_in: torch.Tensor, x: torch.Tensor, config: TrainConfig,
                   batch: int = 4096) -> tuple[float, float]:
-    """Mean reconstruction loss and mean per-image PSNR (dB) of model(x_in) against x."""
+    """(objective, psnr) of model(x_in) against clean x: the mean of the training loss as the
+    protocol defines it (reconstruction + config.l1 * mean_batch(sum_j |E_j|) + config.l2 *
+    sum_W ||W||_F^2; just the reconstruction loss without penalties), and the mean per-image PSNR
+    (dB) of the reconstructions clipped to [0, 1]. Early stopping compares this objective, as
+    Keras's val_loss does: selecting a penalized model by its reconstruction alone would pick the
+    least regularized epoch."""
     model.eval()
     precision = resolve_precision(config.precision, x.device)
     loss, psnr_sum = 0.0, 0.0
     for i in range(0, len(x), batch):
         with _autocast(x.device, precision):
-            out = model(x_in[i:i + batch])
+            code = model.encoder(x_in[i:i + batch])
+            out = model.decoder(code)
         out = out.float()
         target = x[i:i + batch]
         loss += float(reconstruction_loss(out, target, config.loss)) * len(target)
+        if config.l1:
+            loss += config.l1 * float(code.float().abs().sum())
         mse = (out.clamp(0, 1) - target).pow(2).mean(1)
         psnr_sum += float(torch.where(mse > 0, -10 * torch.log10(mse.clamp_min(1e-30)), 100.0).sum())
+    if config.l2:
+        loss += config.l2 * float(model.weight_sq_norm()) * len(x)
     return loss / len(x), psnr_sum / len(x)
 
 
@@ -351,9 +371,9 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
     bar = tqdm(total=config.epochs, initial=start_epoch, desc="train", unit="epoch",
                disable=not _show_progress(progress), leave=False, dynamic_ncols=True)
     step = start_epoch * steps_per_epoch
-    epoch = start_epoch
+    counting_from = int(config.patience_start * config.epochs)  # epochs done before patience counts
     for epoch in range(start_epoch, config.epochs):
-        if config.patience and epoch - best["epoch"] >= config.patience:
+        if config.patience and epoch - max(best["epoch"], counting_from) >= config.patience:
             break
         t0 = time.perf_counter()
         model.train()
