@@ -1,6 +1,7 @@
 """Model, regularizers, trainer, run folders: real effects on small subsets of real (or generated) data."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from aelab import ConfigError, TrainingError, data, evaluate, fit, load_run, psnr, reconstruct, train_run
 from aelab.baselines import fit_pca
 from aelab.model import PRESETS, DenseAutoencoder, ModelConfig
-from aelab.training import TrainConfig, evaluate_loss, learning_rate
+from aelab.training import TrainConfig, evaluate_loss, learning_rate, recompute_batch_norm
 
 N_TRAIN, N_VAL, N_TEST = 4000, 500, 500
 
@@ -84,6 +85,7 @@ def test_bad_model_config_names_the_field(kwargs, words):
     ({"noise_var": 2.0}, ["noise_var", "(0, 1]"]),
     ({"noise_var": (0.2, 0.1)}, ["lower variance must be below"]),
     ({"patience_start": 1.0}, ["patience_start", "below 1"]),
+    ({"bn_images": -1}, ["bn_images", ">= 0"]),
 ])
 def test_bad_train_config_names_the_field(kwargs, words):
     with pytest.raises(ConfigError) as err:
@@ -137,6 +139,28 @@ def test_validation_objective_carries_the_penalties_like_the_training_loss(train
     assert l1_term > 0.1 * plain and l2_term > 0.1 * plain  # both terms matter at these strengths
     assert penalized == pytest.approx(plain + l1_term + l2_term, rel=1e-5)
     assert psnr_penalized == psnr_plain  # psnr is the reconstruction's, penalties or not
+
+
+def test_batch_norm_statistics_are_those_of_the_seeded_training_sample(trained, mnist):
+    x_train = mnist[0]
+    model = trained.model  # fit set its statistics from a seeded random sample of the training inputs
+    sample = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(0 + 3))[:TrainConfig.bn_images]
+    again = copy.deepcopy(model)
+    recompute_batch_norm(again, x_train[sample], trained.precision)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert norms and not again.training
+    for a, b in zip(norms, [m for m in again.modules() if isinstance(m, torch.nn.BatchNorm1d)]):
+        assert torch.allclose(a.running_mean, b.running_mean, rtol=1e-5, atol=1e-7)
+        assert torch.allclose(a.running_var, b.running_var, rtol=1e-5, atol=1e-7)
+    # with those statistics eval mode computes what train mode computes on the same images
+    # (up to the N/(N-1) of the stored unbiased variance)
+    x = x_train[:4000]
+    fresh = copy.deepcopy(model)
+    recompute_batch_norm(fresh, x, "fp32")
+    with torch.no_grad():
+        eval_out = fresh.eval()(x)
+        train_out = fresh.train()(x)
+    assert float((eval_out - train_out).abs().max()) < 1e-3
 
 
 def test_l1_makes_the_code_sparser(mnist):
