@@ -101,6 +101,9 @@ def _widths(text: str | None) -> tuple[int, ...] | None:
               help="Early stopping patience in epochs (0: train all epochs, keep the best).")
 @click.option("--patience-start", type=float, default=TrainConfig.patience_start, show_default=True,
               help="Fraction of the epochs after which early stopping starts counting.")
+@click.option("--bn-images", type=int, default=TrainConfig.bn_images, show_default=True,
+              help="Training inputs the batch-norm statistics are recomputed from after each epoch "
+                   "(0: PyTorch's running averages).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--precision", default=TrainConfig.precision, show_default=True,
@@ -114,8 +117,8 @@ def _widths(text: str | None) -> tuple[int, ...] | None:
 @DATA_DIR
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(dataset, depth, widths, latent, activation, latent_activation, norm, l2, l1, epochs, budget_seconds,
-          batch_size, lr, schedule, loss, patience, patience_start, seed, device, precision, threads, noise_var,
-          no_noise_clip, out, data_dir, quiet) -> None:
+          batch_size, lr, schedule, loss, patience, patience_start, bn_images, seed, device, precision, threads,
+          noise_var, no_noise_clip, out, data_dir, quiet) -> None:
     """Train one autoencoder (or a denoiser with --noise-var) and evaluate it on the test split."""
     hidden = _widths(widths) or PRESETS[int(depth)]
     model_config = ModelConfig(input_dim=int(np.prod(data_mod.image_shape(dataset, data_dir))), widths=hidden,
@@ -124,8 +127,8 @@ def train(dataset, depth, widths, latent, activation, latent_activation, norm, l
     if isinstance(nv, list):
         raise click.BadParameter("give one variance or a low:high range to train on", param_hint="--noise-var")
     train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, l2=l2, l1=l1,
-                               loss=loss, patience=patience, patience_start=patience_start, seed=seed,
-                               device=device, precision=precision, threads=threads, noise_var=nv,
+                               loss=loss, patience=patience, patience_start=patience_start, bn_images=bn_images,
+                               seed=seed, device=device, precision=precision, threads=threads, noise_var=nv,
                                noise_clip=not no_noise_clip)
     if budget_seconds is not None:
         n_train = len(data_mod.load(dataset, "train", data_dir)[0])
