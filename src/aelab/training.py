@@ -47,10 +47,13 @@ class TrainConfig:
     `warmup` of the steps (None: `default_warmup` of the depth), then cosine decay
     to lr/1000), "cosine" (no warm-up) or "constant"; l2, l1: the protocol's penalties (>= 0);
     loss: "mse" or "bce"; patience: stop after this many epochs without a better validation loss
-    (the training objective with its penalties, on the validation split) and restore the best weights (0 = never stop early; the best weights are still restored);
-    patience_start: the fraction of the epochs after which early stopping starts counting (epochs
-    before it never count against patience: at the schedule's high learning rates the validation
-    loss is noisy, and a penalized run would otherwise stop on one lucky early epoch);
+    (the training objective with its penalties, on the validation split) and restore the best
+    weights (0 = never stop early; the best weights are still restored); patience_start: the
+    fraction of the epochs after which early stopping starts counting (epochs before it never
+    count against patience: at the schedule's high learning rates validation is noisy);
+    bn_images: after every epoch, set the batch-norm statistics that validation and the saved
+    model use to those of this many training inputs, a random sample fixed by the seed
+    (`recompute_batch_norm`; 0 keeps PyTorch's running averages);
     seed: initialization, batch order and noise; device: "auto" (CUDA when available), "cpu",
     "cuda", ...; precision: "fp32", "bf16" (autocast) or "auto" (bf16 on a CPU that computes
     bf16 natively, fp32 elsewhere: `resolve_precision`); threads: CPU threads (None = torch's
@@ -257,12 +260,12 @@ def corrupt_weighted(x: torch.Tensor, config: TrainConfig,
 @torch.no_grad()
 def evaluate_loss(model: DenseAutoencoder, x_in: torch.Tensor, x: torch.Tensor, config: TrainConfig,
                   batch: int = 4096) -> tuple[float, float]:
-    """(objective, psnr) of model(x_in) against clean x: the mean of the training loss as the
-    protocol defines it (reconstruction + config.l1 * mean_batch(sum_j |E_j|) + config.l2 *
-    sum_W ||W||_F^2; just the reconstruction loss without penalties), and the mean per-image PSNR
-    (dB) of the reconstructions clipped to [0, 1]. Early stopping compares this objective, as
-    Keras's val_loss does: selecting a penalized model by its reconstruction alone would pick the
-    least regularized epoch."""
+    """(objective, psnr) of model(x_in) against clean x: the training loss as the protocol
+    defines it, averaged over the images (reconstruction + config.l1 * mean(sum_j |E_j|) +
+    config.l2 * sum_W ||W||_F^2; the reconstruction loss alone for a config without penalties),
+    and the mean per-image PSNR (dB) of the reconstructions clipped to [0, 1]. Early stopping
+    compares this objective, as Keras's val_loss does: selecting a penalized model by its
+    reconstruction alone would pick the least regularized epoch."""
     model.eval()
     precision = resolve_precision(config.precision, x.device)
     loss, psnr_sum = 0.0, 0.0
@@ -353,8 +356,9 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
     splits). history_path: (re)write the history there after every epoch, one JSON line per
     epoch. progress: show a bar (default: only when stderr is a terminal). checkpoint_path: save
     the full training state there after every epoch (atomically) and resume from it when it
-    exists, so an interrupted run ends with the same numbers as an uninterrupted one. on_epoch: called after each epoch with the history
-    row and the model (in train mode; call model.eval() before using it, fit restores train mode).
+    exists, so an interrupted run ends with the same numbers as an uninterrupted one. on_epoch:
+    called after each epoch with the history row and the model (in train mode; call model.eval()
+    before using it, fit restores train mode).
     """
     from .runs import atomic_write_text, load_checkpoint, save_checkpoint  # runs imports this module
 
