@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from aelab import ConfigError, TrainingError, data, evaluate, fit, load_run, psnr, reconstruct, train_run
 from aelab.baselines import fit_pca
 from aelab.model import PRESETS, DenseAutoencoder, ModelConfig
-from aelab.training import TrainConfig, evaluate_loss, learning_rate, recompute_batch_norm
+from aelab.training import TrainConfig, batch_norm_inputs, evaluate_loss, learning_rate, recompute_batch_norm
 
 N_TRAIN, N_VAL, N_TEST = 4000, 500, 500
 
@@ -144,9 +144,8 @@ def test_validation_objective_carries_the_penalties_like_the_training_loss(train
 def test_batch_norm_statistics_are_those_of_the_seeded_training_sample(trained, mnist):
     x_train = mnist[0]
     model = trained.model  # fit set its statistics from a seeded random sample of the training inputs
-    sample = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(0 + 3))[:TrainConfig.bn_images]
     again = copy.deepcopy(model)
-    recompute_batch_norm(again, x_train[sample], trained.precision)
+    recompute_batch_norm(again, batch_norm_inputs(x_train, TrainConfig()), trained.precision)
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
     assert norms and not again.training
     for a, b in zip(norms, [m for m in again.modules() if isinstance(m, torch.nn.BatchNorm1d)]):

@@ -309,6 +309,18 @@ def recompute_batch_norm(model: DenseAutoencoder, x_in: torch.Tensor, precision:
     model.train(was_training)
 
 
+def batch_norm_inputs(x_train: torch.Tensor, config: TrainConfig) -> torch.Tensor | None:
+    """The fixed inputs `fit` recomputes the batch-norm statistics from after every epoch:
+    config.bn_images training images (pixels in [0, 1], on x_train's device) drawn at random with
+    a generator seeded by config.seed (the file order is not a fair sample), noisy as the
+    denoiser's training inputs are; None when config.bn_images is 0."""
+    if not config.bn_images:
+        return None
+    gen = torch.Generator(device=x_train.device).manual_seed(config.seed + 3)
+    sample = torch.randperm(len(x_train), generator=gen, device=x_train.device)[:config.bn_images]
+    return corrupt(x_train.index_select(0, sample), config, gen)
+
+
 def _autocast(device: torch.device, precision: str):
     """bf16 autocast on `device` when precision (already resolved: "fp32" or "bf16") is bf16."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -389,11 +401,7 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
     noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
     # validation noise is fixed, so validation losses are comparable across epochs
     x_val_in = corrupt(x_val, config, torch.Generator(device=device).manual_seed(config.seed + 2))
-    bn_in = None  # the fixed training inputs of the batch-norm statistics (random: the file order is not)
-    if config.bn_images:
-        bn_gen = torch.Generator(device=device).manual_seed(config.seed + 3)
-        sample = torch.randperm(len(x_train), generator=bn_gen, device=device)[:config.bn_images]
-        bn_in = corrupt(x_train.index_select(0, sample), config, bn_gen)
+    bn_in = batch_norm_inputs(x_train, config)
 
     n = len(x_train)
     steps_per_epoch = math.ceil(n / config.batch_size)
