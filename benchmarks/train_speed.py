@@ -1,6 +1,7 @@
 """How close one training gets to this machine's matrix-multiply limit.
 
     python benchmarks/train_speed.py [--epochs 5] [--precision fp32|bf16] [--device cpu|cuda] [--latent 30]
+                                     [--cuda-graphs]
 
 For the depth-3 and depth-5 presets on MNIST it prints: seconds per epoch (median over epochs,
 training steps only, scaled to 60,000 images), images per second, the float32 GEMM rate measured
@@ -63,13 +64,15 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    ap.add_argument("--cuda-graphs", action="store_true", help="replay each step's forward and backward as CUDA graphs")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     x_train, _ = data.load("mnist", "train")
     x_val, _ = data.load("mnist", "val")
-    print(f"device {device}, {torch.get_num_threads()} threads, precision {args.precision}, batch {args.batch_size}")
+    print(f"device {device}, {torch.get_num_threads()} threads, precision {args.precision}, batch {args.batch_size}"
+          + (", CUDA graphs" if args.cuda_graphs else ""))
     print("| preset | weights | s/epoch (60k) | images/s | GEMM 2048^3 GFLOP/s | GEMM at layer shapes GFLOP/s "
           "| bound s (2048^3) | % of bound | bound s (layer shapes) | % of that |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -86,7 +89,7 @@ def main() -> None:
 
         tc = TrainConfig(epochs=args.epochs, device=args.device, precision=args.precision,
                          batch_size=args.batch_size)
-        result = fit(mc, x_train, x_val, tc, progress=False, on_epoch=measure)
+        result = fit(mc, x_train, x_val, tc, progress=False, on_epoch=measure, cuda_graphs=args.cuda_graphs)
         # the first epoch warms caches and allocators; each later epoch is compared with the GEMM
         # rates measured just after it, so a machine whose speed drifts still gives fair ratios
         pairs = list(zip(result.history, rates))[1:] or list(zip(result.history, rates))
