@@ -168,10 +168,10 @@ def test_a_killed_worker_is_retried_and_the_study_completes(ray_cluster, data_di
 
     out = tmp_path / "killed"
     killed: dict = {}
+    study_over = threading.Event()
 
-    def kill_one_mid_training() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not killed:
+    def kill_one_mid_training() -> None:  # watches for as long as the study runs, however slow the machine
+        while not study_over.is_set() and not killed:
             for ckpt in out.glob("trials/*/run/checkpoint.safetensors"):
                 trial_id = ckpt.parent.parent.name
                 pid = _ray_worker_pid(trial_id)
@@ -183,7 +183,10 @@ def test_a_killed_worker_is_retried_and_the_study_completes(ray_cluster, data_di
 
     killer = threading.Thread(target=kill_one_mid_training, daemon=True)
     killer.start()
-    summary = run_study(config, out, data_dir=data_dir, executor="ray", progress=False, report=False)
+    try:
+        summary = run_study(config, out, data_dir=data_dir, executor="ray", progress=False, report=False)
+    finally:
+        study_over.set()
     killer.join(timeout=5)
     assert killed, "no Ray worker was caught mid-training"
     assert summary["failed"] == []
@@ -225,10 +228,9 @@ def test_shutdown_cancels_running_trials_and_leaves_a_shared_instance_running(ra
     assert not pool.started  # the module's instance was there first
     future = pool.submit(trial)
     checkpoint = tmp_path / "trials" / trial["id"] / "run" / "checkpoint.safetensors"
-    deadline = time.monotonic() + 60
-    while not checkpoint.exists() and time.monotonic() < deadline:
+    while not checkpoint.exists() and not future.done():  # however long a loaded machine takes
         time.sleep(0.05)
-    assert checkpoint.exists()
+    assert checkpoint.exists() and not future.done()
     pool.shutdown()
     assert future.exception(timeout=60) is not None
     assert not (tmp_path / "trials" / trial["id"] / "result.json").exists()
