@@ -421,7 +421,8 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
     called after each epoch with the history row and the model (in train mode; call model.eval()
     before using it, fit restores train mode). cuda_graphs: on a CUDA device, replay each full
     batch's forward and backward as CUDA graphs (`graph_forward`; None: when the environment
-    variable AELAB_CUDA_GRAPHS is 1): the same kernels, so the same numbers (checked on CUDA by the tests).
+    variable AELAB_CUDA_GRAPHS is 1): the same kernels, so the same numbers (checked on CUDA by
+    the tests).
     """
     from .runs import atomic_write_text, load_checkpoint, save_checkpoint  # runs imports this module
 
