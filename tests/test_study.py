@@ -158,6 +158,36 @@ def test_rerunning_a_finished_study_trains_nothing(quick_study, data_dir):
     assert summary["wall_seconds_total"] == pytest.approx(first["wall_seconds_total"] + summary["wall_seconds"], abs=0.11)
 
 
+def test_on_a_gpu_machine_cpu_trials_get_their_own_pool_and_the_same_numbers(data_dir, tmp_path, monkeypatch):
+    import aelab.executors as executors
+    import aelab.study as study
+
+    config = study_from_dict({
+        "name": "gpu-side", "datasets": ["mnist"], "depths": [3], "latents": [15], "epochs": 2, "gpu_epochs": 2,
+        "l2": [], "l1": [], "subset": {"train": 2000, "val": 500, "test": 500},
+        "denoising": {"variances": [0.04], "blind": None, "baselines": ["noisy", "gaussian"], "subset": 50,
+                      "epochs": 2, "gpu_epochs": 2}})
+    inline = run_study(config, tmp_path / "inline", data_dir=data_dir, workers=1, progress=False, report=False)
+
+    made = []
+
+    def recording(*args, **kwargs):
+        made.append(make(*args, **kwargs))
+        return made[-1]
+
+    make = executors.make_executor
+    monkeypatch.setattr(executors, "make_executor", recording)
+    monkeypatch.setattr(study, "_on_gpu", lambda c: True)  # as on a GPU machine; the trials still train on the CPU
+    monkeypatch.setattr(executors, "_cores", lambda: 3)
+    assert executors.cpu_workers(1, True, executors.default_workers(1, True)) == 1  # 3 trainers, 1 beside them
+    gpu = run_study(config, tmp_path / "gpu", data_dir=data_dir, progress=False, report=False)
+    assert made[0].submitted == {"main": 2, "cpu": 2}  # grid + denoiser | PCA + baselines
+    assert executors.cpu_workers(1, False, 2) == 0  # on a CPU machine one pool runs everything
+    assert _rows(tmp_path / "gpu" / "results.csv") == _rows(tmp_path / "inline" / "results.csv")
+    assert _rows(tmp_path / "gpu" / "denoising.csv") == _rows(tmp_path / "inline" / "denoising.csv")
+    assert gpu["trials_done"] == inline["trials_done"] == 4
+
+
 def _study_cmd(out: Path, data_dir: Path) -> list[str]:
     return python_with_checksums() + ["study", "--preset", "quick", "--out", str(out), "--data-dir", str(data_dir),
                                       "--quiet"]

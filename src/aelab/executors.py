@@ -58,31 +58,46 @@ def _init_worker(threads: int, checksums: dict) -> None:
     data.SHA256.update(checksums)  # the driver's table (tests register generated datasets in it)
 
 
-class LocalPoolExecutor:
-    """Runs trials side by side in `workers` local processes (spawned, `threads` CPU threads each)."""
+CPU_KINDS = ("pca", "baselines")  # trials that never use a GPU
 
-    def __init__(self, study_dir: Path, data_dir: Path | None, workers: int, threads: int) -> None:
+
+class LocalPoolExecutor:
+    """Runs trials side by side in `workers` local processes (spawned, `threads` CPU threads each).
+    With cpu_workers > 0 the CPU-only trials (PCA, classical baselines) run in a second pool of
+    that many processes, so on a GPU machine they use the cores the GPU trainers leave free
+    instead of taking the trainers' places."""
+
+    def __init__(self, study_dir: Path, data_dir: Path | None, workers: int, threads: int,
+                 cpu_workers: int = 0) -> None:
         ctx = mp.get_context("spawn")
         self._manager = SyncManager(ctx=ctx)
         self._manager.start(_ignore_sigint)
         self.events = self._manager.Queue()
         self.study_dir, self.data_dir = study_dir, data_dir
         self._futures: list[Future] = []
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                         initargs=(threads, copy.deepcopy(data.SHA256)))
+        pool = dict(mp_context=ctx, initializer=_init_worker, initargs=(threads, copy.deepcopy(data.SHA256)))
+        self._pool = ProcessPoolExecutor(max_workers=workers, **pool)
+        self._cpu_pool = ProcessPoolExecutor(max_workers=cpu_workers, **pool) if cpu_workers > 0 else None
+        self.submitted = {"main": 0, "cpu": 0}  # trials sent to each pool
 
     def submit(self, trial: dict) -> Future:
-        future = self._pool.submit(run_trial, trial, self.study_dir, self.data_dir, self.events)
+        side = "cpu" if self._cpu_pool is not None and trial["kind"] in CPU_KINDS else "main"
+        pool = self._cpu_pool if side == "cpu" else self._pool
+        future = pool.submit(run_trial, trial, self.study_dir, self.data_dir, self.events)
+        self.submitted[side] += 1
         self._futures.append(future)
         return future
 
     def shutdown(self) -> None:
+        pools = [p for p in (self._pool, self._cpu_pool) if p is not None]
         if all(f.done() for f in self._futures):  # the study ended: let the workers exit cleanly
-            self._pool.shutdown(wait=True)
+            for p in pools:
+                p.shutdown(wait=True)
         else:
-            for proc in list(getattr(self._pool, "_processes", {}).values()):
-                proc.terminate()  # Ctrl-C: do not wait for running trials; their checkpoints stay
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            for p in pools:
+                for proc in list(getattr(p, "_processes", {}).values()):
+                    proc.terminate()  # Ctrl-C: do not wait for running trials; their checkpoints stay
+                p.shutdown(wait=False, cancel_futures=True)
         self._manager.shutdown()
 
 
@@ -90,20 +105,31 @@ def default_workers(threads: int, on_gpu: bool) -> int:
     """How many trials to run side by side: one per `threads` cores on a CPU (measured: two
     single-thread trainings on 2 cores give 1.3-1.4x the throughput of one on both). On a GPU,
     several processes share it (small models leave it idle between kernel launches, so their
-    launches interleave), up to 8 and one per core; CPU trials (baselines, PCA) run beside them."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    launches interleave), up to 8 and one per core; CPU trials run beside them (`cpu_workers`)."""
+    cores = _cores()
     if on_gpu:
         return max(1, min(8, cores))
     return max(1, cores // threads)
 
 
+def cpu_workers(threads: int, on_gpu: bool, workers: int) -> int:
+    """Processes for the CPU-only trials (PCA, classical baselines) beside `workers` GPU trainers:
+    the cores those leave, at least one (`threads` each); 0 on a CPU machine, where every trial
+    shares one pool."""
+    return max(1, (_cores() - workers) // threads) if on_gpu else 0
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def make_executor(kind: str, study_dir: Path, data_dir: Path | None, workers: int, threads: int,
-                  progress: bool, **ray_options):
-    """Build the executor named `kind` ("local" or "ray")."""
+                  progress: bool, cpu_workers: int = 0, **ray_options):
+    """Build the executor named `kind` ("local" or "ray"); cpu_workers: see `LocalPoolExecutor`."""
     if kind == "local":
-        if workers <= 1:
+        if workers <= 1 and cpu_workers <= 0:
             return InlineExecutor(study_dir, data_dir, progress)
-        return LocalPoolExecutor(study_dir, data_dir, workers, threads)
+        return LocalPoolExecutor(study_dir, data_dir, workers, threads, cpu_workers)
     if kind == "ray":
         from .ray_executor import RayExecutor
 

@@ -466,7 +466,8 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
     """Run (or resume) a study into folder `out` and return its summary (see `collect`).
 
     Finished trials are skipped; an interrupted trial resumes from its checkpoint. executor:
-    "local" (this machine: `workers` trials side by side, default from the config) or "ray"
+    "local" (this machine: `workers` trials side by side, default from the config; on a GPU the
+    CPU-only trials run in a second pool on the cores left, `executors.cpu_workers`) or "ray"
     (executor_options: address, cpus_per_trial, gpus_per_trial, max_retries). Writes
     study.yaml, results.csv/json, denoising.csv/json and, with report=True, the report.
     Ctrl-C stops the workers and re-raises KeyboardInterrupt; rerun to resume."""
@@ -474,20 +475,22 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
 
     from tqdm.auto import tqdm
 
-    from .executors import default_workers, drain, make_executor
+    from .executors import cpu_workers, default_workers, drain, make_executor
     from .trials import failed_result, trial_dir
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "study.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     show = sys.stderr.isatty() if progress is None else progress
+    on_gpu = _on_gpu(config)
     if workers is None:
-        workers = default_workers(config.threads, _on_gpu(config)) if config.workers == "auto" else config.workers
+        workers = default_workers(config.threads, on_gpu) if config.workers == "auto" else config.workers
+    side = cpu_workers(config.threads, on_gpu, workers) if executor == "local" else 0
     done = _scan_finished(config, out)
     total = count_trials(config)
     earlier = _read_summary(out).get("wall_seconds_total", 0.0)  # wall time of the earlier runs
     pool = make_executor(executor, out, Path(data_dir) if data_dir else None, workers, config.threads,
-                         show, **executor_options)
+                         show, cpu_workers=side, **executor_options)
     bar = tqdm(total=total, initial=len(done), desc=f"study {config.name}", unit="trial", disable=not show,
                dynamic_ncols=True, position=0)
     trial_bars: dict[str, Any] = {}
