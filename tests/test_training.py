@@ -243,7 +243,7 @@ def test_the_graphed_step_path_runs_on_a_cpu_with_a_stand_in_capture(mnist, monk
     x_train, x_val, _, _ = mnist
     config = TrainConfig(epochs=2, device="cpu", threads=1, bn_images=0, precision="bf16", l1=1e-5)
     eager = fit(ModelConfig.preset(3, 15), x_train[:1000], x_val, config, progress=False)
-    captured = []
+    captured, replays = [], []
 
     def stand_in(module, sample_args):
         assert torch.is_autocast_enabled("cpu") and not torch.is_autocast_cache_enabled()  # bf16, no cache
@@ -251,12 +251,17 @@ def test_the_graphed_step_path_runs_on_a_cpu_with_a_stand_in_capture(mnist, monk
             outputs = module(*sample_args)
             torch.autograd.grad(outputs[1].sum(), list(module.parameters()))
         captured.append(sample_args[0].shape)
-        return module
+
+        def replay(x):  # called for the full batches only
+            replays.append(tuple(x.shape))
+            return module(x)
+        return replay
 
     monkeypatch.setattr(training, "use_cuda_graphs", lambda requested, device: True)
     monkeypatch.setattr(torch.cuda, "make_graphed_callables", stand_in)
     graphed = fit(ModelConfig.preset(3, 15), x_train[:1000], x_val, config, progress=False)
     assert captured == [(256, 784)]
+    assert replays == [(256, 784)] * 6  # 3 full batches of 1,000 images per epoch; the 4th runs eagerly
     assert [h["val_loss"] for h in graphed.history] == [h["val_loss"] for h in eager.history]
 
 

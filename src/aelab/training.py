@@ -355,21 +355,22 @@ def use_cuda_graphs(requested: bool | None, device: torch.device) -> bool:
     return bool(requested)
 
 
-def graph_forward(model: DenseAutoencoder, sample: torch.Tensor, precision: str):
+def graph_forward(module: torch.nn.Module, sample: torch.Tensor, precision: str):
     """The training step's forward (and, through autograd, its backward) captured as CUDA graphs
-    for inputs shaped like `sample` ((batch, D) on a CUDA device): a callable x -> (code,
-    reconstruction) that replays one graph forward and one backward instead of launching every
-    kernel (torch.cuda.make_graphed_callables). Small models are launch-bound on a GPU: an H100
+    for inputs shaped like `sample` (on a CUDA device): `module` maps a batch to (code,
+    reconstruction), e.g. `_Autoencode(model)` or a `stacked.StackedAutoencoder`; returns it with
+    a forward that replays one graph forward and one backward instead of launching every kernel
+    (torch.cuda.make_graphed_callables). Small models are launch-bound on a GPU: an H100
     took ~3 ms per eager depth-3 step, whose 0.73 GFLOP are tens of microseconds of arithmetic.
     The same kernels run, so the numbers should be those of the eager step (a CUDA-only test
     compares them). The capture's warm-up passes would move the batch-norm running averages;
     they are put back."""
-    buffers = {name: b.clone() for name, b in model.named_buffers()}
-    model.train()  # the graphs hold the training-mode passes (batch statistics)
+    buffers = {name: b.clone() for name, b in module.named_buffers()}
+    module.train()  # the graphs hold the training-mode passes (batch statistics)
     with _autocast(sample.device, precision, cache=False):
-        graphed = torch.cuda.make_graphed_callables(_Autoencode(model), (sample,))
+        graphed = torch.cuda.make_graphed_callables(module, (sample,))
     with torch.no_grad():
-        for name, b in model.named_buffers():
+        for name, b in module.named_buffers():
             b.copy_(buffers[name])
     return graphed
 
@@ -406,6 +407,85 @@ def _show_progress(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else progress
 
 
+def check_inputs(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor) -> None:
+    """Refuse training data that does not fit the model: (N, D) train and (N>0, D) val tensors of
+    finite pixels, D = model_config.input_dim (ConfigError naming the tensor and the shape)."""
+    if x_train.ndim != 2 or x_train.shape[1] != model_config.input_dim:
+        raise ConfigError(f"x_train has shape {tuple(x_train.shape)}; expected (N, {model_config.input_dim})")
+    if x_val.ndim != 2 or x_val.shape[1] != model_config.input_dim or len(x_val) == 0:
+        raise ConfigError(f"x_val has shape {tuple(x_val.shape)}; expected (N>0, {model_config.input_dim})")
+    for name, x in (("x_train", x_train), ("x_val", x_val)):
+        if not bool(torch.isfinite(x).all()):
+            raise ConfigError(f"{name} has values that are not finite (NaN or inf); pixels must be in [0, 1]")
+
+
+def prepare(config: TrainConfig) -> tuple[torch.device, str]:
+    """Set this process up to train under `config` (threads, denormals flushed, freed memory kept
+    on a CPU) and return (device, precision "fp32" or "bf16")."""
+    device = resolve_device(config.device)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    torch.set_flush_denormal(True)
+    if device.type == "cpu":
+        keep_freed_memory()
+    return device, resolve_precision(config.precision, device)
+
+
+def init_model(model_config: ModelConfig, seed: int, device: torch.device) -> DenseAutoencoder:
+    """A new autoencoder initialized from `seed` (without touching the global random state), on `device`."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DenseAutoencoder(model_config)
+    return model.to(device)
+
+
+@dataclass
+class TrainingData:
+    """One training run's data on its device: the splits, the generators of the batch order
+    (seed) and of the training noise (seed + 1), the fixed noisy validation inputs (seed + 2) and
+    the batch-norm sample (`batch_norm_inputs`, seed + 3; None without)."""
+
+    x_train: torch.Tensor
+    x_val: torch.Tensor
+    batch_gen: torch.Generator
+    noise_gen: torch.Generator
+    x_val_in: torch.Tensor
+    bn_in: torch.Tensor | None
+
+    @classmethod
+    def build(cls, x_train: torch.Tensor, x_val: torch.Tensor, config: TrainConfig,
+              device: torch.device) -> "TrainingData":
+        """Move (N, D) pixel tensors in [0, 1] to `device` and seed everything from config.seed."""
+        x_train = x_train.to(device, torch.float32).contiguous()
+        x_val = x_val.to(device, torch.float32)
+        # validation noise is fixed, so validation losses are comparable across epochs
+        x_val_in = corrupt(x_val, config, torch.Generator(device=device).manual_seed(config.seed + 2))
+        return cls(x_train, x_val, torch.Generator(device=device).manual_seed(config.seed),
+                   torch.Generator(device=device).manual_seed(config.seed + 1), x_val_in,
+                   batch_norm_inputs(x_train, config))
+
+
+def close_epoch(model: DenseAutoencoder, config: TrainConfig, data: TrainingData, precision: str,
+                train_loss: float, epoch: int, lr: float, peak_lr: float, best: dict) -> dict:
+    """End epoch `epoch` (0-based) of a training run: add the L2 term to the epoch's mean training
+    loss (TrainingError when it is not finite, naming a lower learning rate), recompute the
+    batch-norm statistics, score the validation objective and psnr (dB), and keep the weights in
+    `best` (updated in place) when they are the best so far. Returns the history row."""
+    if config.l2:
+        with torch.no_grad():
+            train_loss += config.l2 * float(model.weight_sq_norm())
+    if not math.isfinite(train_loss):
+        raise TrainingError(
+            f"the training loss became {train_loss} in epoch {epoch + 1}; lower the learning rate "
+            f"(now lr={peak_lr:g}, e.g. --lr {peak_lr / 10:g}) or the regularization strengths")
+    if data.bn_in is not None:
+        recompute_batch_norm(model, data.bn_in, precision)
+    val_loss, val_psnr = evaluate_loss(model, data.x_val_in, data.x_val, config)
+    if val_loss < best["loss"]:
+        best.update(loss=val_loss, epoch=epoch + 1, state=copy.deepcopy(model.state_dict()))
+    return {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_psnr": val_psnr, "lr": lr}
+
+
 def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, config: TrainConfig,
         history_path: str | Path | None = None, progress: bool | None = None,
         checkpoint_path: str | Path | None = None,
@@ -426,35 +506,14 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
     """
     from .runs import atomic_write_text, load_checkpoint, save_checkpoint  # runs imports this module
 
-    if x_train.ndim != 2 or x_train.shape[1] != model_config.input_dim:
-        raise ConfigError(f"x_train has shape {tuple(x_train.shape)}; expected (N, {model_config.input_dim})")
-    if x_val.ndim != 2 or x_val.shape[1] != model_config.input_dim or len(x_val) == 0:
-        raise ConfigError(f"x_val has shape {tuple(x_val.shape)}; expected (N>0, {model_config.input_dim})")
-    for name, x in (("x_train", x_train), ("x_val", x_val)):
-        if not bool(torch.isfinite(x).all()):
-            raise ConfigError(f"{name} has values that are not finite (NaN or inf); pixels must be in [0, 1]")
-    device = resolve_device(config.device)
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    torch.set_flush_denormal(True)
-    if device.type == "cpu":
-        keep_freed_memory()
-    precision = resolve_precision(config.precision, device)
+    check_inputs(model_config, x_train, x_val)
+    device, precision = prepare(config)
     graphs = use_cuda_graphs(cuda_graphs, device)
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = DenseAutoencoder(model_config)
-    model.to(device)
+    model = init_model(model_config, config.seed, device)
     peak_lr = config.lr or default_lr(model_config.depth)
     optimizer = build_optimizer(model, config, device, peak_lr)
-    x_train = x_train.to(device, torch.float32).contiguous()
-    x_val = x_val.to(device, torch.float32)
-    batch_gen = torch.Generator(device=device).manual_seed(config.seed)
-    noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
-    # validation noise is fixed, so validation losses are comparable across epochs
-    x_val_in = corrupt(x_val, config, torch.Generator(device=device).manual_seed(config.seed + 2))
-    bn_in = batch_norm_inputs(x_train, config)
+    data = TrainingData.build(x_train, x_val, config, device)
+    x_train, x_val, batch_gen, noise_gen = data.x_train, data.x_val, data.batch_gen, data.noise_gen
 
     n = len(x_train)
     steps_per_epoch = math.ceil(n / config.batch_size)
@@ -469,7 +528,7 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
     autoencode = _Autoencode(model)
     full_batch = autoencode
     if graphs and n >= config.batch_size:  # after a resume: the graphs capture the loaded tensors
-        full_batch = graph_forward(model, x_train[:config.batch_size].clone(), precision)
+        full_batch = graph_forward(_Autoencode(model), x_train[:config.batch_size].clone(), precision)
 
     bar = tqdm(total=config.epochs, initial=start_epoch, desc="train", unit="epoch",
                disable=not _show_progress(progress), leave=False, dynamic_ncols=True)
@@ -498,25 +557,12 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
             optimizer.step()
             loss_sum += loss.detach() * len(clean)
             step += 1
-        train_loss = float(loss_sum) / n
         train_seconds = time.perf_counter() - t0
-        if config.l2:
-            with torch.no_grad():
-                train_loss += config.l2 * float(model.weight_sq_norm())
-        if not math.isfinite(train_loss):
-            raise TrainingError(
-                f"the training loss became {train_loss} in epoch {epoch + 1}; lower the learning rate "
-                f"(now lr={peak_lr:g}, e.g. --lr {peak_lr / 10:g}) or the regularization strengths")
-        if bn_in is not None:
-            recompute_batch_norm(model, bn_in, precision)
-        val_loss, val_psnr = evaluate_loss(model, x_val_in, x_val, config)
+        row = close_epoch(model, config, data, precision, float(loss_sum) / n, epoch, lr, peak_lr, best)
         seconds = time.perf_counter() - t0
+        row.update(train_seconds=round(train_seconds, 4), seconds=round(seconds, 4))
         elapsed += seconds
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_psnr": val_psnr,
-               "lr": lr, "train_seconds": round(train_seconds, 4), "seconds": round(seconds, 4)}
         history.append(row)
-        if val_loss < best["loss"]:
-            best = {"loss": val_loss, "epoch": epoch + 1, "state": copy.deepcopy(model.state_dict())}
         if history_path is not None:
             atomic_write_text(history_path, "".join(json.dumps(r) + "\n" for r in history))
         if checkpoint_path is not None:
@@ -524,7 +570,7 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
                             epoch + 1, elapsed, history, best)
         if on_epoch is not None:
             on_epoch(row, model)
-        bar.set_postfix(loss=f"{train_loss:.4g}", val_psnr=f"{val_psnr:.2f}dB")
+        bar.set_postfix(loss=f"{row['train_loss']:.4g}", val_psnr=f"{row['val_psnr']:.2f}dB")
         bar.update(1)
     bar.close()
     if best["state"] is not None:
@@ -543,10 +589,7 @@ def budget_epochs(model_config: ModelConfig, config: TrainConfig, n_train: int, 
     Returns at least 1."""
     if not seconds > 0:
         raise ConfigError(f"budget seconds={seconds!r}: must be > 0")
-    device = resolve_device(config.device)
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    precision = resolve_precision(config.precision, device)
+    device, precision = prepare(config)
     model = DenseAutoencoder(model_config).to(device)
     optimizer = build_optimizer(model, config, device, config.lr or default_lr(model_config.depth))
     x = torch.rand(config.batch_size, model_config.input_dim, device=device)

@@ -1,0 +1,239 @@
+"""Stacked training: several autoencoders of one architecture trained at once, one set of kernels
+per step for all of them.
+
+A GPU runs the small kernels of a depth-3 step in microseconds but launches them one at a time,
+and worker processes sharing it take turns rather than overlap: 8 processes on an H100 finished
+15 of the default study's 60 trials in 330 s, at most ~1,000 training steps per second, where a
+120-s study needs ~8,000 (docs/speed.md). With the weights of K models stacked along a leading
+dimension, one batched kernel does the work of K.
+
+Each model keeps everything of its own `training.fit`: the initialization, batch order and noise
+of its seed, its penalties (l1, l2) and noise level, the validation objective, the batch-norm
+statistics, early stopping and the restored best epoch; even its data may differ (same number
+of training images). Only the arithmetic is batched, so the numbers agree with K separate `fit`
+calls up to rounding, not bit for bit. A model that stops early keeps being computed in the
+stack (its results are frozen) until every model has stopped.
+
+Layout: activations are (K, features, batch). A dense layer is torch.baddbmm(b, W, h) and batch
+norm is one F.batch_norm over (1, K * features, batch), i.e. per model and feature over the
+batch, as nn.BatchNorm1d does for one model.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .errors import ConfigError
+from .model import DenseAutoencoder, ModelConfig
+from .training import (TrainConfig, TrainingData, TrainResult, _autocast, _show_progress, check_inputs,
+                       close_epoch, corrupt_weighted, default_lr, graph_forward, init_model, learning_rate,
+                       prepare, use_cuda_graphs)
+
+# TrainConfig fields every model of a stack shares (they fix the steps, the schedule and the
+# arithmetic); seed, l1, l2, noise_var and noise_clip may differ from model to model.
+STACK_FIELDS = ("epochs", "batch_size", "lr", "schedule", "warmup", "loss", "patience", "patience_start",
+                "bn_images", "device", "precision", "threads")
+
+
+class StackedAutoencoder(nn.Module):
+    """K `DenseAutoencoder`s of one architecture as stacked parameters (copies of the models'
+    current weights). forward: (K, D, batch) inputs in [0, 1] -> (codes (K, L, batch),
+    reconstructions (K, D, batch) in [0, 1]), each model on its own slice, batch norm in training
+    mode (batch statistics)."""
+
+    def __init__(self, models: Sequence[DenseAutoencoder]) -> None:
+        super().__init__()
+        if models[0].config.norm == "layer":
+            raise ConfigError("stacked training supports norm 'batch' or 'none', not 'layer'; "
+                              "train layer-norm models one at a time with fit")
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        self.gammas, self.betas = nn.ParameterList(), nn.ParameterList()
+        self.eps: list[float] = []
+        self.plan: list[tuple[str, object]] = []  # ("dense" | "norm", index) or ("act", module)
+        self.code_step = len(models[0].encoder) - 1  # the encoder's last step gives the code
+        for layers in zip(*(list(m.encoder) + list(m.decoder) for m in models)):
+            first = layers[0]
+            if isinstance(first, nn.Linear):
+                self.weights.append(nn.Parameter(torch.stack([m.weight.detach() for m in layers])))
+                self.biases.append(nn.Parameter(torch.stack([m.bias.detach() for m in layers]).unsqueeze(-1)))
+                self.plan.append(("dense", len(self.weights) - 1))
+            elif isinstance(first, nn.BatchNorm1d):
+                self.gammas.append(nn.Parameter(torch.stack([m.weight.detach() for m in layers])))
+                self.betas.append(nn.Parameter(torch.stack([m.bias.detach() for m in layers])))
+                self.eps.append(first.eps)
+                self.plan.append(("norm", len(self.gammas) - 1))
+            else:  # an activation: stateless, the same for every model
+                self.plan.append(("act", first))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, code = x, x
+        for step, (kind, what) in enumerate(self.plan):
+            if kind == "dense":
+                h = torch.baddbmm(self.biases[what], self.weights[what], h)
+            elif kind == "norm":
+                k, c, b = h.shape
+                h = F.batch_norm(h.reshape(1, k * c, b), None, None, self.gammas[what].reshape(-1),
+                                 self.betas[what].reshape(-1), training=True, eps=self.eps[what]).view(k, c, b)
+            else:
+                h = what(h)
+            if step == self.code_step:
+                code = h
+        return code, h
+
+    def weight_sq_norms(self) -> torch.Tensor:
+        """(K,) sum over dense layers of each model's squared Frobenius weight norm (biases excluded)."""
+        return sum(w.pow(2).sum((1, 2)) for w in self.weights)
+
+    @torch.no_grad()
+    def unstack_into(self, models: Sequence[DenseAutoencoder]) -> None:
+        """Copy each model's slice of the stacked parameters into `models` (same order as built)."""
+        for k, model in enumerate(models):
+            dense = [m for m in model.modules() if isinstance(m, nn.Linear)]
+            norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
+            for lin, w, b in zip(dense, self.weights, self.biases):
+                lin.weight.copy_(w[k])
+                lin.bias.copy_(b[k, :, 0])
+            for bn, g, beta in zip(norms, self.gammas, self.betas):
+                bn.weight.copy_(g[k])
+                bn.bias.copy_(beta[k])
+
+
+@dataclass
+class _Member:
+    """One model of a stack and the state its own `fit` would keep."""
+
+    config: TrainConfig
+    model: DenseAutoencoder
+    data: TrainingData
+    history: list[dict] = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"loss": math.inf, "epoch": 0, "state": None})
+    active: bool = True
+
+
+def check_stack(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, torch.Tensor, TrainConfig]]) -> None:
+    """Refuse jobs that cannot share a stack: none at all, a TrainConfig field of STACK_FIELDS
+    that differs (named, with both values), or training splits of different sizes."""
+    if not jobs:
+        raise ConfigError("fit_stacked needs at least one (x_train, x_val, TrainConfig) job")
+    first = jobs[0][2]
+    for i, (x_train, _, config) in enumerate(jobs[1:], start=1):
+        for name in STACK_FIELDS:
+            if getattr(config, name) != getattr(first, name):
+                raise ConfigError(f"stacked models must share training {name}: job 0 has {getattr(first, name)!r}, "
+                                  f"job {i} has {getattr(config, name)!r}; train them in separate stacks")
+        if len(x_train) != len(jobs[0][0]):
+            raise ConfigError(f"stacked models need training splits of one size: job 0 has {len(jobs[0][0])} "
+                              f"images, job {i} has {len(x_train)}")
+
+
+def fit_stacked(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, torch.Tensor, TrainConfig]],
+                progress: bool | None = None,
+                on_epoch: Callable[[int, dict, DenseAutoencoder], None] | None = None,
+                cuda_graphs: bool | None = None) -> list[TrainResult]:
+    """Train one autoencoder of `model_config` per job (x_train, x_val, config), all at once.
+
+    x_train, x_val: (N, D) pixels in [0, 1] as for `fit` (every job the same N for training);
+    the configs must agree on STACK_FIELDS (`check_stack`). on_epoch(k, row, model) is called
+    after each epoch of job k with its history row and its model (unstacked, train mode). Returns
+    one TrainResult per job, in order, as `fit` would (best weights, eval mode); each history's
+    train_seconds and seconds, and each result's seconds, are those of the whole stack.
+    cuda_graphs: replay each full batch's stacked forward and backward as CUDA graphs, as in `fit`.
+    """
+    check_stack(model_config, jobs)
+    for x_train, x_val, _ in jobs:
+        check_inputs(model_config, x_train, x_val)
+    config = jobs[0][2]
+    device, precision = prepare(config)
+    graphs = use_cuda_graphs(cuda_graphs, device)
+    members = [_Member(c, init_model(model_config, c.seed, device), TrainingData.build(x, v, c, device))
+               for x, v, c in jobs]
+    stack = StackedAutoencoder([m.model for m in members]).to(device)
+    peak_lr = config.lr or default_lr(model_config.depth)
+    optimizer = torch.optim.Adam(stack.parameters(), lr=peak_lr, fused=device.type in ("cpu", "cuda"))
+    l1 = torch.tensor([m.config.l1 for m in members], device=device)
+    l2 = torch.tensor([m.config.l2 for m in members], device=device)
+    any_l2 = any(m.config.l2 for m in members)
+
+    n, batch = len(members[0].data.x_train), config.batch_size
+    eager = stack.forward  # kept for the epoch's last, smaller batch when the full ones replay graphs
+    full = eager
+    if graphs and n >= batch:
+        full = graph_forward(stack, torch.zeros(len(members), model_config.input_dim, batch, device=device),
+                             precision)
+    steps_per_epoch = math.ceil(n / batch)
+    total_steps = config.epochs * steps_per_epoch
+    counting_from = int(config.patience_start * config.epochs)
+    bar = tqdm(total=config.epochs, desc=f"train x{len(members)}", unit="epoch",
+               disable=not _show_progress(progress), leave=False, dynamic_ncols=True)
+    step, elapsed = 0, 0.0
+    for epoch in range(config.epochs):
+        for m in members:
+            if m.active and config.patience and epoch - max(m.best["epoch"], counting_from) >= config.patience:
+                m.active = False
+        if not any(m.active for m in members):
+            break
+        t0 = time.perf_counter()
+        perms = [torch.randperm(n, device=device, generator=m.data.batch_gen) for m in members]
+        loss_sums = torch.zeros(len(members), device=device)
+        for i in range(0, n, batch):
+            lr = learning_rate(config, step, total_steps, peak_lr, model_config.depth)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            cleans, inputs, weights = [], [], []
+            for m, perm in zip(members, perms):  # each model's own batch and noise, as in its fit
+                clean = m.data.x_train.index_select(0, perm[i:i + batch])
+                noisy, w = corrupt_weighted(clean, m.config, m.data.noise_gen)
+                cleans.append(clean)
+                inputs.append(noisy)
+                weights.append(torch.ones(len(clean), device=device) if w is None else w)
+            clean = torch.stack(cleans).transpose(1, 2)  # (K, D, batch)
+            x_in = torch.stack(inputs).transpose(1, 2).contiguous()
+            with _autocast(device, precision, cache=not graphs):
+                code, out = (full if clean.shape[2] == batch else eager)(x_in)
+            out = out.float()
+            if config.loss == "bce":
+                per_image = F.binary_cross_entropy(out, clean, reduction="none").mean(1)
+            else:
+                per_image = (out - clean).pow(2).mean(1)
+            objective = (torch.stack(weights) * per_image).mean(1) + l1 * code.float().abs().sum(1).mean(1)
+            total = objective.sum()
+            if any_l2:
+                total = total + (l2 * stack.weight_sq_norms()).sum()
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            loss_sums += objective.detach() * clean.shape[2]
+            step += 1
+        train_seconds = time.perf_counter() - t0
+        stack.unstack_into([m.model for m in members])
+        means = (loss_sums / n).tolist()
+        for k, m in enumerate(members):
+            if not m.active:
+                continue
+            m.model.train()
+            row = close_epoch(m.model, m.config, m.data, precision, means[k], epoch, lr, peak_lr, m.best)
+            m.history.append(row)
+        seconds = time.perf_counter() - t0
+        elapsed += seconds
+        for k, m in enumerate(members):
+            if m.active:
+                m.history[-1].update(train_seconds=round(train_seconds, 4), seconds=round(seconds, 4))
+                if on_epoch is not None:
+                    on_epoch(k, m.history[-1], m.model)
+        bar.update(1)
+    bar.close()
+    results = []
+    for m in members:
+        if m.best["state"] is not None:
+            m.model.load_state_dict(m.best["state"])
+        m.model.eval()
+        results.append(TrainResult(model=m.model, history=m.history, best_epoch=m.best["epoch"],
+                                   epochs_run=len(m.history), seconds=elapsed, precision=precision))
+    return results

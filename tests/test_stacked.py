@@ -1,0 +1,124 @@
+"""Stacked training: K models at once give what K separate fits give (up to rounding)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aelab import ConfigError, data, fit, reconstruct
+from aelab.model import ModelConfig
+from aelab.stacked import StackedAutoencoder, fit_stacked
+from aelab.training import TrainConfig, init_model
+
+
+@pytest.fixture(scope="module")
+def splits(data_dir):
+    return {name: (data.load(name, "train", data_dir)[0][:1500], data.load(name, "val", data_dir)[0][:400],
+                   data.load(name, "test", data_dir)[0][:400]) for name in ("mnist", "fashion-mnist")}
+
+
+@pytest.mark.parametrize("precision, rel", [("fp32", 1e-4), ("bf16", 2e-3)])
+def test_a_stack_trains_what_separate_fits_train(splits, precision, rel):
+    """Different seeds, penalties, noise and datasets in one stack; 1,500 images leave a partial
+    last batch. (The dense biases in front of batch norm get no gradient but rounding noise, which
+    Adam scales up, so they are compared through the reconstructions, not one by one.)"""
+    mnist, fashion = splits["mnist"], splits["fashion-mnist"]
+    base = dict(epochs=3, device="cpu", precision=precision, threads=1)
+    jobs = [(mnist[0], mnist[1], TrainConfig(seed=0, l1=1e-4, **base)),
+            (fashion[0], fashion[1], TrainConfig(seed=1, l2=1e-4, **base)),
+            (mnist[0], mnist[1], TrainConfig(seed=2, noise_var=(0.01, 0.25), **base))]
+    mc = ModelConfig.preset(3, 15)
+    stacked = fit_stacked(mc, jobs, progress=False)
+    alone = [fit(mc, x, v, c, progress=False) for x, v, c in jobs]
+    for s, a, (_, _, config), test in zip(stacked, alone, jobs, (mnist[2], fashion[2], mnist[2])):
+        assert s.precision == a.precision == precision
+        assert (s.epochs_run, s.best_epoch) == (a.epochs_run, a.best_epoch) == (3, 3)
+        for key in ("train_loss", "val_loss", "val_psnr"):
+            assert [h[key] for h in s.history] == pytest.approx([h[key] for h in a.history], rel=rel)
+        sw, aw = s.model.state_dict(), a.model.state_dict()
+        for name in (k for k in sw if k.endswith("weight")):
+            assert torch.allclose(sw[name], aw[name], atol=50 * rel, rtol=0), name
+        assert float((reconstruct(s.model, test) - reconstruct(a.model, test)).abs().mean()) < 10 * rel
+    assert not torch.equal(stacked[0].model.encoder[0].weight, stacked[2].model.encoder[0].weight)
+
+
+def test_each_model_of_a_stack_stops_early_on_its_own_validation(splits):
+    x_train = splits["mnist"][0]
+    noise = torch.rand(300, 784, generator=torch.Generator().manual_seed(0))
+    base = dict(epochs=8, device="cpu", precision="fp32", threads=1, patience=1, patience_start=0.0)
+    # validated on training images it improves every epoch; validated on noise it soon gets worse
+    jobs = [(x_train, x_train[:300], TrainConfig(seed=0, **base)), (x_train, noise, TrainConfig(seed=1, **base))]
+    stacked = fit_stacked(ModelConfig.preset(3, 15), jobs, progress=False)
+    alone = [fit(ModelConfig.preset(3, 15), x, v, c, progress=False) for x, v, c in jobs]
+    assert [r.epochs_run for r in stacked] == [r.epochs_run for r in alone]
+    assert [r.best_epoch for r in stacked] == [r.best_epoch for r in alone]
+    assert stacked[0].epochs_run == 8 and stacked[1].epochs_run < 8
+    for r in stacked:  # the rule of fit: stop `patience` epochs after the best one
+        losses = [h["val_loss"] for h in r.history]
+        assert r.best_epoch == 1 + losses.index(min(losses))
+        assert r.epochs_run == min(8, r.best_epoch + 1)
+
+
+def test_the_stacked_module_computes_each_model_on_its_slice():
+    models = [init_model(ModelConfig.preset(3, 15, input_dim=49), seed, torch.device("cpu")).train()
+              for seed in (0, 1)]
+    stack = StackedAutoencoder(models)
+    x = torch.rand(2, 32, 49)
+    code, out = stack(x.transpose(1, 2).contiguous())
+    for k, model in enumerate(models):
+        assert torch.allclose(code[k].T, model.encoder(x[k]), atol=1e-5)
+        assert torch.allclose(out[k].T, model(x[k]), atol=1e-5)
+    with torch.no_grad():
+        stack.weights[0][1].mul_(2)
+    stack.unstack_into(models)
+    assert torch.equal(models[1].encoder[0].weight, stack.weights[0][1])
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"epochs": 4}, ["share training epochs", "job 0 has 3", "job 1 has 4", "separate stacks"]),
+    ({"lr": 1e-3}, ["share training lr", "None", "0.001"]),
+    ({"images": 1000}, ["training splits of one size", "1500", "1000"]),
+])
+def test_models_that_cannot_share_a_stack_are_refused_by_name(splits, change, words):
+    x_train, x_val, _ = splits["mnist"]
+    second = {k: v for k, v in change.items() if k != "images"}
+    jobs = [(x_train, x_val, TrainConfig(epochs=3, device="cpu")),
+            (x_train[:change.get("images", len(x_train))], x_val, TrainConfig(**{"epochs": 3, "device": "cpu",
+                                                                                 "seed": 1, **second}))]
+    with pytest.raises(ConfigError) as err:
+        fit_stacked(ModelConfig.preset(3, 15), jobs, progress=False)
+    for w in words:
+        assert w in str(err.value)
+    with pytest.raises(ConfigError, match="norm 'batch' or 'none', not 'layer'"):
+        fit_stacked(ModelConfig.preset(3, 15, norm="layer"), jobs[:1], progress=False)
+
+
+def test_the_graphed_stack_path_runs_on_a_cpu_with_a_stand_in_capture(splits, monkeypatch):
+    """fit_stacked's CUDA-graph path but the capture: the stand-in records what is captured and
+    returns the module, so the numbers must be those of the eager stack."""
+    import aelab.stacked as stacked
+
+    x_train, x_val, _ = splits["mnist"]
+    jobs = [(x_train, x_val, TrainConfig(epochs=2, device="cpu", threads=1, seed=s)) for s in (0, 1)]
+    eager = fit_stacked(ModelConfig.preset(3, 15), jobs, progress=False)
+    captured, replays = [], []
+
+    class Replay(torch.nn.Module):  # what the graphed module is called for: full batches only
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, x):
+            replays.append(tuple(x.shape))
+            return self.module(x)
+
+    def stand_in(module, sample_args):
+        captured.append((type(module).__name__, tuple(sample_args[0].shape)))
+        return Replay(module)
+
+    monkeypatch.setattr(stacked, "use_cuda_graphs", lambda requested, device: True)
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", stand_in)
+    graphed = fit_stacked(ModelConfig.preset(3, 15), jobs, progress=False)
+    assert captured == [("StackedAutoencoder", (2, 784, 256))]  # (models, pixels, batch)
+    assert replays == [(2, 784, 256)] * 10  # 5 full batches of 1,500 images per epoch; the 6th runs eagerly
+    for a, b in zip(eager, graphed):
+        assert [h["val_loss"] for h in a.history] == [h["val_loss"] for h in b.history]
