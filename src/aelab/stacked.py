@@ -159,7 +159,8 @@ def fit_stacked(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, to
     optimizer = torch.optim.Adam(stack.parameters(), lr=peak_lr, fused=device.type in ("cpu", "cuda"))
     l1 = torch.tensor([m.config.l1 for m in members], device=device)
     l2 = torch.tensor([m.config.l2 for m in members], device=device)
-    any_l2 = any(m.config.l2 for m in members)
+    any_l1, any_l2 = any(m.config.l1 for m in members), any(m.config.l2 for m in members)
+    weighted = any(isinstance(m.config.noise_var, tuple) for m in members)  # a blind denoiser weights images
 
     n, batch = len(members[0].data.x_train), config.batch_size
     eager = stack.forward  # kept for the epoch's last, smaller batch when the full ones replay graphs
@@ -192,7 +193,8 @@ def fit_stacked(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, to
                 noisy, w = corrupt_weighted(clean, m.config, m.data.noise_gen)
                 cleans.append(clean)
                 inputs.append(noisy)
-                weights.append(torch.ones(len(clean), device=device) if w is None else w)
+                if weighted:
+                    weights.append(torch.ones(len(clean), device=device) if w is None else w)
             clean = torch.stack(cleans).transpose(1, 2)  # (K, D, batch)
             x_in = torch.stack(inputs).transpose(1, 2).contiguous()
             with _autocast(device, precision, cache=not graphs):
@@ -202,7 +204,9 @@ def fit_stacked(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, to
                 per_image = F.binary_cross_entropy(out, clean, reduction="none").mean(1)
             else:
                 per_image = (out - clean).pow(2).mean(1)
-            objective = (torch.stack(weights) * per_image).mean(1) + l1 * code.float().abs().sum(1).mean(1)
+            objective = (torch.stack(weights) * per_image if weighted else per_image).mean(1)
+            if any_l1:
+                objective = objective + l1 * code.float().abs().sum(1).mean(1)
             total = objective.sum()
             if any_l2:
                 total = total + (l2 * stack.weight_sq_norms()).sum()
