@@ -34,7 +34,7 @@ from .errors import ConfigError
 from .model import DenseAutoencoder, ModelConfig
 from .training import (TrainConfig, TrainingData, TrainResult, _autocast, _show_progress, check_inputs,
                        close_epoch, corrupt_weighted, default_lr, graph_forward, init_model, learning_rate,
-                       prepare, use_cuda_graphs)
+                       patience_exhausted, per_image_loss, prepare, use_cuda_graphs)
 
 # TrainConfig fields every model of a stack shares (they fix the steps, the schedule and the
 # arithmetic); seed, l1, l2, noise_var and noise_clip may differ from model to model.
@@ -170,13 +170,12 @@ def fit_stacked(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, to
                              precision)
     steps_per_epoch = math.ceil(n / batch)
     total_steps = config.epochs * steps_per_epoch
-    counting_from = int(config.patience_start * config.epochs)
     bar = tqdm(total=config.epochs, desc=f"train x{len(members)}", unit="epoch",
                disable=not _show_progress(progress), leave=False, dynamic_ncols=True)
     step, elapsed = 0, 0.0
     for epoch in range(config.epochs):
         for m in members:
-            if m.active and config.patience and epoch - max(m.best["epoch"], counting_from) >= config.patience:
+            if m.active and patience_exhausted(config, epoch, m.best["epoch"]):
                 m.active = False
         if not any(m.active for m in members):
             break
@@ -199,11 +198,7 @@ def fit_stacked(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, to
             x_in = torch.stack(inputs).transpose(1, 2).contiguous()
             with _autocast(device, precision, cache=not graphs):
                 code, out = (full if clean.shape[2] == batch else eager)(x_in)
-            out = out.float()
-            if config.loss == "bce":
-                per_image = F.binary_cross_entropy(out, clean, reduction="none").mean(1)
-            else:
-                per_image = (out - clean).pow(2).mean(1)
+            per_image = per_image_loss(out, clean, config.loss)  # (K, batch)
             objective = (torch.stack(weights) * per_image if weighted else per_image).mean(1)
             if any_l1:
                 objective = objective + l1 * code.float().abs().sum(1).mean(1)

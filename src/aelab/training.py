@@ -224,11 +224,15 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str,
         if kind == "bce":
             return F.binary_cross_entropy(x_hat.float(), x)
         return F.mse_loss(x_hat.float(), x)
+    return (weights * per_image_loss(x_hat, x, kind)).mean()
+
+
+def per_image_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
+    """Each image's mean over its pixels (dimension 1: (N, D) -> (N,), or (K, D, N) -> (K, N) for
+    a stack) of the squared error ("mse") or binary cross-entropy ("bce"), computed in float32."""
     if kind == "bce":
-        per_image = F.binary_cross_entropy(x_hat.float(), x, reduction="none").mean(1)
-    else:
-        per_image = (x_hat.float() - x).pow(2).mean(1)
-    return (weights * per_image).mean()
+        return F.binary_cross_entropy(x_hat.float(), x, reduction="none").mean(1)
+    return (x_hat.float() - x).pow(2).mean(1)
 
 
 def corrupt(x: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
@@ -486,6 +490,14 @@ def close_epoch(model: DenseAutoencoder, config: TrainConfig, data: TrainingData
     return {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_psnr": val_psnr, "lr": lr}
 
 
+def patience_exhausted(config: TrainConfig, epoch: int, best_epoch: int) -> bool:
+    """Whether early stopping ends a run before epoch `epoch` (0-based): config.patience epochs
+    have passed since the best epoch (1-based, 0 for none), counting only from the
+    config.patience_start fraction of the epochs; never with patience 0."""
+    counting_from = int(config.patience_start * config.epochs)
+    return bool(config.patience) and epoch - max(best_epoch, counting_from) >= config.patience
+
+
 def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, config: TrainConfig,
         history_path: str | Path | None = None, progress: bool | None = None,
         checkpoint_path: str | Path | None = None,
@@ -513,7 +525,7 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
     peak_lr = config.lr or default_lr(model_config.depth)
     optimizer = build_optimizer(model, config, device, peak_lr)
     data = TrainingData.build(x_train, x_val, config, device)
-    x_train, x_val, batch_gen, noise_gen = data.x_train, data.x_val, data.batch_gen, data.noise_gen
+    x_train, batch_gen, noise_gen = data.x_train, data.batch_gen, data.noise_gen
 
     n = len(x_train)
     steps_per_epoch = math.ceil(n / config.batch_size)
@@ -526,16 +538,15 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
             checkpoint_path, model, optimizer, batch_gen, noise_gen, model_config, config)
 
     autoencode = _Autoencode(model)
-    full_batch = autoencode
+    eager = full_batch = autoencode.forward  # eager: kept for the epoch's last, smaller batch
     if graphs and n >= config.batch_size:  # after a resume: the graphs capture the loaded tensors
-        full_batch = graph_forward(_Autoencode(model), x_train[:config.batch_size].clone(), precision)
+        full_batch = graph_forward(autoencode, x_train[:config.batch_size].clone(), precision)
 
     bar = tqdm(total=config.epochs, initial=start_epoch, desc="train", unit="epoch",
                disable=not _show_progress(progress), leave=False, dynamic_ncols=True)
     step = start_epoch * steps_per_epoch
-    counting_from = int(config.patience_start * config.epochs)  # epochs done before patience counts
     for epoch in range(start_epoch, config.epochs):
-        if config.patience and epoch - max(best["epoch"], counting_from) >= config.patience:
+        if patience_exhausted(config, epoch, best["epoch"]):
             break
         t0 = time.perf_counter()
         model.train()
@@ -548,7 +559,7 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
             clean = x_train.index_select(0, perm[i:i + config.batch_size])
             inputs, weights = corrupt_weighted(clean, config, noise_gen)
             with _autocast(device, precision, cache=not graphs):
-                code, out = (full_batch if len(clean) == config.batch_size else autoencode)(inputs)
+                code, out = (full_batch if len(clean) == config.batch_size else eager)(inputs)
             loss = reconstruction_loss(out, clean, config.loss, weights)
             if config.l1:
                 loss = loss + config.l1 * code.float().abs().sum(1).mean()
