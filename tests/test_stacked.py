@@ -19,8 +19,7 @@ def splits(data_dir):
 @pytest.mark.parametrize("precision, rel", [("fp32", 1e-4), ("bf16", 2e-3)])
 def test_a_stack_trains_what_separate_fits_train(splits, precision, rel):
     """Different seeds, penalties, noise and datasets in one stack; 1,500 images leave a partial
-    last batch. (The dense biases in front of batch norm get no gradient but rounding noise, which
-    Adam scales up, so they are compared through the reconstructions, not one by one.)"""
+    last batch."""
     mnist, fashion = splits["mnist"], splits["fashion-mnist"]
     base = dict(epochs=3, device="cpu", precision=precision, threads=1)
     jobs = [(mnist[0], mnist[1], TrainConfig(seed=0, l1=1e-4, **base)),
@@ -35,8 +34,12 @@ def test_a_stack_trains_what_separate_fits_train(splits, precision, rel):
         for key in ("train_loss", "val_loss", "val_psnr"):
             assert [h[key] for h in s.history] == pytest.approx([h[key] for h in a.history], rel=rel)
         sw, aw = s.model.state_dict(), a.model.state_dict()
-        for name in (k for k in sw if k.endswith("weight")):
-            assert torch.allclose(sw[name], aw[name], atol=50 * rel, rtol=0), name
+        assert sw.keys() == aw.keys()
+        for name, param in a.model.named_parameters():  # every weight, bias, batch-norm scale and shift
+            if param is a.model.encoder[-2].bias and not config.l1:
+                continue  # batch norm after the decoder's first layer cancels it: a gradient of rounding noise
+            assert torch.allclose(sw[name], param, atol=50 * rel, rtol=0), name
+        # the batch-norm statistics (computed from the weights) through the reconstructions
         assert float((reconstruct(s.model, test) - reconstruct(a.model, test)).abs().mean()) < 10 * rel
     assert not torch.equal(stacked[0].model.encoder[0].weight, stacked[2].model.encoder[0].weight)
 

@@ -36,7 +36,8 @@ class ModelConfig:
     first (the decoder mirrors them); latent: size L of the code; activation: hidden activation;
     activation defaults to SiLU (the recipe, docs/recipe.md; "relu" is the Keras-notebook choice);
     latent_activation: "linear" (default) or e.g. "relu" (the usual Keras-notebook choice);
-    norm: normalization after each hidden dense layer ("batch", "layer" or "none"); init: weight
+    norm: normalization after each hidden dense layer ("batch", "layer" or "none"; a dense layer
+    followed by batch norm has no bias, batch norm's shift takes its place); init: weight
     initialization of the dense layers ("default": PyTorch's, "orthogonal", "kaiming": He normal;
     biases start at 0 for the last two).
     """
@@ -96,7 +97,9 @@ class ModelConfig:
 
 
 def _block(n_in: int, n_out: int, norm: str, activation: str) -> list[nn.Module]:
-    layers: list[nn.Module] = [nn.Linear(n_in, n_out)]
+    # No bias in front of batch norm: it subtracts every feature's batch mean, so such a bias has no
+    # effect and no gradient (only rounding noise, which Adam would scale up to full steps)
+    layers: list[nn.Module] = [nn.Linear(n_in, n_out, bias=norm != "batch")]
     if norm == "batch":
         layers.append(nn.BatchNorm1d(n_out))
     elif norm == "layer":
@@ -130,7 +133,8 @@ class DenseAutoencoder(nn.Module):
                     nn.init.orthogonal_(lin.weight)
                 else:
                     nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
-                nn.init.zeros_(lin.bias)
+                if lin.bias is not None:
+                    nn.init.zeros_(lin.bias)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(N, D) pixels in [0, 1] -> (N, L) code E."""

@@ -25,6 +25,9 @@ from .training import TrainConfig
 
 CONFIG, WEIGHTS, HISTORY, METRICS, CHECKPOINT = (
     "config.json", "model.safetensors", "history.jsonl", "metrics.json", "checkpoint.safetensors")
+# The layout of weights and checkpoints; files of another format are refused with what to do.
+# 2: no bias in the dense layers in front of batch norm (1: with one).
+FORMAT = "2"
 
 
 def _umask() -> int:
@@ -106,7 +109,7 @@ def save_run(path: str | Path, model: DenseAutoencoder, config: dict, history: l
     keys (dataset, image_shape, seconds, ...) are kept as they are. Returns the folder.
     """
     path = Path(path)
-    atomic_save_tensors(path / WEIGHTS, model.state_dict(), metadata={"format": "pt", "aelab": "1"})
+    atomic_save_tensors(path / WEIGHTS, model.state_dict(), metadata={"format": "pt", "aelab": FORMAT})
     atomic_write_text(path / HISTORY, "".join(json.dumps(r) + "\n" for r in history))
     atomic_write_json(path / CONFIG, config)  # last: a folder with config.json is complete
     return path
@@ -124,10 +127,16 @@ def read_run(path: str | Path) -> Run:
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path / CONFIG} is not a valid run config ({exc}); retrain the run") from exc
     try:
-        model.load_state_dict(load_file(path / WEIGHTS))
+        with safe_open(str(path / WEIGHTS), framework="pt") as fh:
+            written = (fh.metadata() or {}).get("aelab")
+        if written == FORMAT:
+            model.load_state_dict(load_file(path / WEIGHTS))
     except Exception as exc:  # safetensors raises several types for corrupt files
         raise ConfigError(f"{path / WEIGHTS} does not match {path / CONFIG} or is corrupt ({exc}); "
                           f"retrain the run") from exc
+    if written != FORMAT:
+        raise ConfigError(f"{path / WEIGHTS} has weights format {written!r}, this aelab reads {FORMAT!r} "
+                          f"(see FORMAT in aelab/runs.py); retrain the run")
     model.eval()
     history = []
     if (path / HISTORY).is_file():
@@ -154,7 +163,7 @@ def save_checkpoint(path, model, optimizer, batch_gen, noise_gen, model_config: 
             tensors[f"opt.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
     tensors["rng.batch"] = batch_gen.get_state()
     tensors["rng.noise"] = noise_gen.get_state()
-    meta = {"epoch": epoch, "elapsed": elapsed, "history": history, "best_loss": best["loss"],
+    meta = {"format": FORMAT, "epoch": epoch, "elapsed": elapsed, "history": history, "best_loss": best["loss"],
             "best_epoch": best["epoch"], "model": model_config.to_dict(), "train": train_config.to_dict()}
     atomic_save_tensors(path, tensors, metadata={"aelab": json.dumps(meta)})
 
@@ -167,6 +176,9 @@ def load_checkpoint(path, model, optimizer, batch_gen, noise_gen, model_config: 
     same run)."""
     with safe_open(str(path), framework="pt") as fh:
         meta = json.loads(fh.metadata()["aelab"])
+    if meta.get("format") != FORMAT:
+        raise ConfigError(f"{path} has checkpoint format {meta.get('format')!r}, this aelab reads {FORMAT!r}; "
+                          f"delete it to start afresh")
     if meta["model"] != model_config.to_dict() or meta["train"] != train_config.to_dict():
         raise ConfigError(f"{path} was written by a run with another configuration; delete it to start afresh")
     tensors = load_file(path)

@@ -14,7 +14,8 @@ of training images). Only the arithmetic is batched, so the numbers agree with K
 calls up to rounding, not bit for bit. A model that stops early keeps being computed in the
 stack (its results are frozen) until every model has stopped.
 
-Layout: activations are (K, features, batch). A dense layer is torch.baddbmm(b, W, h) and batch
+Layout: activations are (K, features, batch). A dense layer is torch.baddbmm(b, W, h) (torch.bmm(W, h)
+for the bias-free layers in front of batch norm) and batch
 norm is one F.batch_norm over (1, K * features, batch), i.e. per model and feature over the
 batch, as nn.BatchNorm1d does for one model.
 """
@@ -56,14 +57,18 @@ class StackedAutoencoder(nn.Module):
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
         self.gammas, self.betas = nn.ParameterList(), nn.ParameterList()
         self.eps: list[float] = []
-        self.plan: list[tuple[str, object]] = []  # ("dense" | "norm", index) or ("act", module)
+        # ("dense", (weight index, bias index or None)), ("norm", index) or ("act", module)
+        self.plan: list[tuple[str, object]] = []
         self.code_step = len(models[0].encoder) - 1  # the encoder's last step gives the code
         for layers in zip(*(list(m.encoder) + list(m.decoder) for m in models)):
             first = layers[0]
             if isinstance(first, nn.Linear):
                 self.weights.append(nn.Parameter(torch.stack([m.weight.detach() for m in layers])))
-                self.biases.append(nn.Parameter(torch.stack([m.bias.detach() for m in layers]).unsqueeze(-1)))
-                self.plan.append(("dense", len(self.weights) - 1))
+                bias = None
+                if first.bias is not None:
+                    self.biases.append(nn.Parameter(torch.stack([m.bias.detach() for m in layers]).unsqueeze(-1)))
+                    bias = len(self.biases) - 1
+                self.plan.append(("dense", (len(self.weights) - 1, bias)))
             elif isinstance(first, nn.BatchNorm1d):
                 self.gammas.append(nn.Parameter(torch.stack([m.weight.detach() for m in layers])))
                 self.betas.append(nn.Parameter(torch.stack([m.bias.detach() for m in layers])))
@@ -76,7 +81,8 @@ class StackedAutoencoder(nn.Module):
         h, code = x, x
         for step, (kind, what) in enumerate(self.plan):
             if kind == "dense":
-                h = torch.baddbmm(self.biases[what], self.weights[what], h)
+                w, b = what
+                h = torch.bmm(self.weights[w], h) if b is None else torch.baddbmm(self.biases[b], self.weights[w], h)
             elif kind == "norm":
                 k, c, b = h.shape
                 h = F.batch_norm(h.reshape(1, k * c, b), None, None, self.gammas[what].reshape(-1),
@@ -97,8 +103,9 @@ class StackedAutoencoder(nn.Module):
         for k, model in enumerate(models):
             dense = [m for m in model.modules() if isinstance(m, nn.Linear)]
             norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
-            for lin, w, b in zip(dense, self.weights, self.biases):
+            for lin, w in zip(dense, self.weights):
                 lin.weight.copy_(w[k])
+            for lin, b in zip([m for m in dense if m.bias is not None], self.biases):
                 lin.bias.copy_(b[k, :, 0])
             for bn, g, beta in zip(norms, self.gammas, self.betas):
                 bn.weight.copy_(g[k])
