@@ -68,8 +68,8 @@ def test_the_default_study_is_the_lab():
     assert c.datasets == ["mnist", "fashion-mnist"] and c.depths == [3, 5] and c.latents == [15, 30, 50, 100]
     assert c.l2 == [1e-6, 1e-5, 1e-4] and c.l1 == [1e-6, 1e-5, 1e-4] and c.combined and c.pca
     assert c.denoising.variances == [0.01, 0.04, 0.09, 0.16, 0.25]
-    # per dataset: 8 grid + 4 PCA + 7 regularization + 5 baselines + 5 denoisers + 1 blind
-    assert count_trials(c) == 2 * (8 + 4 + 7 + 5 + 5 + 1)
+    # per dataset: 8 grid + 4 PCA + 7 regularization + 5 levels x 9 baselines + 5 denoisers + 1 blind
+    assert count_trials(c) == 2 * (8 + 4 + 7 + 45 + 5 + 1) == len(plan(c, {})) + 2 * 7  # 7 wait for the grid
     # the denoisers: a wider net than the presets, planned from the start; the blind one gets twice the epochs
     den = [t for t in plan(c, {}) if t.phase in ("denoise", "blind")]
     assert len(den) == 12
@@ -181,11 +181,11 @@ def test_on_a_gpu_machine_cpu_trials_get_their_own_pool_and_the_same_numbers(dat
     monkeypatch.setattr(executors, "_cores", lambda: 3)
     assert executors.cpu_workers(1, True, executors.default_workers(1, True)) == 1  # 3 trainers, 1 beside them
     gpu = run_study(config, tmp_path / "gpu", data_dir=data_dir, progress=False, report=False)
-    assert made[0].submitted == {"main": 2, "cpu": 2}  # grid + denoiser | PCA + baselines
+    assert made[0].submitted == {"main": 2, "cpu": 3}  # grid + denoiser | PCA + 2 baselines
     assert executors.cpu_workers(1, False, 2) == 0  # on a CPU machine one pool runs everything
     assert _rows(tmp_path / "gpu" / "results.csv") == _rows(tmp_path / "inline" / "results.csv")
     assert _rows(tmp_path / "gpu" / "denoising.csv") == _rows(tmp_path / "inline" / "denoising.csv")
-    assert gpu["trials_done"] == inline["trials_done"] == 4
+    assert gpu["trials_done"] == inline["trials_done"] == 5
 
 
 def _study_cmd(out: Path, data_dir: Path) -> list[str]:

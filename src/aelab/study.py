@@ -399,9 +399,11 @@ def plan(c: StudyConfig, done: dict[str, dict]) -> list[Trial]:
                        for L in c.latents]
         den = c.denoising
         if den is not None and den.baselines:
-            trials += [_trial("baselines", "baselines", dataset, f"baselines-noise{v:g}",
-                              {"noise_var": v, "methods": list(den.baselines), "context": _context(c)})
-                       for v in den.variances]
+            # one trial per level and method: BM3D alone takes ~50 s of a level's ~125 s, so whole
+            # levels left a long tail of single busy workers at the end of a study
+            trials += [_trial("baselines", "baselines", dataset, f"baselines-noise{v:g}-{m}",
+                              {"noise_var": v, "methods": [m], "context": _context(c)})
+                       for v in den.variances for m in den.baselines]
         best = _best([done.get(t.id) for t in grid])
         if den is not None and den.architecture != "best":
             den_arch = dict(den.architecture)
@@ -439,7 +441,7 @@ def count_trials(c: StudyConfig) -> int:
         per += len(c.l2) + len(c.l1) + (1 if c.combined and c.l2 and c.l1 else 0)
     den = c.denoising
     if den is not None:
-        per += (len(den.variances) if den.baselines else 0) + len(den.variances) + (1 if den.blind else 0)
+        per += len(den.variances) * len(den.baselines) + len(den.variances) + (1 if den.blind else 0)
     return per * len(c.datasets)
 
 
