@@ -59,8 +59,9 @@ echo "study wall: $(( $(date +%s) - START )) s" | tee "$OUT/study.txt"
 kill $SAMPLER
 python3 - <<'PY' 2>&1 | tee -a "$OUT/study.txt"
 import glob, json
+from aelab.study import count_trials, preset
 rows = [json.load(open(f)) for f in glob.glob("/tmp/lab/trials/*/result.json")]
-print(len(rows), "of 60 trials done;", sum(r.get("status") == "ok" for r in rows), "ok")
+print(len(rows), "of", count_trials(preset("default")), "trials done;", sum(r.get("status") == "ok" for r in rows), "ok")
 for r in sorted(rows, key=lambda r: r["id"]):
     extra = (f"epochs {r.get('epochs_run')} train s {r.get('seconds')} psnr {r.get('psnr', 0):.2f}"
              if r.get("kind") == "ae" else "")
