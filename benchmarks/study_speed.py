@@ -68,8 +68,13 @@ def main() -> None:
     label = args.preset if args.epochs_scale == 1 and args.baseline_subset is None else \
         f"{args.preset}, epochs x {args.epochs_scale:g}, baseline subset {config.denoising.subset}"
     cores = len(os.sched_getaffinity(0))
-    seq = timed(config, args.out / "sequential", workers=1, threads=cores) if args.only != "parallel" else None
-    par = timed(config, args.out / "parallel", workers=cores, threads=1) if args.only != "sequential" else None
+    seq = par = None
+    if args.only != "parallel":
+        seq = timed(config, args.out / "sequential", workers=1, threads=cores)
+        print(f"one after another: {seq:.0f} s", flush=True)
+    if args.only != "sequential":
+        par = timed(config, args.out / "parallel", workers=cores, threads=1)
+        print(f"side by side: {par:.0f} s", flush=True)
     cells = [f"{t:.0f} s" if t is not None else "–" for t in (seq, par)]
     speedup = f"{seq / par:.2f}x" if seq is not None and par is not None else "–"
     print(f"| preset | one after another ({cores} threads) | side by side ({cores} x 1 thread) | speed-up |")
