@@ -10,11 +10,11 @@ use different thread counts per trial, so their numbers may differ in the last d
 numbers depend on its threads per trial, never on its workers.)
 
 The default preset takes about an hour side by side on 2 cores and 1.3 hours one after another
-(both: 2 h 6 min here, docs/speed.md); `--preset default --epochs-scale 0.1 --baseline-subset 100`
+(both: 2 h 9 min here, docs/speed.md); `--preset default --epochs-scale 0.1 --baseline-subset 100`
 runs the same 140 trials, in the same order and with the same dependencies, with a tenth of every
-epoch budget and of the slow baselines' test subset, so that both runs take a fraction of that. `--only sequential` (or `parallel`) runs one of the two,
-for a full-budget study whose other half was timed by `aelab study` itself (its summary.json has
-the wall time).
+epoch budget and of the slow baselines' test subset (42 minutes both ways when the study had 60
+trials). `--only sequential` (or `parallel`) runs one of the two, for a full-budget study whose
+other half was timed by `aelab study` itself (its summary.json has the wall time).
 """
 from __future__ import annotations
 
