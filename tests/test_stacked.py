@@ -93,6 +93,41 @@ def test_models_that_cannot_share_a_stack_are_refused_by_name(splits, change, wo
         assert w in str(err.value)
     with pytest.raises(ConfigError, match="norm 'batch' or 'none', not 'layer'"):
         fit_stacked(ModelConfig.preset(3, 15, norm="layer"), jobs[:1], progress=False)
+    with pytest.raises(ConfigError, match="need training bn_images > 0"):
+        fit_stacked(ModelConfig.preset(3, 15), [(x_train, x_val, TrainConfig(epochs=3, bn_images=0))], progress=False)
+
+
+def test_a_resumed_stack_equals_an_uninterrupted_one(splits, tmp_path):
+    """Interrupted in the last of 5 epochs, after one model has stopped early (the checkpoint of
+    epoch 4 holds it stopped): the resumed stack ends with the same weights, histories and best
+    epochs, bit for bit."""
+    x_train, x_val, _ = splits["mnist"]
+    noise = torch.rand(300, 784, generator=torch.Generator().manual_seed(0))
+    base = dict(epochs=5, device="cpu", precision="fp32", threads=1, patience=1, patience_start=0.0)
+    jobs = [(x_train, x_val, TrainConfig(seed=0, l1=1e-4, **base)),
+            (x_train, noise, TrainConfig(seed=1, noise_var=0.05, **base))]
+    mc = ModelConfig.preset(3, 15)
+    whole = fit_stacked(mc, jobs, progress=False)
+    assert whole[1].epochs_run < 4 and whole[0].epochs_run == 5  # validated on noise, the second stops early
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(k, row, model):
+        if row["epoch"] == 5:
+            raise Stop
+
+    ckpt = tmp_path / "stack.safetensors"
+    with pytest.raises(Stop):
+        fit_stacked(mc, jobs, progress=False, checkpoint_path=ckpt, on_epoch=interrupt)
+    resumed = fit_stacked(mc, jobs, progress=False, checkpoint_path=ckpt)
+    for w, r in zip(whole, resumed):
+        assert (w.epochs_run, w.best_epoch) == (r.epochs_run, r.best_epoch)
+        assert [h["val_loss"] for h in w.history] == [h["val_loss"] for h in r.history]
+        a, b = w.model.state_dict(), r.model.state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ConfigError, match="another configuration; delete it"):
+        fit_stacked(mc, jobs[::-1], progress=False, checkpoint_path=ckpt)
 
 
 def test_the_graphed_stack_path_runs_on_a_cpu_with_a_stand_in_capture(splits, monkeypatch):

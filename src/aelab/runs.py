@@ -152,15 +152,46 @@ def load_run(path: str | Path) -> DenseAutoencoder:
 
 # ---- checkpoints: the whole training state, so an interrupted training resumes exactly ----
 
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """The optimizer's per-parameter state as flat tensors named opt.<index>.<name>."""
+    return {f"opt.{i}.{k}": v if torch.is_tensor(v) else torch.tensor(v)
+            for i, state in optimizer.state_dict()["state"].items() for k, v in state.items()}
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], device) -> None:
+    opt_state = optimizer.state_dict()
+    state: dict = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value if name == "step" else value.to(device)
+    opt_state["state"] = state
+    optimizer.load_state_dict(opt_state)
+
+
+def _read_meta(path, model_config: ModelConfig, train: dict | list) -> dict:
+    """The checkpoint's metadata; ConfigError when its format or its configuration differ."""
+    with safe_open(str(path), framework="pt") as fh:
+        meta = json.loads(fh.metadata()["aelab"])
+    if meta.get("format") != FORMAT:
+        raise ConfigError(f"{path} has checkpoint format {meta.get('format')!r}, this aelab reads {FORMAT!r}; "
+                          f"delete it to start afresh")
+    if meta["model"] != model_config.to_dict() or meta["train"] != train:
+        raise ConfigError(f"{path} was written by a run with another configuration; delete it to start afresh")
+    return meta
+
+
+def _prefixed(tensors: dict[str, torch.Tensor], prefix: str, device=None) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v if device is None else v.to(device) for k, v in tensors.items() if k.startswith(prefix)}
+
+
 def save_checkpoint(path, model, optimizer, batch_gen, noise_gen, model_config: ModelConfig,
                     train_config: TrainConfig, epoch: int, elapsed: float, history: list[dict], best: dict) -> None:
     """Atomically save model, Adam state, RNG states, history and best weights after `epoch`."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     if best["state"] is not None:
         tensors.update({f"best.{k}": v for k, v in best["state"].items()})
-    for i, state in optimizer.state_dict()["state"].items():
-        for k, v in state.items():
-            tensors[f"opt.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    tensors.update(_optimizer_tensors(optimizer))
     tensors["rng.batch"] = batch_gen.get_state()
     tensors["rng.noise"] = noise_gen.get_state()
     meta = {"format": FORMAT, "epoch": epoch, "elapsed": elapsed, "history": history, "best_loss": best["loss"],
@@ -174,29 +205,55 @@ def load_checkpoint(path, model, optimizer, batch_gen, noise_gen, model_config: 
 
     Refuses a checkpoint made with another model or training config (it would not resume the
     same run)."""
-    with safe_open(str(path), framework="pt") as fh:
-        meta = json.loads(fh.metadata()["aelab"])
-    if meta.get("format") != FORMAT:
-        raise ConfigError(f"{path} has checkpoint format {meta.get('format')!r}, this aelab reads {FORMAT!r}; "
-                          f"delete it to start afresh")
-    if meta["model"] != model_config.to_dict() or meta["train"] != train_config.to_dict():
-        raise ConfigError(f"{path} was written by a run with another configuration; delete it to start afresh")
+    meta = _read_meta(path, model_config, train_config.to_dict())
     tensors = load_file(path)
     device = next(model.parameters()).device
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    best_state = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("best.")} or None
-    opt_state = optimizer.state_dict()
-    state: dict = {}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = value if name == "step" else value.to(device)
-    opt_state["state"] = state
-    optimizer.load_state_dict(opt_state)
+    model.load_state_dict(_prefixed(tensors, "model."))
+    _load_optimizer(optimizer, tensors, device)
     batch_gen.set_state(tensors["rng.batch"])
     noise_gen.set_state(tensors["rng.noise"])
-    best = {"loss": meta["best_loss"], "epoch": meta["best_epoch"], "state": best_state}
+    best = {"loss": meta["best_loss"], "epoch": meta["best_epoch"], "state": _prefixed(tensors, "best.", device) or None}
     return meta["epoch"], meta["elapsed"], meta["history"], best
+
+
+def save_stack_checkpoint(path, stack: torch.nn.Module, optimizer, members: list, model_config: ModelConfig,
+                          epoch: int, elapsed: float) -> None:
+    """Atomically save a stacked training (`stacked.fit_stacked`) after `epoch`: the stacked
+    parameters, Adam state, and per model its weights and batch-norm statistics, RNG states,
+    history, best weights and whether it still trains."""
+    tensors = {f"stack.{k}": v for k, v in stack.state_dict().items()}
+    tensors.update(_optimizer_tensors(optimizer))
+    for k, m in enumerate(members):
+        tensors.update({f"m{k}.model.{name}": v for name, v in m.model.state_dict().items()})
+        if m.best["state"] is not None:
+            tensors.update({f"m{k}.best.{name}": v for name, v in m.best["state"].items()})
+        tensors[f"m{k}.rng.batch"] = m.data.batch_gen.get_state()
+        tensors[f"m{k}.rng.noise"] = m.data.noise_gen.get_state()
+    meta = {"format": FORMAT, "epoch": epoch, "elapsed": elapsed, "model": model_config.to_dict(),
+            "train": [m.config.to_dict() for m in members],
+            "members": [{"history": m.history, "best_loss": m.best["loss"], "best_epoch": m.best["epoch"],
+                         "active": m.active} for m in members]}
+    atomic_save_tensors(path, tensors, metadata={"aelab": json.dumps(meta)})
+
+
+def load_stack_checkpoint(path, stack: torch.nn.Module, optimizer, members: list,
+                          model_config: ModelConfig) -> tuple[int, float]:
+    """Restore what `save_stack_checkpoint` wrote into `stack`, `optimizer` and `members` (in
+    place); returns (epochs done, elapsed seconds). Refuses a checkpoint of other models or
+    training configs, in another order."""
+    meta = _read_meta(path, model_config, [m.config.to_dict() for m in members])
+    tensors = load_file(path)
+    device = next(stack.parameters()).device
+    stack.load_state_dict(_prefixed(tensors, "stack."))
+    _load_optimizer(optimizer, tensors, device)
+    for k, (m, saved) in enumerate(zip(members, meta["members"])):
+        m.model.load_state_dict(_prefixed(tensors, f"m{k}.model."))
+        m.data.batch_gen.set_state(tensors[f"m{k}.rng.batch"])
+        m.data.noise_gen.set_state(tensors[f"m{k}.rng.noise"])
+        m.history, m.active = saved["history"], saved["active"]
+        m.best = {"loss": saved["best_loss"], "epoch": saved["best_epoch"],
+                  "state": _prefixed(tensors, f"m{k}.best.", device) or None}
+    return meta["epoch"], meta["elapsed"]
 
 
 # ---- the pipeline of one run: data -> model -> training -> evaluation ----

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -125,11 +126,17 @@ class _Member:
 
 
 def check_stack(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, torch.Tensor, TrainConfig]]) -> None:
-    """Refuse jobs that cannot share a stack: none at all, a TrainConfig field of STACK_FIELDS
-    that differs (named, with both values), or training splits of different sizes."""
+    """Refuse jobs that cannot share a stack: none at all, batch norm without bn_images, a
+    TrainConfig field of STACK_FIELDS that differs (named, with both values), or training splits
+    of different sizes."""
     if not jobs:
         raise ConfigError("fit_stacked needs at least one (x_train, x_val, TrainConfig) job")
     first = jobs[0][2]
+    if model_config.norm == "batch" and not first.bn_images:
+        # the stack normalizes with batch statistics only; the models' running statistics come
+        # from close_epoch's recomputation, which bn_images=0 turns off
+        raise ConfigError("stacked models with batch norm need training bn_images > 0 (e.g. 4096): "
+                          "their batch-norm statistics are recomputed after every epoch")
     for i, (x_train, _, config) in enumerate(jobs[1:], start=1):
         for name in STACK_FIELDS:
             if getattr(config, name) != getattr(first, name):
@@ -143,7 +150,7 @@ def check_stack(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, to
 def fit_stacked(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, torch.Tensor, TrainConfig]],
                 progress: bool | None = None,
                 on_epoch: Callable[[int, dict, DenseAutoencoder], None] | None = None,
-                cuda_graphs: bool | None = None) -> list[TrainResult]:
+                cuda_graphs: bool | None = None, checkpoint_path: str | Path | None = None) -> list[TrainResult]:
     """Train one autoencoder of `model_config` per job (x_train, x_val, config), all at once.
 
     x_train, x_val: (N, D) pixels in [0, 1] as for `fit` (every job the same N for training);
@@ -152,7 +159,12 @@ def fit_stacked(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, to
     one TrainResult per job, in order, as `fit` would (best weights, eval mode); each history's
     train_seconds and seconds, and each result's seconds, are those of the whole stack.
     cuda_graphs: replay each full batch's stacked forward and backward as CUDA graphs, as in `fit`.
+    checkpoint_path: save the whole stack's training state there after every epoch (atomically)
+    and resume from it when it exists, so an interrupted stack ends with the numbers of an
+    uninterrupted one (the same jobs in the same order).
     """
+    from .runs import load_stack_checkpoint, save_stack_checkpoint  # runs imports training
+
     check_stack(model_config, jobs)
     for x_train, x_val, _ in jobs:
         check_inputs(model_config, x_train, x_val)
@@ -169,6 +181,10 @@ def fit_stacked(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, to
     any_l1, any_l2 = any(m.config.l1 for m in members), any(m.config.l2 for m in members)
     weighted = any(isinstance(m.config.noise_var, tuple) for m in members)  # a blind denoiser weights images
 
+    start_epoch, elapsed = 0, 0.0
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        start_epoch, elapsed = load_stack_checkpoint(checkpoint_path, stack, optimizer, members, model_config)
+
     n, batch = len(members[0].data.x_train), config.batch_size
     eager = stack.forward  # kept for the epoch's last, smaller batch when the full ones replay graphs
     full = eager
@@ -177,10 +193,10 @@ def fit_stacked(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, to
                              precision)
     steps_per_epoch = math.ceil(n / batch)
     total_steps = config.epochs * steps_per_epoch
-    bar = tqdm(total=config.epochs, desc=f"train x{len(members)}", unit="epoch",
+    bar = tqdm(total=config.epochs, initial=start_epoch, desc=f"train x{len(members)}", unit="epoch",
                disable=not _show_progress(progress), leave=False, dynamic_ncols=True)
-    step, elapsed = 0, 0.0
-    for epoch in range(config.epochs):
+    step = start_epoch * steps_per_epoch
+    for epoch in range(start_epoch, config.epochs):
         for m in members:
             if m.active and patience_exhausted(config, epoch, m.best["epoch"]):
                 m.active = False
@@ -233,6 +249,8 @@ def fit_stacked(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, to
                 m.history[-1].update(train_seconds=round(train_seconds, 4), seconds=round(seconds, 4))
                 if on_epoch is not None:
                     on_epoch(k, m.history[-1], m.model)
+        if checkpoint_path is not None:
+            save_stack_checkpoint(checkpoint_path, stack, optimizer, members, model_config, epoch + 1, elapsed)
         bar.update(1)
     bar.close()
     results = []
