@@ -4,8 +4,9 @@
 #      and the stacked-training tests on CUDA
 #   2. benchmarks/train_speed.py on CUDA, eager and with CUDA graphs (float32), and
 #      benchmarks/stack_speed.py: models per second with 2 to 16 models in one stack
-#   3. the default study on the GPU with CUDA graphs, stopped after STUDY_LIMIT seconds (default
-#      240), with nvidia-smi sampled every second: trials done, per-trial times, GPU utilization
+#   3. the default study on the GPU with CUDA graphs and STUDY_STACK (default 8) trials per stack,
+#      stopped after STUDY_LIMIT seconds (default 240), with nvidia-smi sampled every second:
+#      trials done, per-trial times, GPU utilization
 # Everything it prints also lands in $OUT.
 #
 # The device machine has PyTorch but neither the data nor PyWavelets / bm3d. Prepare both here,
@@ -49,12 +50,12 @@ for depth in 3 5; do
     python3 benchmarks/stack_speed.py --device cuda --depth $depth --stacks 2 4 8 16 2>&1 | tee -a "$OUT/stack_speed_cuda.txt"
 done
 
-echo "== 3. the default study on the GPU with CUDA graphs (at most ${STUDY_LIMIT:-240} s)"
+echo "== 3. the default study on the GPU with CUDA graphs, stacks of ${STUDY_STACK:-8} (at most ${STUDY_LIMIT:-240} s)"
 (while true; do nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader; sleep 1; done) \
     > "$OUT/gpu_util.csv" &
 SAMPLER=$!
 START=$(date +%s)
-AELAB_CUDA_GRAPHS=1 timeout "${STUDY_LIMIT:-240}" python3 -m aelab.cli study --preset default --out /tmp/lab --quiet 2>&1 | tail -5
+AELAB_CUDA_GRAPHS=1 timeout "${STUDY_LIMIT:-240}" python3 -m aelab.cli study --preset default --stack "${STUDY_STACK:-8}" --out /tmp/lab --quiet 2>&1 | tail -5
 echo "study wall: $(( $(date +%s) - START )) s" | tee "$OUT/study.txt"
 kill $SAMPLER
 python3 - <<'PY' 2>&1 | tee -a "$OUT/study.txt"
@@ -63,7 +64,8 @@ from aelab.study import count_trials, preset
 rows = [json.load(open(f)) for f in glob.glob("/tmp/lab/trials/*/result.json")]
 print(len(rows), "of", count_trials(preset("default")), "trials done;", sum(r.get("status") == "ok" for r in rows), "ok")
 for r in sorted(rows, key=lambda r: r["id"]):
-    extra = (f"epochs {r.get('epochs_run')} train s {r.get('seconds')} psnr {r.get('psnr', 0):.2f}"
+    extra = (f"epochs {r.get('epochs_run')} train s {r.get('seconds')} stacked {r.get('stacked', 1)} "
+             f"psnr {r.get('psnr', 0):.2f}"
              if r.get("kind") == "ae" else "")
     print(r["id"], "wall", r.get("wall_seconds"), extra)
 PY

@@ -15,7 +15,7 @@ import pytest
 from aelab import ConfigError
 from generated import python_with_checksums
 from aelab.study import (StudyConfig, TIMING_COLUMNS, count_trials, load_study, plan, preset, run_study,
-                         study_from_dict)
+                         stack_groups, study_from_dict)
 
 
 def _rows(path: Path) -> list[dict]:
@@ -40,6 +40,7 @@ def _rows(path: Path) -> list[dict]:
     ("denoising: {blind: [0.2, 0.1]}", ["'denoising.blind'", "low < high"]),
     ("denoising: {blind_epochs_factor: 0}", ["'denoising.blind_epochs_factor'", "> 0"]),
     ("workers: zero", ["'workers'", "auto"]),
+    ("stack: 0", ["'stack'", "0", ">= 1"]),
     ("- a list", ["expected a mapping"]),
 ])
 def test_a_bad_study_file_names_the_key_the_value_and_what_is_allowed(tmp_path, text, words):
@@ -119,6 +120,63 @@ def test_trial_ids_change_with_their_config():
     b = plan(study_from_dict({"datasets": ["mnist"], "denoising": None, "epochs": {3: 41, 5: d5}}), {})
     same = {t.id for t in a} & {t.id for t in b}
     assert same == {t.id for t in a if t.kind == "pca" or len(t.spec["model"]["widths"]) == 4}
+
+
+def test_stack_groups_are_fixed_by_the_plan_not_by_timing():
+    c = study_from_dict({"stack": 4})
+    plain = plan(study_from_dict({}), {})
+    first = plan(c, {})
+    assert all(len(g) == 1 for g in stack_groups(plain))  # stack 1: every trial alone, as before
+    assert "stack" not in plain[0].spec and {t.id for t in plain}.isdisjoint({t.id for t in first if t.kind == "ae"})
+    groups = stack_groups(first)
+    assert [[t.id for t in g] for g in stack_groups(plan(c, {}))] == [[t.id for t in g] for g in groups]
+    grid = [g for g in groups if g[0].phase == "grid"]
+    assert len(grid) == 8 and all(len(g) == 2 for g in grid)  # one architecture, both datasets
+    for g in grid:
+        assert [t.dataset for t in g] == ["mnist", "fashion-mnist"]
+        assert g[0].spec["model"] == g[1].spec["model"]
+    assert [(g[0].phase, g[0].dataset, len(g)) for g in groups if g[0].phase in ("denoise", "blind")] == [
+        ("blind", "mnist", 1), ("denoise", "mnist", 4), ("denoise", "mnist", 1),
+        ("blind", "fashion-mnist", 1), ("denoise", "fashion-mnist", 4), ("denoise", "fashion-mnist", 1)]
+    assert all(len(g) == 1 for g in groups if g[0].kind != "ae")
+    done = {t.id: _fake_result(t, 20.0 + t.spec["model"]["latent"] / 100) for t in first if t.phase == "grid"}
+    penalized = [g for g in stack_groups(plan(c, done)) if g[0].phase in ("l2", "l1")]
+    assert [(g[0].dataset, [t.phase for t in g]) for g in penalized] == [
+        ("mnist", ["l2", "l2", "l2", "l1"]), ("mnist", ["l1", "l1"]),
+        ("fashion-mnist", ["l2", "l2", "l2", "l1"]), ("fashion-mnist", ["l1", "l1"])]
+
+
+def test_a_stacked_study_gives_the_plain_studys_numbers_up_to_rounding(data_dir, tmp_path):
+    """Every autoencoder trial in a stack of 2 (grid across datasets, penalties and denoisers per
+    dataset): the same numbers in any executor, after a lost result, and within rounding of the
+    trials trained alone."""
+    spec = {"name": "stacked", "datasets": ["mnist", "fashion-mnist"], "depths": [3], "latents": [15],
+            "epochs": 2, "l2": [1e-5], "l1": [1e-5], "combined": False, "pca": False,
+            "subset": {"train": 1500, "val": 300, "test": 300},
+            "denoising": {"variances": [0.04, 0.16], "blind": None, "baselines": ["noisy"], "subset": 50, "epochs": 2}}
+    plain = run_study(study_from_dict(spec), tmp_path / "plain", data_dir=data_dir, workers=1, progress=False,
+                      report=False)
+    stacked = study_from_dict({**spec, "stack": 2})
+    inline = run_study(stacked, tmp_path / "inline", data_dir=data_dir, workers=1, progress=False, report=False)
+    pool = run_study(stacked, tmp_path / "pool", data_dir=data_dir, workers=2, progress=False, report=False)
+    assert plain["trials_done"] == inline["trials_done"] == pool["trials_done"] == 14
+    assert _rows(tmp_path / "pool" / "results.csv") == _rows(tmp_path / "inline" / "results.csv")
+    rows = json.loads((tmp_path / "inline" / "results.json").read_text())
+    assert sorted(r.get("stacked") for r in rows if r["kind"] == "ae") == [2] * 10
+    alone = {(r["phase"], r["dataset"], r["l2"], r["l1"], str(r["noise_var"])): r
+             for r in json.loads((tmp_path / "plain" / "results.json").read_text())}
+    for r in rows:
+        if r["kind"] == "ae":
+            twin = alone[(r["phase"], r["dataset"], r["l2"], r["l1"], str(r["noise_var"]))]
+            assert r["psnr"] == pytest.approx(twin["psnr"], abs=0.02) and r["psnr"] != twin["psnr"]
+    # a lost result of one model of a stack: its stack trains again, whole, and gives it back to the bit
+    lost = next(r for r in rows if r["phase"] == "l1" and r["dataset"] == "fashion-mnist")
+    trial = tmp_path / "inline" / "trials" / lost["id"]
+    (trial / "result.json").unlink()
+    for f in (trial / "run").iterdir():
+        f.unlink()
+    run_study(stacked, tmp_path / "inline", data_dir=data_dir, workers=1, progress=False, report=False)
+    assert _rows(tmp_path / "inline" / "results.csv") == _rows(tmp_path / "pool" / "results.csv")
 
 
 # ---- the quick study end to end ----------------------------------------------------------

@@ -205,17 +205,20 @@ def denoise(run_dir: Path, noise_vars: str, methods: str, subset: int, seed: int
 @click.option("--cpus-per-trial", type=float, default=None, help="Ray: CPUs per trial (default: the study's threads).")
 @click.option("--gpus-per-trial", type=float, default=0, show_default=True, help="Ray: GPUs per trial.")
 @click.option("--device", default=None, help="Override the study's device (auto, cpu, cuda).")
+@click.option("--stack", type=int, default=None,
+              help="Override the study's 'stack': train up to this many same-architecture trials at once (for a GPU).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def study(study_file, preset, out, data_dir, executor, workers, address, cpus_per_trial, gpus_per_trial, device,
-          quiet) -> None:
+          stack, quiet) -> None:
     """Run a study (STUDY_FILE, --preset, or the default lab) and write its results and report."""
     from . import study as study_mod
 
     if study_file is not None and preset is not None:
         raise click.UsageError("give a STUDY_FILE or --preset, not both")
     config = study_mod.load_study(study_file) if study_file else study_mod.preset(preset or "default")
-    if device is not None:
-        config.device = device
+    if device is not None or stack is not None:
+        config.device = config.device if device is None else device
+        config.stack = config.stack if stack is None else stack
         study_mod._validate(config)
     out = out or Path("runs") / config.name
     options = {}

@@ -1,7 +1,8 @@
 """Where study trials run: in this process, side by side in local worker processes, or on Ray.
 
 Every executor offers the same three things, used by `study.run_study`:
-    submit(trial) -> concurrent.futures.Future of the trial's result row
+    submit(job) -> concurrent.futures.Future of the job's result: a trial's row, or for a list
+                   of trials (a stack, `study.stack_groups`) the list of their rows
     events        a queue of per-epoch progress messages, or None
     shutdown()    stop the workers (pending trials are dropped; finished ones are on disk)
 A trial's numbers do not depend on the executor: each trial fixes its own seed and CPU threads.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from . import data
 from .errors import ConfigError
-from .trials import run_trial
+from .trials import run_stack, run_trial
 
 
 class InlineExecutor:
@@ -30,10 +31,11 @@ class InlineExecutor:
     def __init__(self, study_dir: Path, data_dir: Path | None, progress: bool) -> None:
         self.study_dir, self.data_dir, self.progress = study_dir, data_dir, progress
 
-    def submit(self, trial: dict) -> Future:
+    def submit(self, job: dict | list[dict]) -> Future:
         future: Future = Future()
+        run = run_stack if isinstance(job, list) else run_trial
         try:
-            future.set_result(run_trial(trial, self.study_dir, self.data_dir, progress=self.progress))
+            future.set_result(run(job, self.study_dir, self.data_dir, progress=self.progress))
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # recorded as a failed trial by the study
@@ -80,10 +82,11 @@ class LocalPoolExecutor:
         self._cpu_pool = ProcessPoolExecutor(max_workers=cpu_workers, **pool) if cpu_workers > 0 else None
         self.submitted = {"main": 0, "cpu": 0}  # trials sent to each pool
 
-    def submit(self, trial: dict) -> Future:
-        side = "cpu" if self._cpu_pool is not None and trial["kind"] in CPU_KINDS else "main"
+    def submit(self, job: dict | list[dict]) -> Future:
+        stack = isinstance(job, list)
+        side = "cpu" if self._cpu_pool is not None and not stack and job["kind"] in CPU_KINDS else "main"
         pool = self._cpu_pool if side == "cpu" else self._pool
-        future = pool.submit(run_trial, trial, self.study_dir, self.data_dir, self.events)
+        future = pool.submit(run_stack if stack else run_trial, job, self.study_dir, self.data_dir, self.events)
         self.submitted[side] += 1
         self._futures.append(future)
         return future

@@ -1,7 +1,8 @@
 """Run study trials as Ray tasks: on a Ray instance started here, or on an existing Ray cluster.
 
-Each trial is one Ray core task running `trials.run_trial` on some worker; `submit` returns a
-`concurrent.futures.Future` of its result row, as the local executors do. Everything a trial
+Each trial is one Ray core task running `trials.run_trial` on some worker (a stack of trials:
+one task running `trials.run_stack`); `submit` returns a `concurrent.futures.Future` of its
+result row, as the local executors do. Everything a trial
 writes goes to the study folder, so that folder must be storage the driver and every Ray node
 share (the same absolute path everywhere). Ray retries a trial whose worker died (killed, out of
 memory, node lost) and one that raised; a retried trial resumes from its per-epoch checkpoint,
@@ -16,7 +17,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from .errors import ConfigError
-from .trials import run_trial
+from .trials import run_stack, run_trial
 
 INSTALL_HINT = "--executor ray needs Ray: pip install 'aelab[ray]'"
 
@@ -29,15 +30,15 @@ def _import_ray():
     return ray
 
 
-def run_on_worker(trial: dict, study_dir: str, data_dir: str | None) -> dict:
+def run_on_worker(trial: dict | list[dict], study_dir: str, data_dir: str | None) -> dict | list[dict]:
     """What each Ray task runs: `run_trial(trial, study_dir, data_dir)` (returns its result row),
-    after checking that the study folder is visible on this node (ConfigError if it is not)."""
+    or `run_stack` for a list of trials (returns their rows), after checking that the study folder is visible on this node (ConfigError if it is not)."""
     if not Path(study_dir).is_dir():
         import socket
 
         raise ConfigError(f"the study folder {study_dir} does not exist on Ray node {socket.gethostname()}: "
                           "put --out on storage that the driver and every Ray node share, at the same path")
-    return run_trial(trial, study_dir, data_dir)
+    return (run_stack if isinstance(trial, list) else run_trial)(trial, study_dir, data_dir)
 
 
 def trial_error(exc: BaseException, attempts: int) -> BaseException:
@@ -121,15 +122,17 @@ class RayExecutor:
         self._task, self._options = ray.remote(run_on_worker), options
         self._pending: set = set()
 
-    def submit(self, trial: dict) -> Future:
-        """Start `trial` (a `study.Trial.to_dict()`) as a Ray task; returns a Future of its
-        result row, whose exception (after every attempt failed) has an `attempts` attribute.
-        Raises ConfigError for a trial set to train on CUDA when no GPUs are given per trial."""
-        device = str(trial["spec"].get("train", {}).get("device", "cpu"))
+    def submit(self, trial: dict | list[dict]) -> Future:
+        """Start `trial` (a `study.Trial.to_dict()`, or a list of them: a stack) as a Ray task;
+        returns a Future of its result row (a list of rows for a stack), whose exception (after
+        every attempt failed) has an `attempts` attribute. Raises ConfigError for a trial set to
+        train on CUDA when no GPUs are given per trial."""
+        first = trial[0] if isinstance(trial, list) else trial
+        device = str(first["spec"].get("train", {}).get("device", "cpu"))
         if device.startswith("cuda") and not self.gpus_per_trial:
             raise ConfigError(f"the study trains on {device}: give --gpus-per-trial (e.g. 1, or 0.25 to "
                               "share a GPU between 4 trials) with --executor ray")
-        ref = self._task.options(name=trial["id"], **self._options).remote(trial, str(self.study_dir), self.data_dir)
+        ref = self._task.options(name=first["id"], **self._options).remote(trial, str(self.study_dir), self.data_dir)
         self._pending.add(ref)
         out: Future = Future()
 

@@ -258,6 +258,48 @@ def load_stack_checkpoint(path, stack: torch.nn.Module, optimizer, members: list
 
 # ---- the pipeline of one run: data -> model -> training -> evaluation ----
 
+def run_config(dataset: str, model_config: ModelConfig, train_config: TrainConfig,
+               data_dir: str | Path | None = None, subset: dict[str, int] | None = None) -> dict:
+    """What a run folder's config.json records before training: dataset, image shape, model and
+    training configs and the subset used, if any."""
+    from . import data
+
+    config = {
+        "dataset": dataset,
+        "image_shape": list(data.image_shape(dataset, data_dir)),
+        "model": model_config.to_dict(),
+        "train": train_config.to_dict(),
+    }
+    if subset:
+        config["subset"] = dict(sorted(subset.items()))
+    return config
+
+
+def finished_run(out: str | Path, config: dict) -> Run | None:
+    """The finished run in folder `out` if it was made with `config` (`run_config`), None when
+    there is none; ConfigError when the folder holds a run with another configuration."""
+    out = Path(out)
+    if not (out / CONFIG).is_file():
+        return None
+    existing = json.loads((out / CONFIG).read_text())
+    if {k: existing.get(k) for k in config} == config and (out / WEIGHTS).is_file():
+        return read_run(out)
+    raise ConfigError(f"{out} already holds a run with another configuration; choose another --out "
+                      f"or delete the folder")
+
+
+def finish_run(out: str | Path, config: dict, result) -> None:
+    """Save a finished training (`training.TrainResult`) into run folder `out` with its
+    `run_config` and results (best and run epochs, training seconds, parameters, device,
+    precision), and remove the folder's checkpoint."""
+    out = Path(out)
+    config = {**config, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+              "train_seconds": round(result.seconds, 3), "parameters": result.model.num_parameters(),
+              "device": str(next(result.model.parameters()).device), "precision": result.precision}
+    save_run(out, result.model.cpu(), config, result.history)
+    (out / CHECKPOINT).unlink(missing_ok=True)
+
+
 def train_run(dataset: str, model_config: ModelConfig, train_config: TrainConfig, out: str | Path,
               data_dir: str | Path | None = None, progress: bool | None = None,
               evaluate_on: str | None = "test", subset: dict[str, int] | None = None,
@@ -275,20 +317,10 @@ def train_run(dataset: str, model_config: ModelConfig, train_config: TrainConfig
     from .training import fit
 
     out = Path(out)
-    config = {
-        "dataset": dataset,
-        "image_shape": list(data.image_shape(dataset, data_dir)),
-        "model": model_config.to_dict(),
-        "train": train_config.to_dict(),
-    }
-    if subset:
-        config["subset"] = dict(sorted(subset.items()))
-    if (out / CONFIG).is_file():
-        existing = json.loads((out / CONFIG).read_text())
-        if {k: existing.get(k) for k in config} == config and (out / WEIGHTS).is_file():
-            return read_run(out)
-        raise ConfigError(f"{out} already holds a run with another configuration; choose another --out "
-                          f"or delete the folder")
+    config = run_config(dataset, model_config, train_config, data_dir, subset)
+    done = finished_run(out, config)
+    if done is not None:
+        return done
     x_train, _ = data.load(dataset, "train", data_dir)
     x_val, _ = data.load(dataset, "val", data_dir)
     subset = subset or {}
@@ -296,11 +328,7 @@ def train_run(dataset: str, model_config: ModelConfig, train_config: TrainConfig
     out.mkdir(parents=True, exist_ok=True)
     result = fit(model_config, x_train, x_val, train_config, history_path=out / HISTORY,
                  progress=progress, checkpoint_path=out / CHECKPOINT, on_epoch=on_epoch)
-    config.update({"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-                   "train_seconds": round(result.seconds, 3), "parameters": result.model.num_parameters(),
-                   "device": str(next(result.model.parameters()).device), "precision": result.precision})
-    save_run(out, result.model.cpu(), config, result.history)
-    (out / CHECKPOINT).unlink(missing_ok=True)
+    finish_run(out, config, result)
     if evaluate_on is not None:
         evaluate_run(out, split=evaluate_on, data_dir=data_dir)
     return read_run(out)

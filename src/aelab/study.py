@@ -76,7 +76,11 @@ class StudyConfig:
     first n images of a split (quick looks and tests); robustness_var: the noise variance of
     the robustness check of every compression model; seed: of every trial; threads: CPU threads
     per trial (the numbers depend on it, not on how trials are scheduled); workers: trials run
-    side by side ("auto": what fits the cores); device: auto, cpu or cuda."""
+    side by side ("auto": what fits the cores); device: auto, cpu or cuda; stack: train up to this
+    many autoencoder trials of one architecture and schedule at once, as one stacked model
+    (`stack_groups`, `stacked.fit_stacked`: made for a GPU, where small models leave it idle;
+    1, the default, trains each trial alone; the numbers change by rounding, so it is part of
+    each trial's identity)."""
 
     name: str = "lab"
     datasets: list[str] = field(default_factory=lambda: ["mnist", "fashion-mnist"])
@@ -97,6 +101,7 @@ class StudyConfig:
     threads: int = 1
     workers: Any = "auto"
     device: str = "auto"
+    stack: int = 1
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -181,6 +186,8 @@ def _validate(c: StudyConfig) -> None:
         raise _bad("threads", c.threads, "give a whole number >= 1 (CPU threads per trial)")
     if c.workers != "auto" and (not isinstance(c.workers, int) or isinstance(c.workers, bool) or c.workers < 1):
         raise _bad("workers", c.workers, "give 'auto' or a whole number >= 1")
+    if not isinstance(c.stack, int) or isinstance(c.stack, bool) or c.stack < 1:
+        raise _bad("stack", c.stack, "give a whole number >= 1 (1: every trial trains alone)")
     if c.device not in ("auto", "cpu") and not str(c.device).startswith("cuda"):
         raise _bad("device", c.device, "give auto, cpu or cuda")
     if c.denoising is not None:
@@ -371,7 +378,39 @@ def _ae(c: StudyConfig, phase: str, dataset: str, arch: dict, l2: float = 0.0, l
     if denoise:
         tag += f"-blind{noise_var[0]:g}_{noise_var[1]:g}" if isinstance(noise_var, list) else f"-noise{noise_var:g}"
     spec = {"model": model.to_dict(), "train": train.to_dict(), "context": _context(c)}
+    if c.stack > 1 and _stackable(model, train):
+        spec["stack"] = c.stack
     return _trial("ae", phase, dataset, tag, spec)
+
+
+def _stackable(model: ModelConfig, train: TrainConfig) -> bool:
+    return model.norm != "layer" and (model.norm != "batch" or train.bn_images > 0)
+
+
+def stack_groups(trials: list[Trial]) -> list[list[Trial]]:
+    """`plan`'s trials as the units that run: the autoencoder trials marked for stacking
+    (spec "stack": K) that `plan` releases together and that share their architecture and the
+    training fields a stack shares (`stacked.STACK_FIELDS`), in chunks of at most K in plan
+    order; every other trial alone. Trials released together: the whole grid (both datasets),
+    and per dataset the l2 and l1 trials, the denoisers, the blind denoiser, the combined one.
+    The groups depend only on the config and on finished results, never on timing, so each
+    trial's stack, and its numbers, are the same in every run."""
+    from .stacked import STACK_FIELDS
+
+    keyed: dict[str, list[Trial]] = {}
+    groups: list[list[Trial]] = []
+    for t in trials:
+        if t.kind != "ae" or "stack" not in t.spec:
+            groups.append([t])
+            continue
+        release = "grid" if t.phase == "grid" else f"{t.dataset}/{'penalized' if t.phase in ('l2', 'l1') else t.phase}"
+        shared = {k: t.spec["train"][k] for k in STACK_FIELDS}
+        key = json.dumps([release, t.spec["model"], shared, t.spec["context"], t.spec["stack"]], sort_keys=True)
+        if key not in keyed or len(keyed[key]) == t.spec["stack"]:
+            keyed[key] = []
+            groups.append(keyed[key])
+        keyed[key].append(t)
+    return groups
 
 
 def _best(rows: list[dict], key: str = "val_psnr") -> dict | None:
@@ -496,13 +535,15 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
     bar = tqdm(total=total, initial=len(done), desc=f"study {config.name}", unit="trial", disable=not show,
                dynamic_ncols=True, position=0)
     trial_bars: dict[str, Any] = {}
-    running: dict[Future, Trial] = {}
+    running: dict[Future, list[Trial]] = {}
     t0 = time.perf_counter()
     try:
         while True:
-            for t in plan(config, done):
-                if t.id not in done and t not in running.values():
-                    running[pool.submit(t.to_dict())] = t
+            busy = {t.id for group in running.values() for t in group}
+            for group in stack_groups(plan(config, done)):
+                if any(t.id not in done for t in group) and not any(t.id in busy for t in group):
+                    job = [t.to_dict() for t in group] if len(group) > 1 else group[0].to_dict()
+                    running[pool.submit(job)] = group
             if not running:
                 break
             finished, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
@@ -516,17 +557,20 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
                     b.update(epoch - b.n)
                     b.set_postfix(val_psnr=f"{val_psnr:.2f}dB")
             for fut in finished:
-                t = running.pop(fut)
+                group = running.pop(fut)
                 try:
-                    done[t.id] = fut.result()
+                    rows = fut.result()
+                    rows = rows if isinstance(rows, list) else [rows]
                 except Exception as exc:  # a trial that failed on every attempt: record it, go on
-                    row = failed_result(t.to_dict(), f"{type(exc).__name__}: {exc}",
-                                        attempts=getattr(exc, "attempts", 1))
-                    atomic_write_json(trial_dir(out, t.id) / "result.json", row)
+                    rows = [failed_result(t.to_dict(), f"{type(exc).__name__}: {exc}",
+                                          attempts=getattr(exc, "attempts", 1)) for t in group]
+                    for t, row in zip(group, rows):
+                        atomic_write_json(trial_dir(out, t.id) / "result.json", row)
+                for t, row in zip(group, rows):
+                    bar.update(t.id not in done)
                     done[t.id] = row
-                if t.id in trial_bars:
-                    trial_bars.pop(t.id).close()
-                bar.update(1)
+                    if t.id in trial_bars:
+                        trial_bars.pop(t.id).close()
             if finished:
                 collect(config, out, done, earlier_seconds=earlier)  # results.csv stays current
     finally:  # also on Ctrl-C: stop the workers; finished trials are on disk

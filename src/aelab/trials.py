@@ -18,7 +18,7 @@ from .denoise import score_levels
 from .evaluation import evaluate, image_metrics, psnr, reconstruct
 from .figures import grid_indices, image_grid
 from .model import ModelConfig
-from .runs import atomic_write_json, train_run
+from .runs import atomic_write_json, read_run, train_run
 from .training import TrainConfig
 
 RESULT = "result.json"
@@ -63,15 +63,86 @@ def run_trial(trial: dict, study_dir: str | Path, data_dir: str | Path | None = 
     torch.set_num_threads(trial["spec"]["context"]["threads"])
     t0 = time.perf_counter()
     if trial["kind"] == "ae":
-        row = _autoencoder(trial, folder, data_dir, events, progress)
+        spec, ctx = trial["spec"], trial["spec"]["context"]
+        tc = TrainConfig.from_dict(spec["train"])
+        run = train_run(trial["dataset"], ModelConfig.from_dict(spec["model"]), tc, folder / "run", data_dir,
+                        progress=progress, evaluate_on=None, subset=ctx["subset"],
+                        on_epoch=_progress(events, trial["id"], tc.epochs))
+        row = _autoencoder(trial, folder, run, data_dir)
     elif trial["kind"] == "pca":
         row = _pca(trial, data_dir)
     elif trial["kind"] == "baselines":
         row = _baselines(trial, data_dir)
     else:
         raise ValueError(f"unknown trial kind {trial['kind']!r}")
+    return _finish(trial, folder, row, time.perf_counter() - t0)
+
+
+def run_stack(trials: list[dict], study_dir: str | Path, data_dir: str | Path | None = None, events=None,
+              progress: bool | None = False) -> list[dict]:
+    """Run autoencoder trials of one architecture and schedule (a group of `study.stack_groups`)
+    as one stacked training (`stacked.fit_stacked`), then evaluate each as `run_trial` does.
+
+    Returns their result rows in order (a finished trial's as stored). The group always trains
+    whole and in this order, even when some of its trials finished earlier: a model's numbers
+    depend (by rounding) on its place in the stack. Trials whose training splits differ in size
+    train in separate stacks, in order. An interrupted group resumes from
+    <first trial>/stack_checkpoint.safetensors."""
+    from .runs import finished_run, finish_run, run_config
+    from .stacked import fit_stacked
+
+    done = [finished_result(study_dir, t) for t in trials]
+    if all(d is not None and d.get("status") == "ok" for d in done):
+        return done
+    torch.set_num_threads(trials[0]["spec"]["context"]["threads"])
+    t0 = time.perf_counter()
+    folders = [trial_dir(study_dir, t["id"]) for t in trials]
+    mc = ModelConfig.from_dict(trials[0]["spec"]["model"])
+    configs = [TrainConfig.from_dict(t["spec"]["train"]) for t in trials]
+    run_configs = [run_config(t["dataset"], mc, c, data_dir, t["spec"]["context"]["subset"])
+                   for t, c in zip(trials, configs)]
+    runs = [finished_run(f / "run", rc) for f, rc in zip(folders, run_configs)]
+    if any(r is None for r in runs):
+        jobs = [(_split(t["dataset"], "train", t["spec"]["context"], data_dir)[0],
+                 _split(t["dataset"], "val", t["spec"]["context"], data_dir)[0], c) for t, c in zip(trials, configs)]
+        for size in dict.fromkeys(len(x) for x, _, _ in jobs):  # one stack per training-split size, in order
+            part = [i for i, (x, _, _) in enumerate(jobs) if len(x) == size]
+            folders[part[0]].mkdir(parents=True, exist_ok=True)
+            checkpoint = folders[part[0]] / "stack_checkpoint.safetensors"
+
+            def on_epoch(k: int, row: dict, model, part=part) -> None:
+                if events is not None:
+                    events.put((trials[part[k]]["id"], row["epoch"], configs[part[k]].epochs, row["val_psnr"]))
+
+            results = fit_stacked(mc, [jobs[i] for i in part], progress=progress, on_epoch=on_epoch,
+                                  checkpoint_path=checkpoint)
+            for i, result in zip(part, results):
+                finish_run(folders[i] / "run", run_configs[i], result)
+                runs[i] = read_run(folders[i] / "run")
+            checkpoint.unlink(missing_ok=True)
+    share = (time.perf_counter() - t0) / len(trials)  # the stack's time, shared by its models
+    rows = []
+    for trial, folder, run, previous in zip(trials, folders, runs, done):
+        if previous is not None and previous.get("status") == "ok":
+            rows.append(previous)
+            continue
+        t1 = time.perf_counter()
+        rows.append(_finish(trial, folder, {**_autoencoder(trial, folder, run, data_dir), "stacked": len(trials)},
+                            share + time.perf_counter() - t1))
+    return rows
+
+
+def _progress(events, trial_id: str, epochs: int):
+    def on_epoch(row: dict, model) -> None:
+        if events is not None:
+            events.put((trial_id, row["epoch"], epochs, row["val_psnr"]))
+    return on_epoch
+
+
+def _finish(trial: dict, folder: Path, row: dict, seconds: float) -> dict:
+    """Complete a trial's result row and write it to <folder>/result.json (atomically)."""
     row.update({"id": trial["id"], "kind": trial["kind"], "phase": trial["phase"], "dataset": trial["dataset"],
-                "status": "ok", "wall_seconds": round(time.perf_counter() - t0, 3), "trial": trial})
+                "status": "ok", "wall_seconds": round(seconds, 3), "trial": trial})
     atomic_write_json(folder / RESULT, row)
     return row
 
@@ -82,16 +153,10 @@ def failed_result(trial: dict, error: str, attempts: int = 1) -> dict:
             "status": "failed", "error": error, "attempts": attempts, "trial": trial}
 
 
-def _autoencoder(trial: dict, folder: Path, data_dir, events, progress) -> dict:
+def _autoencoder(trial: dict, folder: Path, run, data_dir) -> dict:
+    """Evaluate a trained autoencoder trial (its `runs.Run`): the result row's numbers."""
     spec, ctx, dataset = trial["spec"], trial["spec"]["context"], trial["dataset"]
     mc, tc = ModelConfig.from_dict(spec["model"]), TrainConfig.from_dict(spec["train"])
-
-    def on_epoch(row: dict, model) -> None:
-        if events is not None:
-            events.put((trial["id"], row["epoch"], tc.epochs, row["val_psnr"]))
-
-    run = train_run(dataset, mc, tc, folder / "run", data_dir, progress=progress, evaluate_on=None,
-                    subset=ctx["subset"], on_epoch=on_epoch)
     model, shape = run.model, tuple(run.config["image_shape"])
     x_test, y_test = _split(dataset, "test", ctx, data_dir)
     x_val, _ = _split(dataset, "val", ctx, data_dir)
