@@ -2,11 +2,11 @@
 
 Each trial is one Ray core task running `trials.run_trial` on some worker (a stack of trials:
 one task running `trials.run_stack`); `submit` returns a `concurrent.futures.Future` of its
-result row, as the local executors do. Everything a trial
-writes goes to the study folder, so that folder must be storage the driver and every Ray node
-share (the same absolute path everywhere). Ray retries a trial whose worker died (killed, out of
-memory, node lost) and one that raised; a retried trial resumes from its per-epoch checkpoint,
-and a finished trial is never run again. See docs/ray.md.
+result row, as the local executors do. Everything a trial writes goes to the study folder, so
+that folder must be storage the driver and every Ray node share (the same absolute path
+everywhere). Ray retries a trial whose worker died (killed, out of memory, node lost) and one that
+raised; a retried trial resumes from its per-epoch checkpoint, and a finished trial is never run
+again. See docs/ray.md.
 """
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def _import_ray():
 
 def run_on_worker(trial: dict | list[dict], study_dir: str, data_dir: str | None) -> dict | list[dict]:
     """What each Ray task runs: `run_trial(trial, study_dir, data_dir)` (returns its result row),
-    or `run_stack` for a list of trials (returns their rows), after checking that the study folder is visible on this node (ConfigError if it is not)."""
+    or `run_stack` for a list of trials (returns their rows), after checking that the study
+    folder is visible on this node (ConfigError if it is not)."""
     if not Path(study_dir).is_dir():
         import socket
 

@@ -212,7 +212,8 @@ def load_checkpoint(path, model, optimizer, batch_gen, noise_gen, model_config: 
     _load_optimizer(optimizer, tensors, device)
     batch_gen.set_state(tensors["rng.batch"])
     noise_gen.set_state(tensors["rng.noise"])
-    best = {"loss": meta["best_loss"], "epoch": meta["best_epoch"], "state": _prefixed(tensors, "best.", device) or None}
+    best = {"loss": meta["best_loss"], "epoch": meta["best_epoch"],
+            "state": _prefixed(tensors, "best.", device) or None}
     return meta["epoch"], meta["elapsed"], meta["history"], best
 
 

@@ -52,9 +52,9 @@ class StackedAutoencoder(nn.Module):
 
     def __init__(self, models: Sequence[DenseAutoencoder]) -> None:
         super().__init__()
-        if models[0].config.norm == "layer":
-            raise ConfigError("stacked training supports norm 'batch' or 'none', not 'layer'; "
-                              "train layer-norm models one at a time with fit")
+        reason = unstackable(models[0].config)
+        if reason:
+            raise ConfigError(reason)
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
         self.gammas, self.betas = nn.ParameterList(), nn.ParameterList()
         self.eps: list[float] = []
@@ -125,6 +125,20 @@ class _Member:
     active: bool = True
 
 
+def unstackable(model_config: ModelConfig, config: TrainConfig | None = None) -> str | None:
+    """Why models of `model_config` trained under `config` cannot be stacked (a message that says
+    what to do instead), or None when they can: layer norm is not stacked, and batch norm needs
+    bn_images > 0 (the stack normalizes with batch statistics only; the models' statistics come
+    from `close_epoch`'s recomputation, which bn_images=0 turns off)."""
+    if model_config.norm == "layer":
+        return ("stacked training supports norm 'batch' or 'none', not 'layer'; "
+                "train layer-norm models one at a time with fit")
+    if config is not None and model_config.norm == "batch" and not config.bn_images:
+        return ("stacked models with batch norm need training bn_images > 0 (e.g. 4096): their batch-norm "
+                "statistics are recomputed after every epoch")
+    return None
+
+
 def check_stack(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, torch.Tensor, TrainConfig]]) -> None:
     """Refuse jobs that cannot share a stack: none at all, batch norm without bn_images, a
     TrainConfig field of STACK_FIELDS that differs (named, with both values), or training splits
@@ -132,11 +146,9 @@ def check_stack(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, to
     if not jobs:
         raise ConfigError("fit_stacked needs at least one (x_train, x_val, TrainConfig) job")
     first = jobs[0][2]
-    if model_config.norm == "batch" and not first.bn_images:
-        # the stack normalizes with batch statistics only; the models' running statistics come
-        # from close_epoch's recomputation, which bn_images=0 turns off
-        raise ConfigError("stacked models with batch norm need training bn_images > 0 (e.g. 4096): "
-                          "their batch-norm statistics are recomputed after every epoch")
+    reason = unstackable(model_config, first)
+    if reason:
+        raise ConfigError(reason)
     for i, (x_train, _, config) in enumerate(jobs[1:], start=1):
         for name in STACK_FIELDS:
             if getattr(config, name) != getattr(first, name):

@@ -378,13 +378,12 @@ def _ae(c: StudyConfig, phase: str, dataset: str, arch: dict, l2: float = 0.0, l
     if denoise:
         tag += f"-blind{noise_var[0]:g}_{noise_var[1]:g}" if isinstance(noise_var, list) else f"-noise{noise_var:g}"
     spec = {"model": model.to_dict(), "train": train.to_dict(), "context": _context(c)}
-    if c.stack > 1 and _stackable(model, train):
-        spec["stack"] = c.stack
+    if c.stack > 1:
+        from .stacked import unstackable
+
+        if unstackable(model, train) is None:
+            spec["stack"] = c.stack
     return _trial("ae", phase, dataset, tag, spec)
-
-
-def _stackable(model: ModelConfig, train: TrainConfig) -> bool:
-    return model.norm != "layer" and (model.norm != "batch" or train.bn_images > 0)
 
 
 def stack_groups(trials: list[Trial]) -> list[list[Trial]]:

@@ -109,13 +109,9 @@ def run_stack(trials: list[dict], study_dir: str | Path, data_dir: str | Path | 
             part = [i for i, (x, _, _) in enumerate(jobs) if len(x) == size]
             folders[part[0]].mkdir(parents=True, exist_ok=True)
             checkpoint = folders[part[0]] / "stack_checkpoint.safetensors"
-
-            def on_epoch(k: int, row: dict, model, part=part) -> None:
-                if events is not None:
-                    events.put((trials[part[k]]["id"], row["epoch"], configs[part[k]].epochs, row["val_psnr"]))
-
-            results = fit_stacked(mc, [jobs[i] for i in part], progress=progress, on_epoch=on_epoch,
-                                  checkpoint_path=checkpoint)
+            report = [_progress(events, trials[i]["id"], configs[i].epochs) for i in part]
+            results = fit_stacked(mc, [jobs[i] for i in part], progress=progress, checkpoint_path=checkpoint,
+                                  on_epoch=lambda k, row, model: report[k](row, model))
             for i, result in zip(part, results):
                 finish_run(folders[i] / "run", run_configs[i], result)
                 runs[i] = read_run(folders[i] / "run")
