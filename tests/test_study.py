@@ -14,8 +14,8 @@ import pytest
 
 from aelab import ConfigError
 from generated import python_with_checksums
-from aelab.study import (StudyConfig, TIMING_COLUMNS, count_trials, load_study, plan, preset, run_study,
-                         stack_groups, study_from_dict)
+from aelab.study import (StudyConfig, TIMING_COLUMNS, by_priority, count_trials, load_study, plan, preset,
+                         run_study, stack_groups, study_from_dict)
 
 
 def _rows(path: Path) -> list[dict]:
@@ -144,6 +144,43 @@ def test_stack_groups_are_fixed_by_the_plan_not_by_timing():
     assert [(g[0].dataset, [t.phase for t in g]) for g in penalized] == [
         ("mnist", ["l2", "l2", "l2", "l1"]), ("mnist", ["l1", "l1"]),
         ("fashion-mnist", ["l2", "l2", "l2", "l1"]), ("fashion-mnist", ["l1", "l1"])]
+
+
+def test_trials_that_others_wait_for_take_free_workers_first():
+    c = preset("default")
+    first = plan(c, {})
+    done = {t.id: _fake_result(t, 20.0 + t.spec["model"]["latent"] / 100) for t in first
+            if t.phase == "grid" and t.dataset == "mnist"}
+    ready = [g[0] for g in by_priority(stack_groups(plan(c, done))) if g[0].id not in done]
+    # the other grid, then the penalized trials the combined one waits for, then the other
+    # autoencoders, then the short CPU trials; plan order within each
+    assert [(t.phase, t.dataset) for t in ready[:14]] == [("grid", "fashion-mnist")] * 8 + [
+        ("l2", "mnist")] * 3 + [("l1", "mnist")] * 3
+    assert [t.phase for t in ready[14:26]] == (["blind"] + ["denoise"] * 5) * 2
+    assert [t.phase for t in ready[26:]] == ["baselines"] * 90 + ["pca"] * 8
+    assert [t.id for t in ready if t.phase == "baselines"] == [t.id for t in first if t.phase == "baselines"]
+
+
+def test_a_study_runs_a_released_trial_before_the_queued_ones(data_dir, tmp_path, monkeypatch):
+    """Inline, trial by trial: the l2 and l1 trials (which the combined one waits for) run as soon
+    as the grid is in, before the denoiser, the baselines and PCA that were ready all along."""
+    import aelab.executors as executors
+
+    ran = []
+    real = executors.run_trial
+
+    def recording(trial, *args, **kwargs):
+        ran.append(trial["phase"])
+        return real(trial, *args, **kwargs)
+
+    monkeypatch.setattr(executors, "run_trial", recording)
+    config = study_from_dict({
+        "name": "order", "datasets": ["mnist"], "depths": [3], "latents": [15], "epochs": 1, "l2": [1e-5],
+        "l1": [1e-5], "subset": {"train": 1000, "val": 200, "test": 200},
+        "denoising": {"variances": [0.04], "blind": None, "baselines": ["noisy"], "subset": 20, "epochs": 1}})
+    summary = run_study(config, tmp_path / "order", data_dir=data_dir, workers=1, progress=False, report=False)
+    assert summary["trials_done"] == 7
+    assert ran == ["grid", "l2", "l1", "denoise", "l2+l1", "baselines", "pca"]
 
 
 def test_a_stacked_study_gives_the_plain_studys_numbers_up_to_rounding(data_dir, tmp_path):

@@ -1,8 +1,10 @@
 """Where study trials run: in this process, side by side in local worker processes, or on Ray.
 
-Every executor offers the same three things, used by `study.run_study`:
+Every executor offers the same four things, used by `study.run_study`:
     submit(job) -> concurrent.futures.Future of the job's result: a trial's row, or for a list
                    of trials (a stack, `study.stack_groups`) the list of their rows
+    has_slot(job)  whether a worker is free for the job now; the study holds the rest back, so
+                   the trials it releases later (those others wait for) can still go first
     events        a queue of per-epoch progress messages, or None
     shutdown()    stop the workers (pending trials are dropped; finished ones are on disk)
 A trial's numbers do not depend on the executor: each trial fixes its own seed and CPU threads.
@@ -30,6 +32,9 @@ class InlineExecutor:
 
     def __init__(self, study_dir: Path, data_dir: Path | None, progress: bool) -> None:
         self.study_dir, self.data_dir, self.progress = study_dir, data_dir, progress
+
+    def has_slot(self, job: dict | list[dict]) -> bool:
+        return True  # submit runs the job before it returns
 
     def submit(self, job: dict | list[dict]) -> Future:
         future: Future = Future()
@@ -77,18 +82,31 @@ class LocalPoolExecutor:
         self.events = self._manager.Queue()
         self.study_dir, self.data_dir = study_dir, data_dir
         self._futures: list[Future] = []
+        self._slots = {"main": workers, "cpu": cpu_workers}
+        self._running: dict[str, list[Future]] = {"main": [], "cpu": []}
         pool = dict(mp_context=ctx, initializer=_init_worker, initargs=(threads, copy.deepcopy(data.SHA256)))
         self._pool = ProcessPoolExecutor(max_workers=workers, **pool)
         self._cpu_pool = ProcessPoolExecutor(max_workers=cpu_workers, **pool) if cpu_workers > 0 else None
         self.submitted = {"main": 0, "cpu": 0}  # trials sent to each pool
 
+    def _side(self, job: dict | list[dict]) -> str:
+        cpu_only = not isinstance(job, list) and job["kind"] in CPU_KINDS
+        return "cpu" if self._cpu_pool is not None and cpu_only else "main"
+
+    def has_slot(self, job: dict | list[dict]) -> bool:
+        """Whether the pool that would run `job` has a worker without a trial."""
+        side = self._side(job)
+        self._running[side] = [f for f in self._running[side] if not f.done()]
+        return len(self._running[side]) < self._slots[side]
+
     def submit(self, job: dict | list[dict]) -> Future:
-        stack = isinstance(job, list)
-        side = "cpu" if self._cpu_pool is not None and not stack and job["kind"] in CPU_KINDS else "main"
+        side = self._side(job)
         pool = self._cpu_pool if side == "cpu" else self._pool
-        future = pool.submit(run_stack if stack else run_trial, job, self.study_dir, self.data_dir, self.events)
+        run = run_stack if isinstance(job, list) else run_trial
+        future = pool.submit(run, job, self.study_dir, self.data_dir, self.events)
         self.submitted[side] += 1
         self._futures.append(future)
+        self._running[side].append(future)
         return future
 
     def shutdown(self) -> None:

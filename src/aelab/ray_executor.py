@@ -123,6 +123,10 @@ class RayExecutor:
         self._task, self._options = ray.remote(run_on_worker), options
         self._pending: set = set()
 
+    def has_slot(self, trial: dict | list[dict]) -> bool:
+        """Always: Ray queues the tasks and places them on the cluster's free CPUs (and GPUs)."""
+        return True
+
     def submit(self, trial: dict | list[dict]) -> Future:
         """Start `trial` (a `study.Trial.to_dict()`, or a list of them: a stack) as a Ray task;
         returns a Future of its result row (a list of rows for a stack), whose exception (after

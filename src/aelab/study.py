@@ -412,6 +412,19 @@ def stack_groups(trials: list[Trial]) -> list[list[Trial]]:
     return groups
 
 
+# The order in which ready trials take free workers: first the ones other trials wait for (the
+# grid, then the l2 and l1 trials that the combined one waits for), then the other autoencoders,
+# then the short CPU trials, which fill the workers' last minutes. Only the order changes, never
+# a trial's numbers (each trial fixes its own seed and threads).
+PRIORITY = {"grid": 0, "l2": 1, "l1": 1, "blind": 2, "denoise": 2, "l2+l1": 2, "baselines": 3, "pca": 4}
+
+
+def by_priority(groups: list[list[Trial]]) -> list[list[Trial]]:
+    """`stack_groups` output in the order they should take free workers (`PRIORITY` by phase,
+    then plan order)."""
+    return sorted(groups, key=lambda group: PRIORITY.get(group[0].phase, 2))
+
+
 def _best(rows: list[dict], key: str = "val_psnr") -> dict | None:
     """The row with the highest validation psnr (first one on ties); None when any is missing."""
     if not rows or any(r is None or r.get("status") != "ok" for r in rows):
@@ -505,7 +518,8 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
               report: bool = True, **executor_options) -> dict:
     """Run (or resume) a study into folder `out` and return its summary (see `collect`).
 
-    Finished trials are skipped; an interrupted trial resumes from its checkpoint. executor:
+    Finished trials are skipped; an interrupted trial resumes from its checkpoint. Ready trials
+    take free workers in `by_priority` order, so those that others wait for go first. executor:
     "local" (this machine: `workers` trials side by side, default from the config; on a GPU the
     CPU-only trials run in a second pool on the cores left, `executors.cpu_workers`) or "ray"
     (executor_options: address, cpus_per_trial, gpus_per_trial, max_retries). Writes
@@ -539,10 +553,15 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
     try:
         while True:
             busy = {t.id for group in running.values() for t in group}
-            for group in stack_groups(plan(config, done)):
+            for group in by_priority(stack_groups(plan(config, done))):
                 if any(t.id not in done for t in group) and not any(t.id in busy for t in group):
                     job = [t.to_dict() for t in group] if len(group) > 1 else group[0].to_dict()
-                    running[pool.submit(job)] = group
+                    if not pool.has_slot(job):
+                        continue  # it waits for a worker: a trial released meanwhile may go first
+                    future = pool.submit(job)
+                    running[future] = group
+                    if future.done():  # it ran as it was submitted (inline): plan again before the next
+                        break
             if not running:
                 break
             finished, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
