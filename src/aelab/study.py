@@ -550,6 +550,7 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
     trial_bars: dict[str, Any] = {}
     running: dict[Future, list[Trial]] = {}
     t0 = time.perf_counter()
+    changed = False  # results came in since results.csv was last written
     try:
         while True:
             busy = {t.id for group in running.values() for t in group}
@@ -562,6 +563,9 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
                     running[future] = group
                     if future.done():  # it ran as it was submitted (inline): plan again before the next
                         break
+            if changed:  # after the free workers got their next trials, not before
+                collect(config, out, done, earlier_seconds=earlier)  # results.csv stays current
+                changed = False
             if not running:
                 break
             finished, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
@@ -589,10 +593,11 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
                     done[t.id] = row
                     if t.id in trial_bars:
                         trial_bars.pop(t.id).close()
-            if finished:
-                collect(config, out, done, earlier_seconds=earlier)  # results.csv stays current
+            changed = changed or bool(finished)
     finally:  # also on Ctrl-C: stop the workers; finished trials are on disk
         pool.shutdown()
+        if changed:
+            collect(config, out, done, earlier_seconds=earlier)
         bar.close()
         for b in trial_bars.values():
             b.close()
