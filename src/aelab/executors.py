@@ -81,9 +81,8 @@ class LocalPoolExecutor:
         self._manager.start(_ignore_sigint)
         self.events = self._manager.Queue()
         self.study_dir, self.data_dir = study_dir, data_dir
-        self._futures: list[Future] = []
         self._slots = {"main": workers, "cpu": cpu_workers}
-        self._running: dict[str, list[Future]] = {"main": [], "cpu": []}
+        self._running: dict[str, list[Future]] = {"main": [], "cpu": []}  # per pool, pruned by has_slot
         pool = dict(mp_context=ctx, initializer=_init_worker, initargs=(threads, copy.deepcopy(data.SHA256)))
         self._pool = ProcessPoolExecutor(max_workers=workers, **pool)
         self._cpu_pool = ProcessPoolExecutor(max_workers=cpu_workers, **pool) if cpu_workers > 0 else None
@@ -105,13 +104,13 @@ class LocalPoolExecutor:
         run = run_stack if isinstance(job, list) else run_trial
         future = pool.submit(run, job, self.study_dir, self.data_dir, self.events)
         self.submitted[side] += 1
-        self._futures.append(future)
         self._running[side].append(future)
         return future
 
     def shutdown(self) -> None:
         pools = [p for p in (self._pool, self._cpu_pool) if p is not None]
-        if all(f.done() for f in self._futures):  # the study ended: let the workers exit cleanly
+        # the study ended: let the workers exit cleanly
+        if all(f.done() for running in self._running.values() for f in running):
             for p in pools:
                 p.shutdown(wait=True)
         else:
