@@ -163,14 +163,17 @@ def test_trials_that_others_wait_for_take_free_workers_first():
 
 def test_a_study_runs_a_released_trial_before_the_queued_ones(data_dir, tmp_path, monkeypatch):
     """Inline, trial by trial: the l2 and l1 trials (which the combined one waits for) run as soon
-    as the grid is in, before the denoiser, the baselines and PCA that were ready all along."""
+    as the grid is in, before the denoiser, the baselines and PCA that were ready all along; and
+    each trial starts with the finished ones' results already written."""
     import aelab.executors as executors
 
-    ran = []
+    ran, written = [], []  # phase of each trial, and the trials in summary.json as it started
     real = executors.run_trial
+    summary_file = tmp_path / "order" / "summary.json"
 
     def recording(trial, *args, **kwargs):
         ran.append(trial["phase"])
+        written.append(json.loads(summary_file.read_text())["trials_done"] if summary_file.exists() else 0)
         return real(trial, *args, **kwargs)
 
     monkeypatch.setattr(executors, "run_trial", recording)
@@ -181,6 +184,7 @@ def test_a_study_runs_a_released_trial_before_the_queued_ones(data_dir, tmp_path
     summary = run_study(config, tmp_path / "order", data_dir=data_dir, workers=1, progress=False, report=False)
     assert summary["trials_done"] == 7
     assert ran == ["grid", "l2", "l1", "denoise", "l2+l1", "baselines", "pca"]
+    assert written == list(range(7))  # the results of every finished trial, before the next one ran
 
 
 def test_a_stacked_study_gives_the_plain_studys_numbers_up_to_rounding(data_dir, tmp_path):

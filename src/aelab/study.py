@@ -559,11 +559,14 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
                     job = [t.to_dict() for t in group] if len(group) > 1 else group[0].to_dict()
                     if not pool.has_slot(job):
                         continue  # it waits for a worker: a trial released meanwhile may go first
+                    if changed and not running:  # no other trial runs (inline: this one runs now)
+                        collect(config, out, done, earlier_seconds=earlier)  # so no one waits: write first
+                        changed = False
                     future = pool.submit(job)
                     running[future] = group
                     if future.done():  # it ran as it was submitted (inline): plan again before the next
                         break
-            if changed:  # after the free workers got their next trials, not before
+            if changed:  # while other trials run: after the free workers got their next ones
                 collect(config, out, done, earlier_seconds=earlier)  # results.csv stays current
                 changed = False
             if not running:
