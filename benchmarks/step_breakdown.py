@@ -28,7 +28,8 @@ import torch
 
 from aelab import data
 from aelab.model import DenseAutoencoder, ModelConfig
-from aelab.training import TrainConfig, _Autoencode, build_optimizer, init_model, prepare, reconstruction_loss
+from aelab.training import (TrainConfig, _Autoencode, adam_step, build_optimizer, init_model, prepare,
+                            reconstruction_loss)
 from train_speed import gemm_rate
 
 BATCH = 256
@@ -47,7 +48,7 @@ def training_step(model: DenseAutoencoder, x: torch.Tensor, gen: torch.Generator
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if adam:
-            optimizer.step()
+            adam_step(optimizer, 1e-4)
     return step
 
 

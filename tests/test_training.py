@@ -18,7 +18,8 @@ from aelab import ConfigError, TrainingError, data, evaluate, fit, load_run, psn
 from aelab.baselines import fit_pca
 from aelab.model import PRESETS, DenseAutoencoder, ModelConfig
 from aelab.runs import atomic_save_tensors
-from aelab.training import TrainConfig, batch_norm_inputs, evaluate_loss, learning_rate, recompute_batch_norm
+from aelab.training import (TrainConfig, adam_step, batch_norm_inputs, build_optimizer, evaluate_loss, init_model,
+                            learning_rate, recompute_batch_norm)
 
 N_TRAIN, N_VAL, N_TEST = 4000, 500, 500
 
@@ -184,6 +185,33 @@ def test_l2_makes_the_weights_smaller(mnist):
         r = fit(ModelConfig.preset(3, 30), x_train, x_val, TrainConfig(epochs=3, l2=l2, threads=2), progress=False)
         norms[l2] = float(r.model.weight_sq_norm().detach())
     assert norms[1e-3] < 0.7 * norms[0.0], norms
+
+
+@pytest.mark.parametrize("l2", [0.0, 1e-3])
+def test_the_lean_adam_step_is_optimizer_step_to_the_bit(mnist, l2):
+    """fit's adam_step skips torch.optim's bookkeeping, not any arithmetic: weights and Adam state
+    after steps at changing learning rates equal those of optimizer.step()."""
+    x = mnist[0][:64]
+    cpu = torch.device("cpu")
+    models = [init_model(ModelConfig.preset(3, 15), 0, cpu) for _ in range(2)]
+    optimizers = [build_optimizer(m, TrainConfig(l2=l2), cpu, 1e-3) for m in models]
+    for step in range(5):
+        lr = 1e-3 * (1 + step)
+        for lean, model, optimizer in zip((False, True), models, optimizers):
+            optimizer.zero_grad(set_to_none=True)
+            (model(x) - x).pow(2).mean().backward()
+            if lean:
+                adam_step(optimizer, lr)
+            else:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                optimizer.step()
+    a, b = (m.state_dict() for m in models)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["encoder.0.weight"], init_model(ModelConfig.preset(3, 15), 0, cpu).state_dict()["encoder.0.weight"])
+    sa, sb = (o.state_dict() for o in optimizers)
+    assert sa["param_groups"] == sb["param_groups"]
+    assert all(torch.equal(sa["state"][i][k], sb["state"][i][k]) for i in sa["state"] for k in sa["state"][i])
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

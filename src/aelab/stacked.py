@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from .errors import ConfigError
 from .model import DenseAutoencoder, ModelConfig
-from .training import (TrainConfig, TrainingData, TrainResult, _autocast, _show_progress, check_inputs,
+from .training import (TrainConfig, TrainingData, TrainResult, _autocast, _show_progress, adam_step, check_inputs,
                        close_epoch, corrupt_weighted, default_lr, graph_forward, init_model, learning_rate,
                        patience_exhausted, per_image_loss, prepare, use_cuda_graphs)
 
@@ -219,8 +219,6 @@ def fit_stacked(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, to
         loss_sums = torch.zeros(len(members), device=device)
         for i in range(0, n, batch):
             lr = learning_rate(config, step, total_steps, peak_lr, model_config.depth)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
             cleans, inputs, weights = [], [], []
             for m, perm in zip(members, perms):  # each model's own batch and noise, as in its fit
                 clean = m.data.x_train.index_select(0, perm[i:i + batch])
@@ -242,7 +240,7 @@ def fit_stacked(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, to
                 total = total + (l2 * stack.weight_sq_norms()).sum()
             optimizer.zero_grad(set_to_none=True)
             total.backward()
-            optimizer.step()
+            adam_step(optimizer, lr)
             loss_sums += objective.detach() * clean.shape[2]
             step += 1
         train_seconds = time.perf_counter() - t0
