@@ -45,10 +45,11 @@ def training_step(model: DenseAutoencoder, x: torch.Tensor, gen: torch.Generator
         clean = x.index_select(0, torch.randint(0, len(x), (BATCH,), generator=gen))
         _, out = autoencode(clean)
         loss = reconstruction_loss(out, clean, config.loss)
-        optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if adam:
             adam_step(optimizer, 1e-4)
+        else:
+            optimizer.zero_grad(set_to_none=True)
     return step
 
 

@@ -190,7 +190,8 @@ def test_l2_makes_the_weights_smaller(mnist):
 @pytest.mark.parametrize("l2", [0.0, 1e-3])
 def test_the_lean_adam_step_is_optimizer_step_to_the_bit(mnist, l2):
     """fit's adam_step skips torch.optim's bookkeeping, not any arithmetic: weights and Adam state
-    after steps at changing learning rates equal those of optimizer.step()."""
+    after steps at changing learning rates equal those of optimizer.step(), and it drops the
+    gradients as zero_grad(set_to_none=True) does."""
     x = mnist[0][:64]
     cpu = torch.device("cpu")
     models = [init_model(ModelConfig.preset(3, 15), 0, cpu) for _ in range(2)]
@@ -198,14 +199,15 @@ def test_the_lean_adam_step_is_optimizer_step_to_the_bit(mnist, l2):
     for step in range(5):
         lr = 1e-3 * (1 + step)
         for lean, model, optimizer in zip((False, True), models, optimizers):
-            optimizer.zero_grad(set_to_none=True)
             (model(x) - x).pow(2).mean().backward()
             if lean:
                 adam_step(optimizer, lr)
+                assert all(p.grad is None for p in model.parameters())
             else:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
     a, b = (m.state_dict() for m in models)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["encoder.0.weight"], init_model(ModelConfig.preset(3, 15), 0, cpu).state_dict()["encoder.0.weight"])

@@ -238,7 +238,6 @@ def fit_stacked(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, to
             total = objective.sum()
             if any_l2:
                 total = total + (l2 * stack.weight_sq_norms()).sum()
-            optimizer.zero_grad(set_to_none=True)
             total.backward()
             adam_step(optimizer, lr)
             loss_sums += objective.detach() * clean.shape[2]
