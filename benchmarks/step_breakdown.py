@@ -4,8 +4,9 @@
 
 Times five variants of the training step of one preset at L=30 on MNIST (batch 256), interleaved
 in one process: `rounds` rounds of `steps` steps of each variant, with this machine's 2048^3 GEMM
-rate measured after each round. Prints each variant's median ms per step and its percentage of
-the lower bound 6 * weights * batch / (2048^3 GEMM rate), as `train_speed.py` does per epoch:
+rate and the round trip between its first two CPUs (`core_latency.py`) measured after each round.
+Prints each variant's median ms per step and its percentage of the lower bound
+6 * weights * batch / (2048^3 GEMM rate), as `train_speed.py` does per epoch:
 
     the training step        what `fit` runs (batch gather, forward, loss, backward, fused Adam)
     without Adam             the same, no optimizer step
@@ -16,7 +17,8 @@ the lower bound 6 * weights * batch / (2048^3 GEMM rate), as `train_speed.py` do
 
 Interleaving matters on a shared machine whose speed drifts by 1.5x within minutes: each
 variant sees the same moments. The differences between rows are what the step spends beyond
-its GEMMs.
+its GEMMs. (On the 2-vCPU VM of docs/speed.md the drift is the two vCPUs moving between cores
+that share a cache, round trip ~200 ns, and cores apart, ~350 ns.)
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from aelab import data
 from aelab.model import DenseAutoencoder, ModelConfig
 from aelab.training import (TrainConfig, _Autoencode, adam_step, build_optimizer, init_model, prepare,
                             reconstruction_loss)
+from core_latency import describe as round_trips, measure as core_round_trip
 from train_speed import gemm_rate
 
 BATCH = 256
@@ -97,7 +100,7 @@ def main() -> None:
         for _ in range(20):
             step()
     times: dict[str, list[float]] = {name: [] for name in variants}
-    rates = []
+    rates, trips = [], []
     for _ in range(args.rounds):
         for name, step in variants.items():
             t0 = time.perf_counter()
@@ -105,11 +108,12 @@ def main() -> None:
                 step()
             times[name].append((time.perf_counter() - t0) / args.steps)
         rates.append(gemm_rate([(2048, 2048, 2048)], torch.device("cpu"), seconds=0.3))
+        trips.append(core_round_trip())
     rate = statistics.median(rates)
     bound = 6 * base.num_parameters() * BATCH / rate
     print(f"depth {args.depth}, L=30, batch {BATCH}, {torch.get_num_threads()} threads, float32; "
           f"GEMM 2048^3 {rate / 1e9:.0f} GFLOP/s (rounds: {min(rates) / 1e9:.0f}-{max(rates) / 1e9:.0f}), "
-          f"bound {bound * 1e3:.2f} ms per step")
+          f"bound {bound * 1e3:.2f} ms per step; core round trip {round_trips(trips)} ns")
     print("| step variant | ms per step (median) | % of bound |")
     print("| --- | --- | --- |")
     for name, t in times.items():
