@@ -10,12 +10,14 @@ it reads higher than a C probe). On the 2-vCPU AMD EPYC VM of docs/speed.md it i
 and costs a 2-thread training step about a third of its speed (matrix multiplies at the layers'
 shapes drop from ~185 to ~140 GFLOP/s while 2048^3 holds). `train_speed.py` and
 `step_breakdown.py` print it next to their timings so a reader can tell which placement a run
-had. Standard library only, so it runs as a subprocess in a few tens of milliseconds.
+had. Standard library only (Linux: CPU affinity); a probe takes about 0.1 s.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -23,10 +25,17 @@ import time
 from multiprocessing import get_context, shared_memory
 
 BOUNCES = 100_000
+PR_SET_PDEATHSIG = 1  # prctl option: a signal for this process when its parent dies
 WARM_UP = 300_000  # untimed bounces first (~60 ms): after 50,000 the first sample still read 1.6x slow
 
 
 def _answer(name: str, cpu: int, bounces: int) -> None:
+    try:  # die with the measuring process (e.g. killed by measure()'s timeout) instead of spinning on
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (AttributeError, OSError):
+        pass
+    if os.getppid() == 1:  # the measuring process is already gone
+        return
     os.sched_setaffinity(0, {cpu})
     shm = shared_memory.SharedMemory(name=name)
     buf = shm.buf
