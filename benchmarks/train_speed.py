@@ -115,5 +115,6 @@ def main() -> None:
                 print(f"| epoch {k} | | {e:.2f} | {IMAGES / e:,.0f} | {r[0] / 1e9:.0f} | {r[1] / 1e9:.0f} | "
                       f"| {100 * flop / r[0] / e:.0f}% | | {100 * flop / r[1] / e:.0f}% | {round_trips([trip])} |")
 
+
 if __name__ == "__main__":
     main()
