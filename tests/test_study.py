@@ -161,6 +161,12 @@ def test_trials_that_others_wait_for_take_free_workers_first():
     assert [t.id for t in ready if t.phase == "baselines"] == [t.id for t in first if t.phase == "baselines"]
 
 
+SMALL_STUDY = {
+    "name": "small", "datasets": ["mnist"], "depths": [3], "latents": [15], "epochs": 1, "l2": [1e-5],
+    "l1": [1e-5], "subset": {"train": 1000, "val": 200, "test": 200},
+    "denoising": {"variances": [0.04], "blind": None, "baselines": ["noisy"], "subset": 20, "epochs": 1}}
+
+
 def test_a_study_runs_a_released_trial_before_the_queued_ones(data_dir, tmp_path, monkeypatch):
     """Inline, trial by trial: the l2 and l1 trials (which the combined one waits for) run as soon
     as the grid is in, before the denoiser, the baselines and PCA that were ready all along; and
@@ -177,14 +183,70 @@ def test_a_study_runs_a_released_trial_before_the_queued_ones(data_dir, tmp_path
         return real(trial, *args, **kwargs)
 
     monkeypatch.setattr(executors, "run_trial", recording)
-    config = study_from_dict({
-        "name": "order", "datasets": ["mnist"], "depths": [3], "latents": [15], "epochs": 1, "l2": [1e-5],
-        "l1": [1e-5], "subset": {"train": 1000, "val": 200, "test": 200},
-        "denoising": {"variances": [0.04], "blind": None, "baselines": ["noisy"], "subset": 20, "epochs": 1}})
+    config = study_from_dict(SMALL_STUDY)
     summary = run_study(config, tmp_path / "order", data_dir=data_dir, workers=1, progress=False, report=False)
     assert summary["trials_done"] == 7
     assert ran == ["grid", "l2", "l1", "denoise", "l2+l1", "baselines", "pca"]
     assert written == list(range(7))  # the results of every finished trial, before the next one ran
+
+
+def test_a_study_without_its_data_stops_before_any_trial_and_says_how_to_get_it(tmp_path, monkeypatch):
+    """Missing data is one clear error up front, not a failed trial per model and baseline."""
+    from click.testing import CliRunner
+
+    import aelab.executors as executors
+    from aelab import DataError
+    from aelab.cli import main
+
+    ran = []
+    monkeypatch.setattr(executors, "run_trial", lambda trial, *a, **k: ran.append(trial["id"]))
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    with pytest.raises(DataError, match="dataset 'mnist' not found") as err:
+        run_study(study_from_dict(SMALL_STUDY), tmp_path / "s", data_dir=empty, workers=1, progress=False)
+    assert "AELAB_DATA_DIR" in str(err.value) and "aelab data fetch mnist" in str(err.value)
+    assert ran == [] and not (tmp_path / "s" / "trials").exists()
+
+    spec = tmp_path / "small.yaml"
+    spec.write_text(json.dumps(SMALL_STUDY))
+    result = CliRunner().invoke(main, ["study", str(spec), "--out", str(tmp_path / "cli"), "--data-dir", str(empty),
+                                       "--workers", "1", "--quiet"])
+    assert result.exit_code == 2 and ran == []
+    assert result.stderr.startswith("error: dataset 'mnist' not found")
+
+
+def test_the_study_command_names_why_its_trials_failed(data_dir, tmp_path, monkeypatch):
+    """Trials that fail leave the rest of the study running; the command then exits 1 and prints
+    each distinct error once, with how many trials it stopped and one of their ids."""
+    from click.testing import CliRunner
+
+    import aelab.executors as executors
+    from aelab import TrainingError
+    from aelab.cli import main
+
+    real = executors.run_trial
+
+    def failing_penalties(trial, *args, **kwargs):
+        if trial["phase"] in ("l2", "l1"):
+            raise TrainingError(f"the training loss became nan at epoch 1\n(the {trial['phase']} trial)")
+        return real(trial, *args, **kwargs)
+
+    monkeypatch.setattr(executors, "run_trial", failing_penalties)
+    spec = tmp_path / "small.yaml"
+    spec.write_text(json.dumps(SMALL_STUDY))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["study", str(spec), "--out", str(out), "--data-dir", str(data_dir),
+                                       "--workers", "1", "--quiet"])
+    assert result.exit_code == 1, result.output
+    assert "6/7 trials, 2 failed" in result.stdout  # the combined l2+l1 trial waits for them: not run
+    failed_ids = sorted(r["id"] for r in _rows(out / "results.csv") if r["status"] == "failed")
+    assert len(failed_ids) == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == "failed trials:"
+    assert lines[1].startswith("  2 x TrainingError: the training loss became nan at epoch 1  (e.g. ")
+    assert lines[1].split("(e.g. ")[1].rstrip(")") in failed_ids
+    assert "(the l1 trial)" not in result.stderr  # first lines only; the whole message is in results.csv
+    assert "results.csv" in lines[-1] and "rerun the same command" in lines[-1]
 
 
 def test_a_stacked_study_gives_the_plain_studys_numbers_up_to_rounding(data_dir, tmp_path):

@@ -237,7 +237,24 @@ def study(study_file, preset, out, data_dir, executor, workers, address, cpus_pe
                + (f" in {summary['wall_seconds']:.0f} s" if "wall_seconds" in summary else ""))
     click.echo(f"results: {out / 'results.csv'}  report: {out / 'report.html'}")
     if failed:
+        click.secho(_failure_reasons(failed), fg="red", err=True)
         sys.exit(1)
+
+
+def _failure_reasons(failed: list[dict], shown: int = 3) -> str:
+    """What went wrong in a study's failed trials: each distinct error's first line, how many
+    trials it stopped and one of them, the most frequent first (at most `shown` errors)."""
+    by_error: dict[str, list[str]] = {}
+    for f in failed:
+        first_line = (str(f.get("error") or "unknown error").strip().splitlines() or ["unknown error"])[0]
+        by_error.setdefault(first_line, []).append(f["id"])
+    ranked = sorted(by_error.items(), key=lambda item: -len(item[1]))
+    lines = [f"  {len(ids)} x {error}  (e.g. {ids[0]})" for error, ids in ranked[:shown]]
+    if len(ranked) > shown:
+        lines.append(f"  ... and {len(ranked) - shown} other errors")
+    lines.append("the whole messages: the 'error' column of results.csv and the report's failed trials; "
+                 "fix the cause and rerun the same command (finished trials are kept)")
+    return "failed trials:\n" + "\n".join(lines)
 
 
 @main.command()

@@ -534,6 +534,15 @@ def load(name: str, split: str, data_dir: str | Path | None = None,
     return images, labels
 
 
+def ensure(name: str, data_dir: str | Path | None = None, download: bool = True) -> None:
+    """Make sure dataset `name` (a known name or a path, as for ``load``) can be loaded: find it,
+    download a missing known dataset into the user cache when `download` allows it (never when
+    AELAB_OFFLINE=1), verify its checksums and read every file once. Returns None; raises the
+    DataError ``load`` would raise (where it looked and how to fix it). A study calls this for
+    each of its datasets before it starts any trial."""
+    _pool(name, data_dir, download)
+
+
 def image_shape(name: str, data_dir: str | Path | None = None) -> tuple[int, int]:
     """The (height, width) of a dataset's images in pixels: (28, 28) for the known ones,
     read from the file for your own data (see ``load`` for the accepted paths)."""

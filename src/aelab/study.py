@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from . import data
 from .errors import ConfigError
 from .model import PRESETS, ModelConfig
 from .runs import atomic_write_json, atomic_write_text
@@ -524,7 +525,9 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
     CPU-only trials run in a second pool on the cores left, `executors.cpu_workers`) or "ray"
     (executor_options: address, cpus_per_trial, gpus_per_trial, max_retries). Writes
     study.yaml, results.csv/json, denoising.csv/json and, with report=True, the report.
-    Ctrl-C stops the workers and re-raises KeyboardInterrupt; rerun to resume."""
+    Ctrl-C stops the workers and re-raises KeyboardInterrupt; rerun to resume. A dataset that
+    cannot be found (or downloaded) raises DataError before any trial starts (with Ray on an
+    existing cluster, `address` given, the workers' own data is not checked here)."""
     import sys
 
     from tqdm.auto import tqdm
@@ -542,6 +545,9 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
     side = cpu_workers(config.threads, on_gpu, workers) if executor == "local" else 0
     done = _scan_finished(config, out)
     total = count_trials(config)
+    if len(done) < total and (executor == "local" or not executor_options.get("address")):
+        for dataset in config.datasets:  # missing data fails here, once, not in every trial
+            data.ensure(dataset, data_dir)
     earlier = _read_summary(out).get("wall_seconds_total", 0.0)  # wall time of the earlier runs
     pool = make_executor(executor, out, Path(data_dir) if data_dir else None, workers, config.threads,
                          show, cpu_workers=side, **executor_options)
