@@ -117,8 +117,9 @@ def hand_written_step(model: DenseAutoencoder, x: torch.Tensor, gen: torch.Gener
             if isinstance(act, torch.nn.SiLU):
                 g = aten.silu_backward(g, pre)
             if norm is not None:
-                g, dgamma, dbeta = aten.native_batch_norm_backward(g, *stats[:1], norm.weight, None, None,
-                                                                   *stats[1:], True, norm.eps, [True, True, True])
+                a, mean, invstd = stats
+                g, dgamma, dbeta = aten.native_batch_norm_backward(g, a, norm.weight, None, None, mean, invstd,
+                                                                   True, norm.eps, [True, True, True])
                 norm.weight.grad.copy_(dgamma)
                 norm.bias.grad.copy_(dbeta)
             if dense.bias is not None:
