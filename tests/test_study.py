@@ -215,6 +215,27 @@ def test_a_study_without_its_data_stops_before_any_trial_and_says_how_to_get_it(
     assert result.stderr.startswith("error: dataset 'mnist' not found")
 
 
+def test_a_study_writing_to_a_file_reports_each_finished_trial_on_a_line(data_dir, tmp_path, capsys):
+    """Without a terminal there are no progress bars, so a long study logged to a file says what
+    finished as it goes: a line per trial with its test psnr and seconds. progress=False: silent."""
+    import re
+
+    run_study(study_from_dict(SMALL_STUDY), tmp_path / "s", data_dir=data_dir, workers=1, report=False)
+    lines = capsys.readouterr().err.splitlines()
+    rows = {r["id"]: r for r in _rows(tmp_path / "s" / "results.csv")}
+    assert [line.split("]")[0] for line in lines] == [f"[{k}/7" for k in range(1, 8)]
+    for line in lines:
+        m = re.fullmatch(r"\[\d/7\] (\S+) ok: (?:psnr (\d+\.\d\d) dB, )?\d+\.\d s", line)
+        assert m, line
+        if m.group(1) in rows:  # an autoencoder or PCA: its psnr as results.csv has it
+            assert m.group(2) == f"{float(rows[m.group(1)]['psnr']):.2f}"
+    assert sum(" psnr " in line for line in lines) == 7  # the one baseline trial ("noisy") too
+
+    run_study(study_from_dict(SMALL_STUDY), tmp_path / "quiet", data_dir=data_dir, workers=1, report=False,
+              progress=False)
+    assert capsys.readouterr().err == ""
+
+
 def test_the_study_command_names_why_its_trials_failed(data_dir, tmp_path, monkeypatch):
     """Trials that fail leave the rest of the study running; the command then exits 1 and prints
     each distinct error once, with how many trials it stopped and one of their ids."""

@@ -539,6 +539,7 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "study.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     show = sys.stderr.isatty() if progress is None else progress
+    log = progress is None and not show  # output to a file or pipe: a line per finished trial instead of bars
     on_gpu = _on_gpu(config)
     if workers is None:
         workers = default_workers(config.threads, on_gpu) if config.workers == "auto" else config.workers
@@ -600,6 +601,8 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
                 for t, row in zip(group, rows):
                     bar.update(t.id not in done)
                     done[t.id] = row
+                    if log:
+                        print(trial_line(len(done), total, row), file=sys.stderr, flush=True)
                     if t.id in trial_bars:
                         trial_bars.pop(t.id).close()
             changed = changed or bool(finished)
@@ -616,6 +619,19 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
 
         write_report(out)
     return summary
+
+
+def trial_line(n_done: int, total: int, row: dict) -> str:
+    """One line on a finished trial (its result row), for a study whose output is not a terminal:
+    "[n_done/total] id ok: psnr 24.10 dB, 41.2 s" (psnr: test, mean per-image; seconds: the
+    trial's wall time), or the first line of a failed trial's error."""
+    head = f"[{n_done}/{total}] {row['id']}"
+    if row.get("status") != "ok":
+        return f"{head} failed: {(str(row.get('error') or 'unknown error').strip().splitlines() or [''])[0]}"
+    scored = row.get("rows") or [row]  # a baselines trial holds its method's rows
+    psnrs = [r["psnr"] for r in scored if isinstance(r.get("psnr"), (int, float))]
+    parts = ([f"psnr {psnrs[0]:.2f} dB"] if len(psnrs) == 1 else []) + [f"{row.get('wall_seconds', 0):.1f} s"]
+    return f"{head} ok: {', '.join(parts)}"
 
 
 # ------------------------------------------------------------------------------------------
