@@ -236,6 +236,16 @@ def test_a_study_writing_to_a_file_reports_each_finished_trial_on_a_line(data_di
     assert capsys.readouterr().err == ""
 
 
+def test_a_trial_line_gives_a_failed_trials_first_error_line():
+    from aelab.study import trial_line
+
+    failed = {"id": "mnist-l1-x", "status": "failed", "error": "TrainingError: loss became nan\n(details)"}
+    assert trial_line(3, 7, failed) == "[3/7] mnist-l1-x failed: TrainingError: loss became nan"
+    assert trial_line(3, 7, {"id": "x", "status": "failed"}) == "[3/7] x failed: unknown error"
+    two_methods = {"id": "b", "status": "ok", "wall_seconds": 2.04, "rows": [{"psnr": 20.0}, {"psnr": 21.0}]}
+    assert trial_line(4, 7, two_methods) == "[4/7] b ok: 2.0 s"
+
+
 def test_the_study_command_names_why_its_trials_failed(data_dir, tmp_path, monkeypatch):
     """Trials that fail leave the rest of the study running; the command then exits 1 and prints
     each distinct error once, with how many trials it stopped and one of their ids."""

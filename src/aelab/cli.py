@@ -244,10 +244,11 @@ def study(study_file, preset, out, data_dir, executor, workers, address, cpus_pe
 def _failure_reasons(failed: list[dict], shown: int = 3) -> str:
     """What went wrong in a study's failed trials: each distinct error's first line, how many
     trials it stopped and one of them, the most frequent first (at most `shown` errors)."""
+    from .study import error_headline
+
     by_error: dict[str, list[str]] = {}
     for f in failed:
-        first_line = (str(f.get("error") or "unknown error").strip().splitlines() or ["unknown error"])[0]
-        by_error.setdefault(first_line, []).append(f["id"])
+        by_error.setdefault(error_headline(f), []).append(f["id"])
     ranked = sorted(by_error.items(), key=lambda item: -len(item[1]))
     lines = [f"  {len(ids)} x {error}  (e.g. {ids[0]})" for error, ids in ranked[:shown]]
     if len(ranked) > shown:

@@ -621,13 +621,19 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
     return summary
 
 
+def error_headline(row: dict) -> str:
+    """The first line of a failed trial's error (its result row's "error"), "unknown error" if none."""
+    lines = str(row.get("error") or "").strip().splitlines()
+    return lines[0] if lines else "unknown error"
+
+
 def trial_line(n_done: int, total: int, row: dict) -> str:
     """One line on a finished trial (its result row), for a study whose output is not a terminal:
     "[n_done/total] id ok: psnr 24.10 dB, 41.2 s" (psnr: test, mean per-image; seconds: the
     trial's wall time), or the first line of a failed trial's error."""
     head = f"[{n_done}/{total}] {row['id']}"
     if row.get("status") != "ok":
-        return f"{head} failed: {(str(row.get('error') or 'unknown error').strip().splitlines() or [''])[0]}"
+        return f"{head} failed: {error_headline(row)}"
     scored = row.get("rows") or [row]  # a baselines trial holds its method's rows
     psnrs = [r["psnr"] for r in scored if isinstance(r.get("psnr"), (int, float))]
     parts = ([f"psnr {psnrs[0]:.2f} dB"] if len(psnrs) == 1 else []) + [f"{row.get('wall_seconds', 0):.1f} s"]
