@@ -405,14 +405,22 @@ def test_a_study_killed_with_sigkill_resumes_to_the_same_results(quick_study, da
     assert _rows(out / "denoising.csv") == _rows(quick_study / "denoising.csv")
 
 
-def test_ctrl_c_stops_cleanly_and_says_how_to_resume(data_dir, tmp_path):
+@pytest.mark.parametrize("signum, status, words", [(signal.SIGINT, 130, "interrupted"),
+                                                   (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_ctrl_c_or_sigterm_stops_cleanly_and_says_how_to_resume(data_dir, tmp_path, signum, status, words):
+    """Ctrl-C, or a batch scheduler's SIGTERM: the workers stop, finished trials stay, no traceback."""
     out = tmp_path / "interrupted"
     proc = subprocess.Popen(_study_cmd(out, data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not list(out.glob("trials/*/run/history.jsonl")) and time.time() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    workers = [int(p) for p in children.read_text().split()] if children.exists() else []
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
-    assert "rerun the same command to resume" in err
+    assert proc.returncode == status, err[-2000:]
+    time.sleep(1)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()
+                and Path(f"/proc/{w}/stat").read_text().split()[2] != "Z"], "worker processes left running"
+    assert f"{words}: finished trials are saved in" in err and "rerun the same command to resume" in err
     assert "Traceback" not in err

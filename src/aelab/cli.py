@@ -4,6 +4,7 @@ Each command is a thin layer over the Python API of the module named for its sta
 """
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -224,13 +225,17 @@ def study(study_file, preset, out, data_dir, executor, workers, address, cpus_pe
     options = {}
     if executor == "ray":
         options = {"address": address, "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial}
+    previous = signal.signal(signal.SIGTERM, _terminated)  # a scheduler's stop: as Ctrl-C, workers stopped
     try:
         summary = study_mod.run_study(config, out, data_dir=data_dir, executor=executor, workers=workers,
                                       progress=False if quiet else None, **options)
-    except KeyboardInterrupt:
-        click.secho(f"\ninterrupted: finished trials are saved in {out}; rerun the same command to resume",
+    except KeyboardInterrupt as exc:
+        how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
+        click.secho(f"\n{how}: finished trials are saved in {out}; rerun the same command to resume",
                     fg="yellow", err=True)
-        sys.exit(130)
+        sys.exit(143 if isinstance(exc, _Terminated) else 130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     failed = summary["failed"]
     click.echo(f"{out}: {summary['trials_done']}/{summary['trials_total']} trials"
                + (f", {len(failed)} failed" if failed else "")
@@ -239,6 +244,14 @@ def study(study_file, preset, out, data_dir, executor, workers, address, cpus_pe
     if failed:
         click.secho(_failure_reasons(failed), fg="red", err=True)
         sys.exit(1)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (e.g. a batch scheduler's time limit) during a study: stops it the way Ctrl-C does."""
+
+
+def _terminated(signum, frame) -> None:
+    raise _Terminated()
 
 
 def _failure_reasons(failed: list[dict], shown: int = 3) -> str:
