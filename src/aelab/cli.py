@@ -139,10 +139,12 @@ def train(dataset, depth, widths, latent, activation, latent_activation, norm, l
         name = Path(dataset).stem if Path(dataset).exists() else dataset
         tag = f"w{'-'.join(map(str, hidden))}" if widths else f"d{depth}"
         out = Path("runs") / f"{name}-{tag}-L{latent}{_reg_tag(l2, l1, nv)}-s{seed}"
-    log = not quiet and not sys.stderr.isatty()  # to a file or pipe: a line per epoch instead of the bar
+    def log_epoch(row: dict, model) -> None:  # to a file or pipe: a line per epoch instead of the bar
+        click.echo(_epoch_line(row, train_config.epochs), err=True)
+
+    log = not quiet and not sys.stderr.isatty()
     run = runs.train_run(dataset, model_config, train_config, out, data_dir, progress=None if not quiet else False,
-                         on_epoch=(lambda row, model: click.echo(_epoch_line(row, train_config.epochs), err=True))
-                         if log else None)
+                         on_epoch=log_epoch if log else None)
     m = run.metrics
     click.echo(f"{out}: best epoch {run.config['best_epoch']}/{run.config['epochs_run']}, "
                f"{run.config['train_seconds']:.1f} s; test psnr {m['psnr']:.2f} dB, "
