@@ -42,13 +42,49 @@ def psnr_dataset(x_hat: torch.Tensor, x: torch.Tensor) -> float:
     return PERFECT_PSNR_DB if m == 0 else 10 * math.log10(1.0 / m)
 
 
-def ssim(x_hat: torch.Tensor, x: torch.Tensor, image_shape: tuple[int, int]) -> float:
-    """Mean SSIM over images (scikit-image defaults for 2-D images, data range 1); in [-1, 1]."""
-    from skimage.metrics import structural_similarity
+SSIM_WINDOW, SSIM_K1, SSIM_K2 = 7, 0.01, 0.03  # scikit-image's defaults for 2-D images
 
-    a = x_hat.detach().float().clamp(0, 1).cpu().numpy().reshape(-1, *image_shape)
-    b = x.detach().float().cpu().numpy().reshape(-1, *image_shape)
-    return float(np.mean([structural_similarity(p, q, data_range=1.0) for p, q in zip(a, b)]))
+
+def ssim_per_image(x_hat: torch.Tensor, x: torch.Tensor, image_shape: tuple[int, int],
+                   batch: int = 4096) -> torch.Tensor:
+    """SSIM of each image (N float64 values in [-1, 1]) as scikit-image's structural_similarity
+    computes it with its defaults and data_range 1 (7x7 uniform window, K1 0.01, K2 0.03, sample
+    covariance, mean over the pixels whose window fits in the image), for all images at once:
+    scikit-image's one call per image took 1.7 s per 10,000 28x28 images (one thread), 75% of
+    evaluating a study's trial; this takes 0.4 s. x_hat is clipped to [0, 1] first; (N, D) pixels in [0, 1]."""
+    h, w = image_shape
+    if h < SSIM_WINDOW or w < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels; these are {h}x{w}")
+    if x_hat.shape != x.shape or x.shape[-1] != h * w:
+        raise ValueError(f"x_hat has shape {tuple(x_hat.shape)} and x {tuple(x.shape)}; both must be (N, {h * w})")
+    n_win = SSIM_WINDOW ** 2
+    cov_norm = n_win / (n_win - 1)
+    c1, c2 = SSIM_K1 ** 2, SSIM_K2 ** 2  # (K * data range)^2 with data range 1
+    out = []
+    for i in range(0, len(x), batch):
+        a = x_hat[i:i + batch].detach().to("cpu", torch.float64).clamp(0, 1).reshape(-1, h, w)
+        b = x[i:i + batch].detach().to("cpu", torch.float64).reshape(-1, h, w)
+        mean = _window_means  # of each window around a pixel
+        ua, ub = mean(a), mean(b)
+        va = cov_norm * (mean(a * a) - ua * ua)
+        vb = cov_norm * (mean(b * b) - ub * ub)
+        vab = cov_norm * (mean(a * b) - ua * ub)
+        s = ((2 * ua * ub + c1) * (2 * vab + c2)) / ((ua * ua + ub * ub + c1) * (va + vb + c2))
+        out.append(s.flatten(1).mean(1))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+def _window_means(t: torch.Tensor) -> torch.Tensor:
+    """Mean of every SSIM_WINDOW x SSIM_WINDOW window of (N, H, W) images that fits inside them:
+    (N, H - 6, W - 6) for the 7x7 window (two 1-D sums; 2-4x faster on a CPU than avg_pool2d)."""
+    k = SSIM_WINDOW
+    return t.unfold(-1, k, 1).sum(-1).unfold(-2, k, 1).sum(-1) / (k * k)
+
+
+def ssim(x_hat: torch.Tensor, x: torch.Tensor, image_shape: tuple[int, int]) -> float:
+    """Mean SSIM over images (scikit-image defaults for 2-D images, data range 1; `ssim_per_image`),
+    in [-1, 1]."""
+    return float(ssim_per_image(x_hat, x, image_shape).mean())
 
 
 @torch.no_grad()
