@@ -275,6 +275,16 @@ def test_cuda_graphs_are_refused_on_a_cpu_and_the_variable_is_ignored_there(mnis
     assert plain.history[-1]["val_loss"] == with_variable.history[-1]["val_loss"]
 
 
+def test_cuda_graphs_are_the_default_on_cuda_unless_the_variable_is_0(monkeypatch):
+    from aelab.training import use_cuda_graphs
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    monkeypatch.delenv("AELAB_CUDA_GRAPHS", raising=False)
+    assert use_cuda_graphs(None, cuda) and not use_cuda_graphs(None, cpu) and not use_cuda_graphs(False, cuda)
+    monkeypatch.setenv("AELAB_CUDA_GRAPHS", "0")
+    assert not use_cuda_graphs(None, cuda) and use_cuda_graphs(True, cuda)
+
+
 def test_the_graphed_step_path_runs_on_a_cpu_with_a_stand_in_capture(mnist, monkeypatch):
     """Everything of fit's CUDA-graph path but the capture itself: a stand-in for
     make_graphed_callables runs the warm-up passes the real one runs (they move the batch-norm
