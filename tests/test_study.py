@@ -41,6 +41,7 @@ def _rows(path: Path) -> list[dict]:
     ("denoising: {blind_epochs_factor: 0}", ["'denoising.blind_epochs_factor'", "> 0"]),
     ("workers: zero", ["'workers'", "auto"]),
     ("stack: 0", ["'stack'", "0", ">= 1"]),
+    ("stack: many", ["'stack'", "many", "'auto'", "on a GPU"]),
     ("- a list", ["expected a mapping"]),
 ])
 def test_a_bad_study_file_names_the_key_the_value_and_what_is_allowed(tmp_path, text, words):
@@ -122,9 +123,20 @@ def test_trial_ids_change_with_their_config():
     assert same == {t.id for t in a if t.kind == "pca" or len(t.spec["model"]["widths"]) == 4}
 
 
+def test_stack_auto_stacks_on_a_gpu_and_leaves_the_cpu_trials_as_they_were(monkeypatch):
+    import aelab.study as study
+
+    on_cpu = plan(study_from_dict({"device": "cpu"}), {})
+    assert [t.id for t in on_cpu] == [t.id for t in plan(study_from_dict({"device": "cpu", "stack": 1}), {})]
+    monkeypatch.setattr(study, "_on_gpu", lambda c: True)
+    on_gpu = plan(study_from_dict({"device": "cpu"}), {})
+    assert [t.spec.get("stack") for t in on_gpu if t.phase == "grid"] == [study.GPU_STACK] * 16
+    assert {t.id for t in on_gpu if t.kind == "ae"}.isdisjoint(t.id for t in on_cpu)
+
+
 def test_stack_groups_are_fixed_by_the_plan_not_by_timing():
     c = study_from_dict({"stack": 4})
-    plain = plan(study_from_dict({}), {})
+    plain = plan(study_from_dict({"stack": 1}), {})
     first = plan(c, {})
     assert all(len(g) == 1 for g in stack_groups(plain))  # stack 1: every trial alone, as before
     assert "stack" not in plain[0].spec and {t.id for t in plain}.isdisjoint({t.id for t in first if t.kind == "ae"})
@@ -356,7 +368,7 @@ def test_on_a_gpu_machine_cpu_trials_get_their_own_pool_and_the_same_numbers(dat
 
     config = study_from_dict({
         "name": "gpu-side", "datasets": ["mnist"], "depths": [3], "latents": [15], "epochs": 2, "gpu_epochs": 2,
-        "l2": [], "l1": [], "subset": {"train": 2000, "val": 500, "test": 500},
+        "l2": [], "l1": [], "stack": 1, "subset": {"train": 2000, "val": 500, "test": 500},
         "denoising": {"variances": [0.04], "blind": None, "baselines": ["noisy", "gaussian"], "subset": 50,
                       "epochs": 2, "gpu_epochs": 2}})
     inline = run_study(config, tmp_path / "inline", data_dir=data_dir, workers=1, progress=False, report=False)

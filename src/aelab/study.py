@@ -80,8 +80,8 @@ class StudyConfig:
     side by side ("auto": what fits the cores); device: auto, cpu or cuda; stack: train up to this
     many autoencoder trials of one architecture and schedule at once, as one stacked model
     (`stack_groups`, `stacked.fit_stacked`: made for a GPU, where small models leave it idle;
-    1, the default, trains each trial alone; the numbers change by rounding, so it is part of
-    each trial's identity)."""
+    1 trains each trial alone; "auto", the default, is `GPU_STACK` on a GPU and 1 on a CPU; the
+    numbers change by rounding, so it is part of each trial's identity)."""
 
     name: str = "lab"
     datasets: list[str] = field(default_factory=lambda: ["mnist", "fashion-mnist"])
@@ -102,7 +102,7 @@ class StudyConfig:
     threads: int = 1
     workers: Any = "auto"
     device: str = "auto"
-    stack: int = 1
+    stack: Any = "auto"
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -187,8 +187,9 @@ def _validate(c: StudyConfig) -> None:
         raise _bad("threads", c.threads, "give a whole number >= 1 (CPU threads per trial)")
     if c.workers != "auto" and (not isinstance(c.workers, int) or isinstance(c.workers, bool) or c.workers < 1):
         raise _bad("workers", c.workers, "give 'auto' or a whole number >= 1")
-    if not isinstance(c.stack, int) or isinstance(c.stack, bool) or c.stack < 1:
-        raise _bad("stack", c.stack, "give a whole number >= 1 (1: every trial trains alone)")
+    if c.stack != "auto" and (not isinstance(c.stack, int) or isinstance(c.stack, bool) or c.stack < 1):
+        raise _bad("stack", c.stack, f"give 'auto' ({GPU_STACK} on a GPU, 1 on a CPU) or a whole number >= 1 "
+                                     "(1: every trial trains alone)")
     if c.device not in ("auto", "cpu") and not str(c.device).startswith("cuda"):
         raise _bad("device", c.device, "give auto, cpu or cuda")
     if c.denoising is not None:
@@ -348,6 +349,21 @@ def _on_gpu(c: StudyConfig) -> bool:
     return resolve_device(c.device).type == "cuda"
 
 
+# stack "auto" on a GPU: an H200 trained 3.4x (depth 3) and 3.3x as many models per second in
+# stacks of 4 as one at a time, 10.4x and 9.3x in stacks of 16 (benchmarks/stack_speed.py, CUDA
+# graphs); a study's same-architecture groups hold 2 to 5 trials, so 8 takes each whole
+GPU_STACK = 8
+
+
+def stack_size(c: StudyConfig) -> int:
+    """How many same-architecture autoencoder trials train at once: c.stack, where "auto" is
+    GPU_STACK on a GPU (small models leave it idle) and 1 on a CPU (where side-by-side
+    single-thread trials do better, docs/speed.md)."""
+    if c.stack == "auto":
+        return GPU_STACK if _on_gpu(c) else 1
+    return c.stack
+
+
 def _epochs(c: StudyConfig, depth: int, denoise: bool = False) -> int:
     gpu = _on_gpu(c)
     table = None
@@ -379,11 +395,12 @@ def _ae(c: StudyConfig, phase: str, dataset: str, arch: dict, l2: float = 0.0, l
     if denoise:
         tag += f"-blind{noise_var[0]:g}_{noise_var[1]:g}" if isinstance(noise_var, list) else f"-noise{noise_var:g}"
     spec = {"model": model.to_dict(), "train": train.to_dict(), "context": _context(c)}
-    if c.stack > 1:
+    stack = stack_size(c)
+    if stack > 1:
         from .stacked import unstackable
 
         if unstackable(model, train) is None:
-            spec["stack"] = c.stack
+            spec["stack"] = stack
     return _trial("ae", phase, dataset, tag, spec)
 
 
