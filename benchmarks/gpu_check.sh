@@ -1,19 +1,23 @@
 #!/bin/bash
-# The device check of issue 6, sized for one call of about 9 minutes on one H100 or H200:
-#   1. the CUDA-only tests (CUDA graphs give the eager steps' numbers, resumed too; noise on CUDA)
-#      and the stacked-training tests on CUDA
-#   2. benchmarks/train_speed.py on CUDA, eager and with CUDA graphs (float32), and
-#      benchmarks/stack_speed.py: models per second with 2 to 16 models in one stack
-#   3. the default study on the GPU with CUDA graphs and STUDY_STACK (default 8) trials per stack,
-#      stopped after STUDY_LIMIT seconds (default 240), with nvidia-smi sampled every second:
-#      trials done, per-trial times, GPU utilization
-# Everything it prints also lands in $OUT.
+# The device check of issue 6, sized for one call of at most ~9.5 minutes on one H100 or H200
+# (each step has its own time limit, so a slow step cannot eat the next ones' time):
+#   1. benchmarks/train_speed.py on CUDA (CUDA graphs, the default there), float32 and bf16
+#   2. the default study on the GPU as `aelab study` runs it (CUDA graphs, stacks of 8), with
+#      STUDY_WORKERS trainer processes (default: the study's own), stopped after STUDY_LIMIT
+#      seconds (default 270), nvidia-smi sampled every second: trials done per phase, when the
+#      last autoencoder trial finished, GPU utilization
+#   3. train_speed.py on CUDA without CUDA graphs (float32), for the graphs' speed-up
+#   4. the CUDA-only tests (CUDA graphs give the eager steps' numbers, resumed too; noise on CUDA)
+#      and a stack on CUDA against separate fits there, with and without graphs
+#   5. benchmarks/stack_speed.py on CUDA: models per second with 4 and 16 models per stack
+# STEPS picks and orders them (default "1 2 3 4 5"). Everything it prints also lands in $OUT.
 #
 # The device machine has PyTorch but neither the data nor PyWavelets / bm3d. Prepare both here,
 # in folders git ignores (never commit them), then run this script there:
 #   mkdir -p .data .whl && cp -r "$AELAB_DATA_DIR"/mnist "$AELAB_DATA_DIR"/fashion-mnist .data/
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl PyWavelets bm3d bm4d
+#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+#       -d .whl PyWavelets bm3d bm4d
 #   device run: command "bash benchmarks/gpu_check.sh", carry [".data", ".whl"], timeout_s 590
 set -u
 OUT=${OUT:-/tmp/gpu_check}
@@ -24,50 +28,90 @@ fi
 export PYTHONPATH=/tmp/site:$PWD/src:$PWD/tests AELAB_DATA_DIR=$PWD/.data PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/device.txt"
+nproc | sed 's/^/cpus /' | tee -a "$OUT/device.txt"
 
-echo "== 1. CUDA-only tests"
-python3 -m pytest -q -p no:cacheprovider tests/test_training.py tests/test_noise.py -k "cuda" 2>&1 | tail -15 \
-    | tee "$OUT/tests_cuda.txt"
-python3 - <<'PY' 2>&1 | tee -a "$OUT/tests_cuda.txt"  # a stack on CUDA trains what separate fits train there
-import torch
+step1() {
+echo "== 1. seconds per epoch on CUDA (CUDA graphs, the default there), float32 and bf16"
+for precision in fp32 bf16; do
+    timeout 60 python3 benchmarks/train_speed.py --device cuda --epochs 3 --precision $precision 2>&1 \
+        | tee -a "$OUT/train_speed_cuda.txt"
+done
+}
+
+step2() {
+echo "== 2. the default study on the GPU, workers ${STUDY_WORKERS:-auto} (at most ${STUDY_LIMIT:-270} s)"
+(while true; do nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader; sleep 1; done) \
+    > "$OUT/gpu_util.csv" &
+SAMPLER=$!
+START=$(date +%s)
+timeout "${STUDY_LIMIT:-270}" python3 -m aelab.cli study --preset default ${STUDY_WORKERS:+--workers $STUDY_WORKERS} \
+    --out /tmp/lab --quiet 2>&1 | tail -5
+echo "study wall: $(( $(date +%s) - START )) s" | tee "$OUT/study.txt"
+kill $SAMPLER
+START=$START python3 - <<'PY' 2>&1 | tee -a "$OUT/study.txt"
+import collections, glob, json, os
+from aelab.study import plan, preset
+start = int(os.environ["START"])
+total = collections.Counter(t.phase for t in plan(preset("default"), {}))
+rows = []
+for f in glob.glob("/tmp/lab/trials/*/result.json"):
+    r = json.load(open(f))
+    r["finished_at"] = os.path.getmtime(f) - start
+    rows.append(r)
+done = collections.Counter(r["phase"] for r in rows)
+print("trials done per phase (of those planned at the start; later phases are planned as earlier ones end):")
+for phase in sorted(set(total) | set(done)):
+    mine = [r for r in rows if r["phase"] == phase]
+    last = max((r["finished_at"] for r in mine), default=0)
+    print(f"  {phase}: {done[phase]} done (of {total.get(phase, '?')}), ok {sum(r.get('status') == 'ok' for r in mine)}, "
+          f"last finished at {last:.0f} s")
+ae = [r for r in rows if r.get("kind") == "ae"]
+if ae:
+    print(f"autoencoder trials: {len(ae)}, last finished at {max(r['finished_at'] for r in ae):.0f} s")
+with open(os.environ.get("OUT", "/tmp") + "/study_trials.txt", "w") as fh:
+    for r in sorted(rows, key=lambda r: r["finished_at"]):
+        extra = (f" epochs {r.get('epochs_run')} train s {r.get('seconds')} stacked {r.get('stacked', 1)} "
+                 f"psnr {r.get('psnr', 0):.2f} precision {r.get('precision')}" if r.get("kind") == "ae" else "")
+        fh.write(f"{r['finished_at']:.0f} s {r['id']} {r.get('status')} wall {r.get('wall_seconds')}{extra}\n")
+PY
+awk -F', ' '{gsub(/ %/, "", $2); s += $2; n++} END {if (n) printf "GPU utilization: mean %.0f%% over %d s\n", s / n, n}' \
+    "$OUT/gpu_util.csv" | tee -a "$OUT/study.txt"
+}
+
+step3() {
+echo "== 3. seconds per epoch on CUDA without CUDA graphs (float32)"
+timeout 60 python3 benchmarks/train_speed.py --device cuda --epochs 3 --no-cuda-graphs 2>&1 \
+    | tee "$OUT/train_speed_cuda_eager.txt"
+}
+
+step4() {
+echo "== 4. CUDA-only tests"
+timeout 100 python3 -m pytest -q -p no:cacheprovider tests/test_training.py tests/test_noise.py -k "cuda" 2>&1 \
+    | tail -15 | tee "$OUT/tests_cuda.txt"
+timeout 60 python3 - <<'PY' 2>&1 | tee -a "$OUT/tests_cuda.txt"  # a stack on CUDA trains what separate fits train there
 from aelab import data, fit
 from aelab.model import ModelConfig
 from aelab.stacked import fit_stacked
 from aelab.training import TrainConfig
 x, v = data.load("mnist", "train")[0][:3000], data.load("mnist", "val")[0][:1000]
 jobs = [(x, v, TrainConfig(epochs=3, device="cuda", seed=s, l1=l1)) for s, l1 in ((0, 0.0), (1, 1e-4))]
-stacked = fit_stacked(ModelConfig.preset(3, 15), jobs, progress=False)
-for s, (xt, xv, c) in zip(stacked, jobs):
-    a = fit(ModelConfig.preset(3, 15), xt, xv, c, progress=False)
-    print("stacked vs fit on CUDA, val loss per epoch:", [round(h["val_loss"], 6) for h in s.history],
-          [round(h["val_loss"], 6) for h in a.history])
+for graphs in (False, True):
+    stacked = fit_stacked(ModelConfig.preset(3, 15), jobs, progress=False, cuda_graphs=graphs)
+    for s, (xt, xv, c) in zip(stacked, jobs):
+        a = fit(ModelConfig.preset(3, 15), xt, xv, c, progress=False, cuda_graphs=graphs)
+        print(f"graphs {graphs}: stacked vs fit on CUDA, val loss per epoch:",
+              [round(h["val_loss"], 6) for h in s.history], [round(h["val_loss"], 6) for h in a.history])
 PY
+}
 
-echo "== 2. seconds per epoch on CUDA (float32), eager and with CUDA graphs"
-python3 benchmarks/train_speed.py --device cuda --epochs 4 2>&1 | tee "$OUT/train_speed_cuda.txt"
-python3 benchmarks/train_speed.py --device cuda --epochs 4 --cuda-graphs 2>&1 | tee "$OUT/train_speed_cuda_graphs.txt"
+step5() {
+echo "== 5. models per second in one stack on CUDA (CUDA graphs)"
 for depth in 3 5; do
-    python3 benchmarks/stack_speed.py --device cuda --depth $depth --stacks 2 4 8 16 2>&1 | tee -a "$OUT/stack_speed_cuda.txt"
+    timeout 45 python3 benchmarks/stack_speed.py --device cuda --depth $depth --stacks 4 16 2>&1 \
+        | tee -a "$OUT/stack_speed_cuda.txt"
 done
+}
 
-echo "== 3. the default study on the GPU with CUDA graphs, stacks of ${STUDY_STACK:-8} (at most ${STUDY_LIMIT:-240} s)"
-(while true; do nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader; sleep 1; done) \
-    > "$OUT/gpu_util.csv" &
-SAMPLER=$!
-START=$(date +%s)
-AELAB_CUDA_GRAPHS=1 timeout "${STUDY_LIMIT:-240}" python3 -m aelab.cli study --preset default --stack "${STUDY_STACK:-8}" --out /tmp/lab --quiet 2>&1 | tail -5
-echo "study wall: $(( $(date +%s) - START )) s" | tee "$OUT/study.txt"
-kill $SAMPLER
-python3 - <<'PY' 2>&1 | tee -a "$OUT/study.txt"
-import glob, json
-from aelab.study import count_trials, preset
-rows = [json.load(open(f)) for f in glob.glob("/tmp/lab/trials/*/result.json")]
-print(len(rows), "of", count_trials(preset("default")), "trials done;", sum(r.get("status") == "ok" for r in rows), "ok")
-for r in sorted(rows, key=lambda r: r["id"]):
-    extra = (f"epochs {r.get('epochs_run')} train s {r.get('seconds')} stacked {r.get('stacked', 1)} "
-             f"psnr {r.get('psnr', 0):.2f}"
-             if r.get("kind") == "ae" else "")
-    print(r["id"], "wall", r.get("wall_seconds"), extra)
-PY
-awk -F', ' '{gsub(/ %/, "", $2); s += $2; n++} END {if (n) printf "GPU utilization: mean %.0f%% over %d s\n", s / n, n}' \
-    "$OUT/gpu_util.csv" | tee -a "$OUT/study.txt"
+for step in ${STEPS:-1 2 3 4 5}; do
+    "step$step"
+done

@@ -1,6 +1,7 @@
 """Training throughput when several models train at once in one stack (`aelab.stacked`).
 
     python benchmarks/stack_speed.py [--device cpu|cuda] [--stacks 2 4 8] [--depth 3] [--epochs 3]
+                                     [--[no-]cuda-graphs]
 
 For one preset at L=30 on MNIST it prints the seconds per epoch of one `fit` and of `fit_stacked`
 with K models (seeds 0..K-1), and the seconds per model-epoch: the median over epochs after the
@@ -18,7 +19,7 @@ import torch
 from aelab import data
 from aelab.model import ModelConfig
 from aelab.stacked import fit_stacked
-from aelab.training import TrainConfig, fit, resolve_device
+from aelab.training import TrainConfig, fit, resolve_device, use_cuda_graphs
 
 
 def median_epoch(history: list[dict]) -> float:
@@ -35,6 +36,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
+                    help="replay each step's forward and backward as CUDA graphs (default: on CUDA, as fit does)")
     args = ap.parse_args()
     device = resolve_device(args.device)
     x_train, _ = data.load("mnist", "train")
@@ -45,14 +48,17 @@ def main() -> None:
         return TrainConfig(epochs=args.epochs, device=args.device, precision=args.precision, threads=args.threads,
                            seed=seed, patience=0)
 
-    one = median_epoch(fit(mc, x_train, x_val, config(0), progress=False).history)
+    one = median_epoch(fit(mc, x_train, x_val, config(0), progress=False,
+                                   cuda_graphs=args.cuda_graphs).history)
     print(f"device {device}, {torch.get_num_threads()} threads, precision {args.precision}, "
-          f"depth {args.depth}, L=30, {len(x_train):,} training images")
+          f"depth {args.depth}, L=30, {len(x_train):,} training images"
+          + (", CUDA graphs" if use_cuda_graphs(args.cuda_graphs, device) else ""))
     print("| models | s/epoch | s per model-epoch | speed-up over one fit at a time |")
     print("| --- | --- | --- | --- |")
     print(f"| 1 (fit) | {one:.2f} | {one:.2f} | 1.00x |", flush=True)
     for k in args.stacks:
-        results = fit_stacked(mc, [(x_train, x_val, config(seed)) for seed in range(k)], progress=False)
+        results = fit_stacked(mc, [(x_train, x_val, config(seed)) for seed in range(k)], progress=False,
+                              cuda_graphs=args.cuda_graphs)
         epoch = median_epoch(results[0].history)
         print(f"| {k} (stacked) | {epoch:.2f} | {epoch / k:.3f} | {one / (epoch / k):.2f}x |", flush=True)
 

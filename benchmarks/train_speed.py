@@ -1,7 +1,7 @@
 """How close one training gets to this machine's matrix-multiply limit.
 
     python benchmarks/train_speed.py [--epochs 5] [--precision fp32|bf16] [--device cpu|cuda] [--latent 30]
-                                     [--cuda-graphs] [--per-epoch]
+                                     [--[no-]cuda-graphs] [--per-epoch]
 
 For the depth-3 and depth-5 presets on MNIST it prints: seconds per epoch (median over epochs,
 training steps only, scaled to 60,000 images), images per second, the float32 GEMM rate measured
@@ -21,7 +21,7 @@ import torch
 
 from aelab import data
 from aelab.model import DenseAutoencoder, ModelConfig
-from aelab.training import TrainConfig, fit, resolve_device
+from aelab.training import TrainConfig, fit, resolve_device, use_cuda_graphs
 from core_latency import describe as round_trips, measure as core_round_trip
 
 IMAGES = 60_000
@@ -67,7 +67,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    ap.add_argument("--cuda-graphs", action="store_true", help="replay each step's forward and backward as CUDA graphs")
+    ap.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
+                    help="replay each step's forward and backward as CUDA graphs (default: on CUDA, as fit does)")
     ap.add_argument("--per-epoch", action="store_true",
                     help="also print every timed epoch: s/epoch, %% of the 2048^3 bound, core round trip")
     args = ap.parse_args()
@@ -77,7 +78,7 @@ def main() -> None:
     x_train, _ = data.load("mnist", "train")
     x_val, _ = data.load("mnist", "val")
     print(f"device {device}, {torch.get_num_threads()} threads, precision {args.precision}, batch {args.batch_size}"
-          + (", CUDA graphs" if args.cuda_graphs else ""))
+          + (", CUDA graphs" if use_cuda_graphs(args.cuda_graphs, device) else ""))
     print("| preset | weights | s/epoch (60k) | images/s | GEMM 2048^3 GFLOP/s | GEMM at layer shapes GFLOP/s "
           "| bound s (2048^3) | % of bound | bound s (layer shapes) | % of that | core round trip ns |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
