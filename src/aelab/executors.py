@@ -16,6 +16,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing.managers import SyncManager
 from pathlib import Path
@@ -57,10 +58,15 @@ def _ignore_sigint() -> None:
 
 def _init_worker(threads: int, checksums: dict) -> None:
     import torch
+    from tqdm import tqdm
 
     from . import data
 
     _ignore_sigint()
+    # tqdm's default lock holds a multiprocessing semaphore, which a worker stopped by Ctrl-C or
+    # SIGTERM leaves behind ("leaked semaphore objects" at exit); the workers' bars are off, so a
+    # thread lock does
+    tqdm.set_lock(threading.RLock())
     torch.set_num_threads(threads)
     data.SHA256.update(checksums)  # the driver's table (tests register generated datasets in it)
 
