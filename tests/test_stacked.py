@@ -44,6 +44,35 @@ def test_a_stack_trains_what_separate_fits_train(splits, precision, rel):
     assert not torch.equal(stacked[0].model.encoder[0].weight, stacked[2].model.encoder[0].weight)
 
 
+def test_models_that_differ_in_latent_size_share_a_stack_padded_with_zeros(splits):
+    """Latents 15 and 30 (the L1 penalty on the narrower one): each model trains what it trains
+    alone, and the padded code units of the narrower one stay exactly zero with zero gradients."""
+    mnist, fashion = splits["mnist"], splits["fashion-mnist"]
+    base = dict(epochs=2, device="cpu", precision="fp32", threads=1)
+    configs = [ModelConfig.preset(3, 15), ModelConfig.preset(3, 30)]
+    jobs = [(mnist[0], mnist[1], TrainConfig(seed=0, l1=1e-4, l2=1e-5, **base)),
+            (fashion[0], fashion[1], TrainConfig(seed=1, **base))]
+    stacked = fit_stacked(configs, jobs, progress=False)
+    for s, mc, (x, v, c) in zip(stacked, configs, jobs):
+        a = fit(mc, x, v, c, progress=False)
+        assert s.model.config == mc and s.model.encoder[-2].weight.shape == (mc.latent, 128)
+        for key in ("train_loss", "val_loss", "val_psnr"):
+            assert [h[key] for h in s.history] == pytest.approx([h[key] for h in a.history], rel=1e-4)
+
+    models = [init_model(mc, seed, torch.device("cpu")).train() for seed, mc in enumerate(configs)]
+    stack = StackedAutoencoder(models)
+    code_layer = 2  # dense layers at depth 3: 784->256, 256->128, 128->L (the code), L->128, ...
+    assert stack.weights[code_layer].shape == (2, 30, 128) and stack.weights[code_layer + 1].shape == (2, 128, 30)
+    code, out = stack(torch.rand(2, 784, 64))
+    (out.square().sum() + code.abs().sum()).backward()  # an L1 term on the codes too
+    assert torch.equal(code[0, 15:], torch.zeros(15, 64))
+    assert not stack.weights[code_layer][0, 15:].any() and not stack.weights[code_layer].grad[0, 15:].any()
+    assert not stack.weights[code_layer + 1][0, :, 15:].any() and not stack.weights[code_layer + 1].grad[0, :, 15:].any()
+    assert stack.weights[code_layer].grad[1].abs().sum() > 0
+    with pytest.raises(ConfigError, match="differ only in their latent size.*widths"):
+        fit_stacked([ModelConfig.preset(3, 15), ModelConfig.preset(5, 15)], jobs, progress=False)
+
+
 def test_each_model_of_a_stack_stops_early_on_its_own_validation(splits):
     x_train = splits["mnist"][0]
     noise = torch.rand(300, 784, generator=torch.Generator().manual_seed(0))

@@ -169,14 +169,15 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.T
     optimizer.load_state_dict(opt_state)
 
 
-def _read_meta(path, model_config: ModelConfig, train: dict | list) -> dict:
-    """The checkpoint's metadata; ConfigError when its format or its configuration differ."""
+def _read_meta(path, model: dict | list, train: dict | list) -> dict:
+    """The checkpoint's metadata; ConfigError when its format or its configuration (model and
+    training configs, as dicts) differ."""
     with safe_open(str(path), framework="pt") as fh:
         meta = json.loads(fh.metadata()["aelab"])
     if meta.get("format") != FORMAT:
         raise ConfigError(f"{path} has checkpoint format {meta.get('format')!r}, this aelab reads {FORMAT!r}; "
                           f"delete it to start afresh")
-    if meta["model"] != model_config.to_dict() or meta["train"] != train:
+    if meta["model"] != model or meta["train"] != train:
         raise ConfigError(f"{path} was written by a run with another configuration; delete it to start afresh")
     return meta
 
@@ -205,7 +206,7 @@ def load_checkpoint(path, model, optimizer, batch_gen, noise_gen, model_config: 
 
     Refuses a checkpoint made with another model or training config (it would not resume the
     same run)."""
-    meta = _read_meta(path, model_config, train_config.to_dict())
+    meta = _read_meta(path, model_config.to_dict(), train_config.to_dict())
     tensors = load_file(path)
     device = next(model.parameters()).device
     model.load_state_dict(_prefixed(tensors, "model."))
@@ -217,8 +218,8 @@ def load_checkpoint(path, model, optimizer, batch_gen, noise_gen, model_config: 
     return meta["epoch"], meta["elapsed"], meta["history"], best
 
 
-def save_stack_checkpoint(path, stack: torch.nn.Module, optimizer, members: list, model_config: ModelConfig,
-                          epoch: int, elapsed: float) -> None:
+def save_stack_checkpoint(path, stack: torch.nn.Module, optimizer, members: list, epoch: int,
+                          elapsed: float) -> None:
     """Atomically save a stacked training (`stacked.fit_stacked`) after `epoch`: the stacked
     parameters, Adam state, and per model its weights and batch-norm statistics, RNG states,
     history, best weights and whether it still trains."""
@@ -230,19 +231,18 @@ def save_stack_checkpoint(path, stack: torch.nn.Module, optimizer, members: list
             tensors.update({f"m{k}.best.{name}": v for name, v in m.best["state"].items()})
         tensors[f"m{k}.rng.batch"] = m.data.batch_gen.get_state()
         tensors[f"m{k}.rng.noise"] = m.data.noise_gen.get_state()
-    meta = {"format": FORMAT, "epoch": epoch, "elapsed": elapsed, "model": model_config.to_dict(),
+    meta = {"format": FORMAT, "epoch": epoch, "elapsed": elapsed, "model": [m.model.config.to_dict() for m in members],
             "train": [m.config.to_dict() for m in members],
             "members": [{"history": m.history, "best_loss": m.best["loss"], "best_epoch": m.best["epoch"],
                          "active": m.active} for m in members]}
     atomic_save_tensors(path, tensors, metadata={"aelab": json.dumps(meta)})
 
 
-def load_stack_checkpoint(path, stack: torch.nn.Module, optimizer, members: list,
-                          model_config: ModelConfig) -> tuple[int, float]:
+def load_stack_checkpoint(path, stack: torch.nn.Module, optimizer, members: list) -> tuple[int, float]:
     """Restore what `save_stack_checkpoint` wrote into `stack`, `optimizer` and `members` (in
     place); returns (epochs done, elapsed seconds). Refuses a checkpoint of other models or
     training configs, in another order."""
-    meta = _read_meta(path, model_config, [m.config.to_dict() for m in members])
+    meta = _read_meta(path, [m.model.config.to_dict() for m in members], [m.config.to_dict() for m in members])
     tensors = load_file(path)
     device = next(stack.parameters()).device
     stack.load_state_dict(_prefixed(tensors, "stack."))

@@ -14,6 +14,12 @@ of training images). Only the arithmetic is batched, so the numbers agree with K
 calls up to rounding, not bit for bit. A model that stops early keeps being computed in the
 stack (its results are frozen) until every model has stopped.
 
+Models whose configurations differ only in the latent size share a stack too: the code layer's
+weights and bias, and the next layer's weights, are zero-padded to the widest code. The padded
+code units are 0 (every activation maps 0 to 0) and get exactly zero gradients (their outgoing
+weights are 0, and so is the L1 term's gradient at 0), so they stay 0 under Adam and L2 and each
+model computes what it would alone (`_padded`, `stack_envelope`).
+
 Layout: activations are (K, features, batch). A dense layer is torch.baddbmm(b, W, h) (torch.bmm(W, h)
 for the bias-free layers in front of batch norm) and batch
 norm is one F.batch_norm over (1, K * features, batch), i.e. per model and feature over the
@@ -52,7 +58,7 @@ class StackedAutoencoder(nn.Module):
 
     def __init__(self, models: Sequence[DenseAutoencoder]) -> None:
         super().__init__()
-        reason = unstackable(models[0].config)
+        reason = unstackable(stack_envelope([m.config for m in models]))
         if reason:
             raise ConfigError(reason)
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
@@ -64,15 +70,15 @@ class StackedAutoencoder(nn.Module):
         for layers in zip(*(list(m.encoder) + list(m.decoder) for m in models)):
             first = layers[0]
             if isinstance(first, nn.Linear):
-                self.weights.append(nn.Parameter(torch.stack([m.weight.detach() for m in layers])))
+                self.weights.append(nn.Parameter(_padded([m.weight.detach() for m in layers])))
                 bias = None
                 if first.bias is not None:
-                    self.biases.append(nn.Parameter(torch.stack([m.bias.detach() for m in layers]).unsqueeze(-1)))
+                    self.biases.append(nn.Parameter(_padded([m.bias.detach() for m in layers]).unsqueeze(-1)))
                     bias = len(self.biases) - 1
                 self.plan.append(("dense", (len(self.weights) - 1, bias)))
             elif isinstance(first, nn.BatchNorm1d):
-                self.gammas.append(nn.Parameter(torch.stack([m.weight.detach() for m in layers])))
-                self.betas.append(nn.Parameter(torch.stack([m.bias.detach() for m in layers])))
+                self.gammas.append(nn.Parameter(_padded([m.weight.detach() for m in layers])))
+                self.betas.append(nn.Parameter(_padded([m.bias.detach() for m in layers])))
                 self.eps.append(first.eps)
                 self.plan.append(("norm", len(self.gammas) - 1))
             else:  # an activation: stateless, the same for every model
@@ -100,17 +106,43 @@ class StackedAutoencoder(nn.Module):
 
     @torch.no_grad()
     def unstack_into(self, models: Sequence[DenseAutoencoder]) -> None:
-        """Copy each model's slice of the stacked parameters into `models` (same order as built)."""
+        """Copy each model's slice of the stacked parameters (without the padding) into `models`
+        (same order as built)."""
+        def own(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+            return t[tuple(slice(0, n) for n in like.shape)]
+
         for k, model in enumerate(models):
             dense = [m for m in model.modules() if isinstance(m, nn.Linear)]
             norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
             for lin, w in zip(dense, self.weights):
-                lin.weight.copy_(w[k])
+                lin.weight.copy_(own(w[k], lin.weight))
             for lin, b in zip([m for m in dense if m.bias is not None], self.biases):
-                lin.bias.copy_(b[k, :, 0])
+                lin.bias.copy_(own(b[k, :, 0], lin.bias))
             for bn, g, beta in zip(norms, self.gammas, self.betas):
-                bn.weight.copy_(g[k])
-                bn.bias.copy_(beta[k])
+                bn.weight.copy_(own(g[k], bn.weight))
+                bn.bias.copy_(own(beta[k], bn.bias))
+
+
+def _padded(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The tensors (all of one rank) stacked along a new first dimension, each zero-padded at the
+    end of every dimension to the largest size there."""
+    shape = [max(sizes) for sizes in zip(*(t.shape for t in tensors))]
+    out = tensors[0].new_zeros(len(tensors), *shape)
+    for k, t in enumerate(tensors):
+        out[(k, *(slice(0, n) for n in t.shape))] = t
+    return out
+
+
+def stack_envelope(model_configs: Sequence[ModelConfig]) -> ModelConfig:
+    """The architecture a stack of `model_configs` trains: theirs, with the widest latent.
+    ConfigError when they differ in anything but the latent size (naming the field and both values)."""
+    first = model_configs[0].to_dict()
+    for i, mc in enumerate(model_configs[1:], start=1):
+        for name, value in mc.to_dict().items():
+            if name != "latent" and value != first[name]:
+                raise ConfigError(f"stacked models may differ only in their latent size, but model 0 has {name}="
+                                  f"{first[name]!r} and model {i} has {value!r}; train them in separate stacks")
+    return ModelConfig.from_dict({**first, "latent": max(mc.latent for mc in model_configs)})
 
 
 @dataclass
@@ -139,14 +171,20 @@ def unstackable(model_config: ModelConfig, config: TrainConfig | None = None) ->
     return None
 
 
-def check_stack(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, torch.Tensor, TrainConfig]]) -> None:
-    """Refuse jobs that cannot share a stack: none at all, batch norm without bn_images, a
-    TrainConfig field of STACK_FIELDS that differs (named, with both values), or training splits
-    of different sizes."""
+def check_stack(model_configs: Sequence[ModelConfig],
+                jobs: Sequence[tuple[torch.Tensor, torch.Tensor, TrainConfig]]) -> ModelConfig:
+    """Refuse jobs that cannot share a stack: none at all, not one model config per job, models
+    that differ in more than the latent size, batch norm without bn_images, a TrainConfig field
+    of STACK_FIELDS that differs (named, with both values), or training splits of different
+    sizes. Returns the stack's architecture (`stack_envelope`)."""
     if not jobs:
         raise ConfigError("fit_stacked needs at least one (x_train, x_val, TrainConfig) job")
+    if len(model_configs) != len(jobs):
+        raise ConfigError(f"fit_stacked got {len(model_configs)} model configs for {len(jobs)} jobs; "
+                          "give one ModelConfig for all or one per job")
+    envelope = stack_envelope(model_configs)
     first = jobs[0][2]
-    reason = unstackable(model_config, first)
+    reason = unstackable(envelope, first)
     if reason:
         raise ConfigError(reason)
     for i, (x_train, _, config) in enumerate(jobs[1:], start=1):
@@ -157,13 +195,16 @@ def check_stack(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, to
         if len(x_train) != len(jobs[0][0]):
             raise ConfigError(f"stacked models need training splits of one size: job 0 has {len(jobs[0][0])} "
                               f"images, job {i} has {len(x_train)}")
+    return envelope
 
 
-def fit_stacked(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, torch.Tensor, TrainConfig]],
+def fit_stacked(model_config: ModelConfig | Sequence[ModelConfig],
+                jobs: Sequence[tuple[torch.Tensor, torch.Tensor, TrainConfig]],
                 progress: bool | None = None,
                 on_epoch: Callable[[int, dict, DenseAutoencoder], None] | None = None,
                 cuda_graphs: bool | None = None, checkpoint_path: str | Path | None = None) -> list[TrainResult]:
-    """Train one autoencoder of `model_config` per job (x_train, x_val, config), all at once.
+    """Train one autoencoder of `model_config` per job (x_train, x_val, config), all at once;
+    model_config may also be one ModelConfig per job, differing only in the latent size.
 
     x_train, x_val: (N, D) pixels in [0, 1] as for `fit` (every job the same N for training);
     the configs must agree on STACK_FIELDS (`check_stack`). on_epoch(k, row, model) is called
@@ -177,14 +218,15 @@ def fit_stacked(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, to
     """
     from .runs import load_stack_checkpoint, save_stack_checkpoint  # runs imports training
 
-    check_stack(model_config, jobs)
-    for x_train, x_val, _ in jobs:
-        check_inputs(model_config, x_train, x_val)
+    configs = [model_config] * len(jobs) if isinstance(model_config, ModelConfig) else list(model_config)
+    model_config = check_stack(configs, jobs)  # the stack's architecture: the widest latent
+    for mc, (x_train, x_val, _) in zip(configs, jobs):
+        check_inputs(mc, x_train, x_val)
     config = jobs[0][2]
     device, precision = prepare(config)
     graphs = use_cuda_graphs(cuda_graphs, device)
-    members = [_Member(c, init_model(model_config, c.seed, device), TrainingData.build(x, v, c, device))
-               for x, v, c in jobs]
+    members = [_Member(c, init_model(mc, c.seed, device), TrainingData.build(x, v, c, device))
+               for mc, (x, v, c) in zip(configs, jobs)]
     stack = StackedAutoencoder([m.model for m in members]).to(device)
     peak_lr = config.lr or default_lr(model_config.depth)
     optimizer = torch.optim.Adam(stack.parameters(), lr=peak_lr, fused=device.type in ("cpu", "cuda"))
@@ -195,7 +237,7 @@ def fit_stacked(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, to
 
     start_epoch, elapsed = 0, 0.0
     if checkpoint_path is not None and Path(checkpoint_path).exists():
-        start_epoch, elapsed = load_stack_checkpoint(checkpoint_path, stack, optimizer, members, model_config)
+        start_epoch, elapsed = load_stack_checkpoint(checkpoint_path, stack, optimizer, members)
 
     n, batch = len(members[0].data.x_train), config.batch_size
     eager = stack.forward  # kept for the epoch's last, smaller batch when the full ones replay graphs
@@ -259,7 +301,7 @@ def fit_stacked(model_config: ModelConfig, jobs: Sequence[tuple[torch.Tensor, to
                 if on_epoch is not None:
                     on_epoch(k, m.history[-1], m.model)
         if checkpoint_path is not None:
-            save_stack_checkpoint(checkpoint_path, stack, optimizer, members, model_config, epoch + 1, elapsed)
+            save_stack_checkpoint(checkpoint_path, stack, optimizer, members, epoch + 1, elapsed)
         bar.update(1)
     bar.close()
     results = []

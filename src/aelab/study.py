@@ -406,9 +406,10 @@ def _ae(c: StudyConfig, phase: str, dataset: str, arch: dict, l2: float = 0.0, l
 
 def stack_groups(trials: list[Trial]) -> list[list[Trial]]:
     """`plan`'s trials as the units that run: the autoencoder trials marked for stacking
-    (spec "stack": K) that `plan` releases together and that share their architecture and the
-    training fields a stack shares (`stacked.STACK_FIELDS`), in chunks of at most K in plan
-    order; every other trial alone. Trials released together: the whole grid (both datasets),
+    (spec "stack": K) that `plan` releases together and that share their architecture but for
+    the latent size (`stacked.stack_envelope`) and the training fields a stack shares
+    (`stacked.STACK_FIELDS`), in chunks of at most K in plan order; every other trial alone.
+    Trials released together: the whole grid (both datasets: with K = 8, one stack per depth),
     and per dataset the l2 and l1 trials, the denoisers, the blind denoiser, the combined one.
     The groups depend only on the config and on finished results, never on timing, so each
     trial's stack, and its numbers, are the same in every run."""
@@ -422,7 +423,8 @@ def stack_groups(trials: list[Trial]) -> list[list[Trial]]:
             continue
         release = "grid" if t.phase == "grid" else f"{t.dataset}/{'penalized' if t.phase in ('l2', 'l1') else t.phase}"
         shared = {k: t.spec["train"][k] for k in STACK_FIELDS}
-        key = json.dumps([release, t.spec["model"], shared, t.spec["context"], t.spec["stack"]], sort_keys=True)
+        architecture = {k: v for k, v in t.spec["model"].items() if k != "latent"}
+        key = json.dumps([release, architecture, shared, t.spec["context"], t.spec["stack"]], sort_keys=True)
         if key not in keyed or len(keyed[key]) == t.spec["stack"]:
             keyed[key] = []
             groups.append(keyed[key])

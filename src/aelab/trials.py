@@ -97,10 +97,10 @@ def run_stack(trials: list[dict], study_dir: str | Path, data_dir: str | Path | 
     torch.set_num_threads(trials[0]["spec"]["context"]["threads"])
     t0 = time.perf_counter()
     folders = [trial_dir(study_dir, t["id"]) for t in trials]
-    mc = ModelConfig.from_dict(trials[0]["spec"]["model"])
+    models = [ModelConfig.from_dict(t["spec"]["model"]) for t in trials]  # they may differ in latent size
     configs = [TrainConfig.from_dict(t["spec"]["train"]) for t in trials]
     run_configs = [run_config(t["dataset"], mc, c, data_dir, t["spec"]["context"]["subset"])
-                   for t, c in zip(trials, configs)]
+                   for t, mc, c in zip(trials, models, configs)]
     runs = [finished_run(f / "run", rc) for f, rc in zip(folders, run_configs)]
     if any(r is None for r in runs):
         jobs = [(_split(t["dataset"], "train", t["spec"]["context"], data_dir)[0],
@@ -110,7 +110,8 @@ def run_stack(trials: list[dict], study_dir: str | Path, data_dir: str | Path | 
             folders[part[0]].mkdir(parents=True, exist_ok=True)
             checkpoint = folders[part[0]] / "stack_checkpoint.safetensors"
             report = [_progress(events, trials[i]["id"], configs[i].epochs) for i in part]
-            results = fit_stacked(mc, [jobs[i] for i in part], progress=progress, checkpoint_path=checkpoint,
+            results = fit_stacked([models[i] for i in part], [jobs[i] for i in part], progress=progress,
+                                  checkpoint_path=checkpoint,
                                   on_epoch=lambda k, row, model: report[k](row, model))
             for i, result in zip(part, results):
                 finish_run(folders[i] / "run", run_configs[i], result)
