@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 PERFECT_PSNR_DB = 100.0  # the protocol's value for an image reconstructed exactly (MSE_i = 0)

@@ -351,7 +351,8 @@ def _on_gpu(c: StudyConfig) -> bool:
 
 # stack "auto" on a GPU: an H200 trained 3.4x (depth 3) and 3.3x as many models per second in
 # stacks of 4 as one at a time, 10.4x and 9.3x in stacks of 16 (benchmarks/stack_speed.py, CUDA
-# graphs); a study's same-architecture groups hold 2 to 5 trials, so 8 takes each whole
+# graphs); a study's groups hold up to 8 trials (the grid of one depth: 4 latents x 2 datasets),
+# so 8 takes each whole
 GPU_STACK = 8
 
 
