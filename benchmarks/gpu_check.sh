@@ -7,7 +7,8 @@
 #      seconds (default 270), nvidia-smi sampled every second: trials done per phase, when the
 #      last autoencoder trial finished, GPU utilization
 #   3. train_speed.py on CUDA without CUDA graphs (float32), for the graphs' speed-up
-#   4. the CUDA-only tests (CUDA graphs give the eager steps' numbers, resumed too; noise on CUDA)
+#   4. the CUDA-only tests (CUDA graphs give the eager steps' numbers, resumed too; noise on CUDA;
+#      a model scored on CUDA gets the CPU's numbers)
 #      and a stack on CUDA against separate fits there, with and without graphs
 #   5. benchmarks/stack_speed.py on CUDA: models per second with 4 and 16 models per stack
 # STEPS picks and orders them (default "1 2 3 4 5"). Everything it prints also lands in $OUT.
@@ -86,7 +87,7 @@ timeout 60 python3 benchmarks/train_speed.py --device cuda --epochs 3 --no-cuda-
 
 step4() {
 echo "== 4. CUDA-only tests"
-timeout 100 python3 -m pytest -q -p no:cacheprovider tests/test_training.py tests/test_noise.py -k "cuda" 2>&1 \
+timeout 100 python3 -m pytest -q -p no:cacheprovider tests/test_training.py tests/test_noise.py tests/test_evaluation.py -k "cuda" 2>&1 \
     | tail -15 | tee "$OUT/tests_cuda.txt"
 timeout 60 python3 - <<'PY' 2>&1 | tee -a "$OUT/tests_cuda.txt"  # a stack on CUDA trains what separate fits train there
 from aelab import data, fit

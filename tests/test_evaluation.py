@@ -30,3 +30,26 @@ def test_ssim_of_an_image_with_itself_is_1_and_small_images_are_refused():
         ssim(torch.rand(2, 25), torch.rand(2, 25), (5, 5))
     with pytest.raises(ValueError, match=r"both must be \(N, 784\)"):
         ssim(torch.rand(2, 784), torch.rand(3, 784), (28, 28))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_model_on_cuda_is_scored_there_with_the_cpus_numbers():
+    import copy
+
+    from aelab.denoise import score_levels
+    from aelab.evaluation import evaluate
+    from aelab.model import DenseAutoencoder, ModelConfig
+
+    torch.manual_seed(0)
+    model = DenseAutoencoder(ModelConfig.preset(3, 15))
+    x = torch.rand(3000, 784) ** 3
+    y = torch.randint(0, 10, (3000,))
+    cpu = evaluate(model, x, y, (28, 28))
+    gpu = evaluate(copy.deepcopy(model).cuda(), x, y, (28, 28))
+    for key in ("psnr", "psnr_dataset", "ssim", "mse"):
+        assert gpu[key] == pytest.approx(cpu[key], rel=1e-5), key
+    assert gpu["per_class_psnr"] == pytest.approx(cpu["per_class_psnr"], rel=1e-5)
+    assert gpu["code"]["dead_units"] == cpu["code"]["dead_units"]
+    on_cpu = score_levels(model, x, [0.04], (28, 28), subset=500)
+    on_gpu = score_levels(copy.deepcopy(model).cuda(), x, [0.04], (28, 28), subset=500)
+    assert on_gpu[0] == pytest.approx(on_cpu[0], rel=1e-5)

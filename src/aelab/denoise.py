@@ -30,7 +30,7 @@ def score_levels(model: torch.nn.Module, x_test: torch.Tensor, variances: list[f
     scores = []
     for var in variances:
         noisy = noise.noisy_test_set(x_test, var, seed=seed)
-        out = reconstruct(model, noisy)
+        out = reconstruct(model, noisy, keep_on_device=True)  # scored on the model's device
         full = image_metrics(out, x_test, image_shape)
         row = {"noise_var": var, "sigma": math.sqrt(var), "psnr": full["psnr"],
                "psnr_dataset": full["psnr_dataset"], "ssim": full["ssim"], "n_images": len(x_test),

@@ -16,11 +16,12 @@ ZERO_THRESHOLD = 1e-3  # |E_j| below this counts as a zero code entry
 def mse_per_image(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Mean squared error of each image over its pixels, after clipping x_hat to [0, 1].
 
-    Takes two (N, D) tensors with pixels in [0, 1]; returns N float64 values (pixel^2 units).
+    Takes two (N, D) tensors with pixels in [0, 1]; returns N float64 values (pixel^2 units) on
+    x_hat's device (x is moved there: a GPU scores its own outputs without copying them back).
     """
     if x_hat.shape != x.shape:
         raise ValueError(f"x_hat has shape {tuple(x_hat.shape)} but x has {tuple(x.shape)}; they must match")
-    diff = x_hat.detach().to(torch.float64).clamp(0, 1) - x.detach().to(torch.float64)
+    diff = x_hat.detach().to(torch.float64).clamp(0, 1) - x.detach().to(x_hat.device, torch.float64)
     return diff.pow(2).flatten(1).mean(1)
 
 
@@ -50,7 +51,8 @@ def ssim_per_image(x_hat: torch.Tensor, x: torch.Tensor, image_shape: tuple[int,
     computes it with its defaults and data_range 1 (7x7 uniform window, K1 0.01, K2 0.03, sample
     covariance, mean over the pixels whose window fits in the image), for all images at once:
     scikit-image's one call per image took 1.7 s per 10,000 28x28 images (one thread), 75% of
-    evaluating a study's trial; this takes 0.4 s. x_hat is clipped to [0, 1] first; (N, D) pixels in [0, 1]."""
+    evaluating a study's trial; this takes 0.4 s. x_hat is clipped to [0, 1] first; (N, D) pixels in [0, 1].
+    Computed on x_hat's device (x is moved there); returns the values on that device."""
     h, w = image_shape
     if h < SSIM_WINDOW or w < SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels; these are {h}x{w}")
@@ -61,8 +63,8 @@ def ssim_per_image(x_hat: torch.Tensor, x: torch.Tensor, image_shape: tuple[int,
     c1, c2 = SSIM_K1 ** 2, SSIM_K2 ** 2  # (K * data range)^2 with data range 1
     out = []
     for i in range(0, len(x), batch):
-        a = x_hat[i:i + batch].detach().to("cpu", torch.float64).clamp(0, 1).reshape(-1, h, w)
-        b = x[i:i + batch].detach().to("cpu", torch.float64).reshape(-1, h, w)
+        a = x_hat[i:i + batch].detach().to(torch.float64).clamp(0, 1).reshape(-1, h, w)
+        b = x[i:i + batch].detach().to(x_hat.device, torch.float64).reshape(-1, h, w)
         mean = _window_means  # of each window around a pixel
         ua, ub = mean(a), mean(b)
         va = cov_norm * (mean(a * a) - ua * ua)
@@ -70,7 +72,7 @@ def ssim_per_image(x_hat: torch.Tensor, x: torch.Tensor, image_shape: tuple[int,
         vab = cov_norm * (mean(a * b) - ua * ub)
         s = ((2 * ua * ub + c1) * (2 * vab + c2)) / ((ua * ua + ub * ub + c1) * (va + vb + c2))
         out.append(s.flatten(1).mean(1))
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64, device=x_hat.device)
 
 
 def _window_means(t: torch.Tensor) -> torch.Tensor:
@@ -87,23 +89,25 @@ def ssim(x_hat: torch.Tensor, x: torch.Tensor, image_shape: tuple[int, int]) -> 
 
 
 @torch.no_grad()
-def reconstruct(model: torch.nn.Module, x: torch.Tensor, batch: int = 4096,
-                return_code: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+def reconstruct(model: torch.nn.Module, x: torch.Tensor, batch: int = 4096, return_code: bool = False,
+                keep_on_device: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Run `model` (eval mode) over (N, D) inputs in [0, 1] in batches on the model's device.
 
-    Returns the (N, D) reconstructions clipped to [0, 1] on the CPU, and the (N, L) codes when
-    return_code is true.
+    Returns the (N, D) float32 reconstructions clipped to [0, 1], and the (N, L) codes when
+    return_code is true: on the CPU, or on the model's device with keep_on_device (to score them
+    there: the metrics run on their inputs' device, and on a GPU that saves seconds per model).
     """
     model.eval()
     device = next(model.parameters()).device
+    home = device if keep_on_device else torch.device("cpu")
     outs, codes = [], []
     for i in range(0, len(x), batch):
         z = model.encode(x[i:i + batch].to(device, torch.float32))
-        outs.append(model.decode(z).float().clamp(0, 1).cpu())
-        codes.append(z.float().cpu())
-    out = torch.cat(outs) if outs else x.new_zeros(x.shape)
+        outs.append(model.decode(z).float().clamp(0, 1).to(home))
+        codes.append(z.float().to(home))
+    out = torch.cat(outs) if outs else torch.zeros(x.shape, device=home)
     if return_code:
-        return out, (torch.cat(codes) if codes else x.new_zeros((0, 0)))
+        return out, (torch.cat(codes) if codes else torch.zeros((0, 0), device=home))
     return out
 
 
@@ -122,6 +126,7 @@ def per_class_psnr(x_hat: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
                    class_names: list[str] | None = None) -> dict[str, float]:
     """Mean per-image PSNR (dB) per label value; keys are class names when given, else labels."""
     values = psnr_from_mse(mse_per_image(x_hat, x))
+    y = y.to(values.device)
     out = {}
     for label in torch.unique(y).tolist():
         name = class_names[label] if class_names and 0 <= label < len(class_names) else str(label)
@@ -155,9 +160,9 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = N
 
     x_in: the model's inputs when they differ from x (noisy images, for a denoiser); the outputs
     are always scored against the clean x. Returns `image_metrics` plus "code": the code's
-    sparsity (`code_sparsity`).
+    sparsity (`code_sparsity`). The metrics are computed on the model's device.
     """
-    x_hat, code = reconstruct(model, x if x_in is None else x_in, return_code=True)
+    x_hat, code = reconstruct(model, x if x_in is None else x_in, return_code=True, keep_on_device=True)
     out = image_metrics(x_hat, x, image_shape, y, class_names)
     out["code"] = code_sparsity(code)
     return out

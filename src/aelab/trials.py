@@ -161,6 +161,10 @@ def _autoencoder(trial: dict, folder: Path, run, data_dir) -> dict:
     x_train = x_train[:TRAIN_EVAL_IMAGES]
     m = evaluate(model, x_test, y_test, shape, class_names=data.class_names(dataset))
     robust = noise.noisy_test_set(x_test, ctx["robustness_var"], seed=ctx["seed"])
+
+    def scored(inputs: torch.Tensor, clean: torch.Tensor) -> float:  # psnr, computed on the model's device
+        return psnr(reconstruct(model, inputs, keep_on_device=True), clean)
+
     code = reconstruct(model, x_test[:1000], return_code=True)[1]
     np.save(folder / "code_values.npy", code.numpy().astype(np.float32), allow_pickle=False)
     idx = grid_indices(len(x_test))
@@ -175,9 +179,9 @@ def _autoencoder(trial: dict, folder: Path, run, data_dir) -> dict:
         "depth": mc.depth, "widths": list(mc.widths), "latent": mc.latent, "l2": tc.l2, "l1": tc.l1,
         "noise_var": list(nv) if isinstance(nv, tuple) else nv,
         "psnr": m["psnr"], "psnr_dataset": m["psnr_dataset"], "ssim": m["ssim"], "mse": m["mse"],
-        "val_psnr": psnr(reconstruct(model, x_val), x_val),
-        "train_psnr": psnr(reconstruct(model, x_train), x_train),
-        "noisy_psnr": psnr(reconstruct(model, robust), x_test),
+        "val_psnr": scored(x_val, x_val),
+        "train_psnr": scored(x_train, x_train),
+        "noisy_psnr": scored(robust, x_test),
         "code_zero_fraction": m["code"]["zero_fraction"], "code_dead_units": m["code"]["dead_units"],
         "code_mean_abs": m["code"]["mean_abs"],
         "epochs_run": run.config["epochs_run"], "best_epoch": run.config["best_epoch"],
@@ -187,8 +191,8 @@ def _autoencoder(trial: dict, folder: Path, run, data_dir) -> dict:
     }
     if nv is not None:  # a denoiser: its own task is denoising; select on noisy validation images
         levels = ctx["eval_variances"] if isinstance(nv, tuple) else [nv]
-        row["val_psnr"] = float(np.mean([psnr(reconstruct(model, noise.noisy_validation_set(x_val, v, ctx["seed"])),
-                                              x_val) for v in levels]))
+        row["val_psnr"] = float(np.mean([scored(noise.noisy_validation_set(x_val, v, ctx["seed"]), x_val)
+                                         for v in levels]))
     return row
 
 
