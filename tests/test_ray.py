@@ -143,6 +143,7 @@ def ray_cluster(data_dir, real_data, tmp_path_factory):
         options["runtime_env"] = {"worker_process_setup_hook": patch_checksums}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AELAB_OFFLINE", "1")
+        mp.setenv("AELAB_CHECKPOINT_SECONDS", "0")  # a checkpoint every epoch: the tests catch trials mid-training
         mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("ray-cache")))
         mp.delenv("RAY_ADDRESS", raising=False)
         ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", **options)

@@ -148,7 +148,7 @@ def test_a_resumed_stack_equals_an_uninterrupted_one(splits, tmp_path):
 
     ckpt = tmp_path / "stack.safetensors"
     with pytest.raises(Stop):
-        fit_stacked(mc, jobs, progress=False, checkpoint_path=ckpt, on_epoch=interrupt)
+        fit_stacked(mc, jobs, progress=False, checkpoint_path=ckpt, on_epoch=interrupt, checkpoint_seconds=0)
     resumed = fit_stacked(mc, jobs, progress=False, checkpoint_path=ckpt)
     for w, r in zip(whole, resumed):
         assert (w.epochs_run, w.best_epoch) == (r.epochs_run, r.best_epoch)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import platform
 import sys
@@ -247,7 +248,8 @@ def test_a_resumed_training_equals_an_uninterrupted_one(mnist, tmp_path, precisi
 
     ckpt = tmp_path / "checkpoint.safetensors"
     with pytest.raises(Stop):
-        fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt, on_epoch=interrupt)
+        fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt, on_epoch=interrupt,
+            checkpoint_seconds=0)
     assert ckpt.exists()
     resumed = fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt)
     a, b = whole.model.state_dict(), resumed.model.state_dict()
@@ -262,6 +264,64 @@ def test_a_resumed_training_equals_an_uninterrupted_one(mnist, tmp_path, precisi
     atomic_save_tensors(ckpt, tensors, metadata={"aelab": json.dumps(meta)})
     with pytest.raises(ConfigError, match="checkpoint format '1', this aelab reads '2'; delete it"):
         fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt)
+
+
+def test_checkpoints_are_written_every_checkpoint_seconds_and_a_resume_from_any_gives_the_same_numbers(
+        mnist, tmp_path, monkeypatch):
+    """The training state is saved only when checkpoint_seconds have passed since the last save
+    (a stack's checkpoint costs as much as its epoch on a GPU); whichever epoch it holds, or none,
+    the resumed run ends with the uninterrupted run's numbers."""
+    from aelab import runs, training
+    from aelab.training import checkpoint_interval
+
+    x_train, x_val, _, _ = mnist
+    x_train = x_train[:1000]
+    config = TrainConfig(epochs=5, threads=1, precision="fp32")
+    whole = fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False)
+
+    class Stop(Exception):
+        pass
+
+    clock, saved = {"now": 0.0}, []
+    real_save = runs.save_checkpoint
+
+    def save(path, *args):
+        saved.append(args[6])  # the epochs done
+        real_save(path, *args)
+
+    def epoch_of_20_seconds(row, model):  # the clock stands still but for 20 s after each epoch
+        clock["now"] += 20.0
+        if row["epoch"] == 4:
+            raise Stop
+
+    ckpt = tmp_path / "checkpoint.safetensors"
+    with monkeypatch.context() as patch:
+        patch.setattr(runs, "save_checkpoint", save)
+        patch.setattr(training.time, "perf_counter", lambda: clock["now"])
+        with pytest.raises(Stop):  # every 35 s: after epoch 3 (40 s in), not 1, 2 or 4 (20 s after the save)
+            fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt,
+                on_epoch=epoch_of_20_seconds, checkpoint_seconds=35)
+    assert saved == [3]
+    resumed = fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt)
+    assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in whole.history]
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    never = tmp_path / "never.safetensors"
+    with pytest.raises(Stop):
+        fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=never,
+            on_epoch=epoch_of_20_seconds, checkpoint_seconds=math.inf)
+    assert not never.exists()  # nothing to resume from: a rerun starts over
+
+    assert checkpoint_interval() == 30.0 and checkpoint_interval(0) == 0.0
+    monkeypatch.setenv("AELAB_CHECKPOINT_SECONDS", "5")
+    assert checkpoint_interval() == 5.0 and checkpoint_interval(7) == 7.0
+    for bad in ("soon", "-1", "nan"):
+        monkeypatch.setenv("AELAB_CHECKPOINT_SECONDS", bad)
+        with pytest.raises(ConfigError, match=f"AELAB_CHECKPOINT_SECONDS is '{bad}'; give the seconds between"):
+            fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt)
+    with pytest.raises(ConfigError, match="checkpoint_seconds is -2; give the seconds"):
+        checkpoint_interval(-2)
 
 
 def test_cuda_graphs_are_refused_on_a_cpu_and_the_variable_is_ignored_there(mnist, monkeypatch):
@@ -338,7 +398,7 @@ def test_cuda_graphs_give_the_numbers_of_the_eager_steps(mnist, tmp_path, precis
     ckpt = tmp_path / "checkpoint.safetensors"  # a resumed graphed run captures the loaded weights
     with pytest.raises(Stop):
         fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt,
-            on_epoch=interrupt, cuda_graphs=True)
+            on_epoch=interrupt, cuda_graphs=True, checkpoint_seconds=0)
     resumed = fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt,
                   cuda_graphs=True)
     assert [h["val_loss"] for h in resumed.history] == pytest.approx([h["val_loss"] for h in graphed.history],

@@ -41,8 +41,8 @@ from tqdm.auto import tqdm
 from .errors import ConfigError
 from .model import DenseAutoencoder, ModelConfig
 from .training import (TrainConfig, TrainingData, TrainResult, _autocast, _show_progress, adam_step, check_inputs,
-                       close_epoch, corrupt_weighted, default_lr, graph_forward, init_model, learning_rate,
-                       patience_exhausted, per_image_loss, prepare, use_cuda_graphs)
+                       checkpoint_interval, close_epoch, corrupt_weighted, default_lr, graph_forward, init_model,
+                       learning_rate, patience_exhausted, per_image_loss, prepare, use_cuda_graphs)
 
 # TrainConfig fields every model of a stack shares (they fix the steps, the schedule and the
 # arithmetic); seed, l1, l2, noise_var and noise_clip may differ from model to model.
@@ -202,7 +202,8 @@ def fit_stacked(model_config: ModelConfig | Sequence[ModelConfig],
                 jobs: Sequence[tuple[torch.Tensor, torch.Tensor, TrainConfig]],
                 progress: bool | None = None,
                 on_epoch: Callable[[int, dict, DenseAutoencoder], None] | None = None,
-                cuda_graphs: bool | None = None, checkpoint_path: str | Path | None = None) -> list[TrainResult]:
+                cuda_graphs: bool | None = None, checkpoint_path: str | Path | None = None,
+                checkpoint_seconds: float | None = None) -> list[TrainResult]:
     """Train one autoencoder of `model_config` per job (x_train, x_val, config), all at once;
     model_config may also be one ModelConfig per job, differing only in the latent size.
 
@@ -212,14 +213,16 @@ def fit_stacked(model_config: ModelConfig | Sequence[ModelConfig],
     one TrainResult per job, in order, as `fit` would (best weights, eval mode); each history's
     train_seconds and seconds, and each result's seconds, are those of the whole stack.
     cuda_graphs: replay each full batch's stacked forward and backward as CUDA graphs, as in `fit`.
-    checkpoint_path: save the whole stack's training state there after every epoch (atomically)
-    and resume from it when it exists, so an interrupted stack ends with the numbers of an
-    uninterrupted one (the same jobs in the same order).
+    checkpoint_path: save the whole stack's training state there (atomically) after an epoch when
+    checkpoint_seconds have passed since the last save (`training.checkpoint_interval`: default
+    30 s, 0 every epoch) and resume from it when it exists, so an interrupted stack ends with the
+    numbers of an uninterrupted one (the same jobs in the same order).
     """
     from .runs import load_stack_checkpoint, save_stack_checkpoint  # runs imports training
 
     configs = [model_config] * len(jobs) if isinstance(model_config, ModelConfig) else list(model_config)
     model_config = check_stack(configs, jobs)  # the stack's architecture: the widest latent
+    every = checkpoint_interval(checkpoint_seconds)
     for mc, (x_train, x_val, _) in zip(configs, jobs):
         check_inputs(mc, x_train, x_val)
     config = jobs[0][2]
@@ -250,6 +253,7 @@ def fit_stacked(model_config: ModelConfig | Sequence[ModelConfig],
     bar = tqdm(total=config.epochs, initial=start_epoch, desc=f"train x{len(members)}", unit="epoch",
                disable=not _show_progress(progress), leave=False, dynamic_ncols=True)
     step = start_epoch * steps_per_epoch
+    saved_at = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
         for m in members:
             if m.active and patience_exhausted(config, epoch, m.best["epoch"]):
@@ -300,8 +304,9 @@ def fit_stacked(model_config: ModelConfig | Sequence[ModelConfig],
                 m.history[-1].update(train_seconds=round(train_seconds, 4), seconds=round(seconds, 4))
                 if on_epoch is not None:
                     on_epoch(k, m.history[-1], m.model)
-        if checkpoint_path is not None:
+        if checkpoint_path is not None and time.perf_counter() - saved_at >= every:
             save_stack_checkpoint(checkpoint_path, stack, optimizer, members, epoch + 1, elapsed)
+            saved_at = time.perf_counter()
         bar.update(1)
     bar.close()
     results = []
