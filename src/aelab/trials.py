@@ -19,7 +19,7 @@ from .evaluation import evaluate, image_metrics, psnr, reconstruct
 from .figures import grid_indices, image_grid
 from .model import ModelConfig
 from .runs import atomic_write_json, read_run, train_run
-from .training import TrainConfig
+from .training import TrainConfig, resolve_device
 
 RESULT = "result.json"
 TRAIN_EVAL_IMAGES = 10_000  # training images scored for the train/test gap
@@ -154,7 +154,9 @@ def _autoencoder(trial: dict, folder: Path, run, data_dir) -> dict:
     """Evaluate a trained autoencoder trial (its `runs.Run`): the result row's numbers."""
     spec, ctx, dataset = trial["spec"], trial["spec"]["context"], trial["dataset"]
     mc, tc = ModelConfig.from_dict(spec["model"]), TrainConfig.from_dict(spec["train"])
-    model, shape = run.model, tuple(run.config["image_shape"])
+    # scored where it trained: a run folder loads on the CPU, where one core took 20 s per model
+    # (forward passes over 90,000 images and SSIM) while the GPU waited for the next stack
+    model, shape = run.model.to(resolve_device(tc.device)), tuple(run.config["image_shape"])
     x_test, y_test = _split(dataset, "test", ctx, data_dir)
     x_val, _ = _split(dataset, "val", ctx, data_dir)
     x_train, _ = _split(dataset, "train", ctx, data_dir)
