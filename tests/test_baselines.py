@@ -9,6 +9,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aelab import baselines as B
 from aelab import evaluation as E
@@ -207,12 +209,45 @@ def test_missing_bm3d_is_skipped_with_a_note(synth, monkeypatch: pytest.MonkeyPa
                                           ("median", (1, 3, 5, 7))])
 def test_selection_picks_the_brute_force_best(method: str, grid, synth) -> None:
     nv, xv = synth["noisy_val"], synth["val"]
-    sel = B.select_param(method, nv, xv, SHAPE, var=VAR, grid=grid, extend=0)
+    sel = B.select_param(method, nv, xv, SHAPE, var=VAR, grid=grid, extend=0, exhaustive=True)
     brute = {p: E.psnr(B.apply_denoiser(method, p, nv, SHAPE, var=VAR), xv) for p in grid}
     best = max(brute, key=brute.get)
     assert sel.best == best and sel.best_psnr == pytest.approx(brute[best])
     assert [p for p, _ in sel.scores] == list(grid)
     assert [s for _, s in sel.scores] == pytest.approx([brute[p] for p in grid])
+
+
+@pytest.mark.parametrize("method", ["gaussian", "tv", "pca"])
+def test_the_peak_search_chooses_what_scoring_the_whole_grid_chooses_from_fewer_values(method: str, synth) -> None:
+    nv, xv = synth["noisy_val"], synth["val"]
+    model = B.fit_pca(synth["train"], 200) if method == "pca" else None
+    whole = B.select_param(method, nv, xv, SHAPE, var=VAR, model=model, exhaustive=True)
+    ps = [p for _, p in whole.scores]
+    peak = ps.index(max(ps))
+    assert all(a < b for a, b in zip(ps[:peak], ps[1:peak + 1])) and all(a > b for a, b in zip(ps[peak:], ps[peak + 1:]))
+    searched = B.select_param(method, nv, xv, SHAPE, var=VAR, model=model)
+    assert (searched.best, searched.best_psnr, searched.at_edge) == (whole.best, whole.best_psnr, whole.at_edge)
+    assert len(searched.scores) <= len(whole.scores) // 2 + 1
+    assert set(searched.scores) <= set(whole.scores)  # the same numbers for the values it scored
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(1, 40), data=st.data())
+def test_peak_search_finds_the_peak_of_any_single_peaked_sequence(n: int, data) -> None:
+    peak = data.draw(st.integers(0, n - 1))
+    steps = data.draw(st.lists(st.floats(1e-6, 1.0), min_size=n, max_size=n))
+    values = [0.0] * n  # rising to the peak, falling after it
+    for i in range(peak - 1, -1, -1):
+        values[i] = values[i + 1] - steps[i]
+    for i in range(peak + 1, n):
+        values[i] = values[i - 1] - steps[i]
+    seen: dict[int, float] = {}
+    B._peak_search(n, lambda i: seen.setdefault(i, values[i]))
+    assert max(seen, key=seen.get) == peak
+    assert len(seen) <= max(3, n) and (n < 12 or len(seen) <= n // 2 + 2)
+    flat: dict[int, float] = {}  # all equal: nothing to go by, so every index is scored
+    B._peak_search(n, lambda i: flat.setdefault(i, 1.0))
+    assert sorted(flat) == list(range(n))
 
 
 def test_selection_extends_a_grid_whose_best_is_at_an_edge(synth) -> None:
