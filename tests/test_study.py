@@ -383,13 +383,27 @@ def test_on_a_gpu_machine_cpu_trials_get_their_own_pool_and_the_same_numbers(dat
     monkeypatch.setattr(executors, "make_executor", recording)
     monkeypatch.setattr(study, "_on_gpu", lambda c: True)  # as on a GPU machine; the trials still train on the CPU
     monkeypatch.setattr(executors, "_cores", lambda: 3)
-    assert executors.cpu_workers(1, True, executors.default_workers(1, True)) == 1  # 3 trainers, 1 beside them
+    assert executors.default_workers(1, True) == 3 and executors.cpu_workers(1, True) == 3  # 3 trainers, 3 beside
     gpu = run_study(config, tmp_path / "gpu", data_dir=data_dir, progress=False, report=False)
     assert made[0].submitted == {"main": 2, "cpu": 3}  # grid + denoiser | PCA + 2 baselines
-    assert executors.cpu_workers(1, False, 2) == 0  # on a CPU machine one pool runs everything
+    assert executors.cpu_workers(1, False) == 0  # on a CPU machine one pool runs everything
     assert _rows(tmp_path / "gpu" / "results.csv") == _rows(tmp_path / "inline" / "results.csv")
     assert _rows(tmp_path / "gpu" / "denoising.csv") == _rows(tmp_path / "inline" / "denoising.csv")
     assert gpu["trials_done"] == inline["trials_done"] == 5
+
+
+def test_cpu_only_trials_beside_gpu_trainers_get_every_core_at_the_lowest_priority(tmp_path, monkeypatch):
+    import aelab.executors as executors
+
+    monkeypatch.setattr(executors, "_cores", lambda: 16)
+    assert executors.cpu_workers(1, True) == 16 and executors.cpu_workers(2, True) == 8
+    pool = executors.LocalPoolExecutor(tmp_path, None, workers=1, threads=1, cpu_workers=1)
+    try:
+        mine = os.nice(0)
+        assert pool._pool.submit(os.nice, 0).result(timeout=60) == mine  # the trainers keep this priority
+        assert pool._cpu_pool.submit(os.nice, 0).result(timeout=60) == min(19, mine + executors.CPU_POOL_NICE)
+    finally:
+        pool.shutdown()
 
 
 def _study_cmd(out: Path, data_dir: Path) -> list[str]:

@@ -56,13 +56,15 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
 
 
-def _init_worker(threads: int, checksums: dict) -> None:
+def _init_worker(threads: int, checksums: dict, nice: int = 0) -> None:
     import torch
     from tqdm import tqdm
 
     from . import data
 
     _ignore_sigint()
+    if nice:
+        os.nice(nice)  # a lower priority (CPU_POOL_NICE): see cpu_workers
     # tqdm's default lock holds a multiprocessing semaphore, which a worker stopped by Ctrl-C or
     # SIGTERM leaves behind ("leaked semaphore objects" at exit); the workers' bars are off, so a
     # thread lock does
@@ -72,13 +74,14 @@ def _init_worker(threads: int, checksums: dict) -> None:
 
 
 CPU_KINDS = ("pca", "baselines")  # trials that never use a GPU
+CPU_POOL_NICE = 19  # the CPU-only pool beside GPU trainers yields every core a trainer wants
 
 
 class LocalPoolExecutor:
     """Runs trials side by side in `workers` local processes (spawned, `threads` CPU threads each).
     With cpu_workers > 0 the CPU-only trials (PCA, classical baselines) run in a second pool of
-    that many processes, so on a GPU machine they use the cores the GPU trainers leave free
-    instead of taking the trainers' places."""
+    that many processes at the lowest priority (CPU_POOL_NICE), so on a GPU machine they use
+    every cycle the GPU trainers leave instead of taking the trainers' places."""
 
     def __init__(self, study_dir: Path, data_dir: Path | None, workers: int, threads: int,
                  cpu_workers: int = 0) -> None:
@@ -89,9 +92,11 @@ class LocalPoolExecutor:
         self.study_dir, self.data_dir = study_dir, data_dir
         self._slots = {"main": workers, "cpu": cpu_workers}
         self._running: dict[str, list[Future]] = {"main": [], "cpu": []}  # per pool, pruned by has_slot
-        pool = dict(mp_context=ctx, initializer=_init_worker, initargs=(threads, copy.deepcopy(data.SHA256)))
-        self._pool = ProcessPoolExecutor(max_workers=workers, **pool)
-        self._cpu_pool = ProcessPoolExecutor(max_workers=cpu_workers, **pool) if cpu_workers > 0 else None
+        pool = dict(mp_context=ctx, initializer=_init_worker)
+        checksums = copy.deepcopy(data.SHA256)
+        self._pool = ProcessPoolExecutor(max_workers=workers, initargs=(threads, checksums), **pool)
+        self._cpu_pool = (ProcessPoolExecutor(max_workers=cpu_workers, initargs=(threads, checksums, CPU_POOL_NICE),
+                                              **pool) if cpu_workers > 0 else None)
         self.submitted = {"main": 0, "cpu": 0}  # trials sent to each pool
 
     def _side(self, job: dict | list[dict]) -> str:
@@ -138,11 +143,14 @@ def default_workers(threads: int, on_gpu: bool) -> int:
     return max(1, cores // threads)
 
 
-def cpu_workers(threads: int, on_gpu: bool, workers: int) -> int:
-    """Processes for the CPU-only trials (PCA, classical baselines) beside `workers` GPU trainers:
-    the cores those leave, at least one (`threads` each); 0 on a CPU machine, where every trial
-    shares one pool."""
-    return max(1, (_cores() - workers) // threads) if on_gpu else 0
+def cpu_workers(threads: int, on_gpu: bool) -> int:
+    """Processes for the CPU-only trials (PCA, classical baselines) beside the GPU trainers:
+    one per `threads` cores, all of them, at the lowest priority (CPU_POOL_NICE): a trainer keeps
+    its core whenever it wants it (~98.5% of it against a nice-19 process), and the cores of
+    trainers that wait (the H200 study started 6 groups on 8 trainers, and fewer later) go to the
+    baselines, which took 1,477 CPU-seconds there: 185 s on the 8 cores the trainers left before.
+    0 on a CPU machine, where every trial shares one pool."""
+    return max(1, _cores() // threads) if on_gpu else 0
 
 
 def _cores() -> int:

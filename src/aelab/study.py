@@ -542,7 +542,7 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
     Finished trials are skipped; an interrupted trial resumes from its checkpoint. Ready trials
     take free workers in `by_priority` order, so those that others wait for go first. executor:
     "local" (this machine: `workers` trials side by side, default from the config; on a GPU the
-    CPU-only trials run in a second pool on the cores left, `executors.cpu_workers`) or "ray"
+    CPU-only trials run in a second pool at the lowest priority, `executors.cpu_workers`) or "ray"
     (executor_options: address, cpus_per_trial, gpus_per_trial, max_retries). Writes
     study.yaml, results.csv/json, denoising.csv/json and, with report=True, the report.
     Ctrl-C stops the workers and re-raises KeyboardInterrupt; rerun to resume. A dataset that
@@ -563,7 +563,7 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
     on_gpu = _on_gpu(config)
     if workers is None:
         workers = default_workers(config.threads, on_gpu) if config.workers == "auto" else config.workers
-    side = cpu_workers(config.threads, on_gpu, workers) if executor == "local" else 0
+    side = cpu_workers(config.threads, on_gpu) if executor == "local" else 0
     done = _scan_finished(config, out)
     total = count_trials(config)
     if len(done) < total and (executor == "local" or not executor_options.get("address")):
