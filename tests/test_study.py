@@ -383,6 +383,7 @@ def test_on_a_gpu_machine_cpu_trials_get_their_own_pool_and_the_same_numbers(dat
     monkeypatch.setattr(executors, "make_executor", recording)
     monkeypatch.setattr(study, "_on_gpu", lambda c: True)  # as on a GPU machine; the trials still train on the CPU
     monkeypatch.setattr(executors, "_cores", lambda: 3)
+    monkeypatch.setattr(executors, "_memory_gib", lambda: 64)
     assert executors.default_workers(1, True) == 3 and executors.cpu_workers(1, True) == 3  # 3 trainers, 3 beside
     gpu = run_study(config, tmp_path / "gpu", data_dir=data_dir, progress=False, report=False)
     assert made[0].submitted == {"main": 2, "cpu": 3}  # grid + denoiser | PCA + 2 baselines
@@ -396,7 +397,10 @@ def test_cpu_only_trials_beside_gpu_trainers_get_every_core_at_the_lowest_priori
     import aelab.executors as executors
 
     monkeypatch.setattr(executors, "_cores", lambda: 16)
+    monkeypatch.setattr(executors, "_memory_gib", lambda: 128)
     assert executors.cpu_workers(1, True) == 16 and executors.cpu_workers(2, True) == 8
+    monkeypatch.setattr(executors, "_memory_gib", lambda: 15)  # a laptop: one per 2 GiB
+    assert executors.cpu_workers(1, True) == 7
     pool = executors.LocalPoolExecutor(tmp_path, None, workers=1, threads=1, cpu_workers=1)
     try:
         mine = os.nice(0)

@@ -149,8 +149,17 @@ def cpu_workers(threads: int, on_gpu: bool) -> int:
     its core whenever it wants it (~98.5% of it against a nice-19 process), and the cores of
     trainers that wait (the H200 study started 6 groups on 8 trainers, and fewer later) go to the
     baselines, which took 1,477 CPU-seconds there: 185 s on the 8 cores the trainers left before.
-    0 on a CPU machine, where every trial shares one pool."""
-    return max(1, _cores() // threads) if on_gpu else 0
+    At most one per 2 GiB of memory (a baseline worker peaked at ~1 GB here). 0 on a CPU
+    machine, where every trial shares one pool."""
+    return max(1, min(_cores() // threads, _memory_gib() // 2)) if on_gpu else 0
+
+
+def _memory_gib() -> int:
+    """This machine's memory in GiB (a large number where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**30
+    except (ValueError, OSError, AttributeError):
+        return 1 << 20
 
 
 def _cores() -> int:
