@@ -4,8 +4,8 @@
 #   1. benchmarks/train_speed.py on CUDA (CUDA graphs, the default there), float32 and bf16
 #   2. the default study on the GPU as `aelab study` runs it (CUDA graphs, stacks of 8), with
 #      STUDY_WORKERS trainer processes (default: the study's own), stopped after STUDY_LIMIT
-#      seconds (default 270), nvidia-smi sampled every second: trials done per phase, when the
-#      last autoencoder trial finished, GPU utilization
+#      seconds (default 270), nvidia-smi and /proc/loadavg sampled every second: trials done per
+#      phase, when the last autoencoder trial finished, GPU utilization, CPU load
 #   3. train_speed.py on CUDA without CUDA graphs (float32), for the graphs' speed-up
 #   4. the CUDA-only tests (CUDA graphs give the eager steps' numbers, resumed too; noise on CUDA;
 #      a model scored on CUDA gets the CPU's numbers)
@@ -44,11 +44,13 @@ echo "== 2. the default study on the GPU, workers ${STUDY_WORKERS:-auto} (at mos
 (while true; do nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader; sleep 1; done) \
     > "$OUT/gpu_util.csv" &
 SAMPLER=$!
+(while true; do echo "$(date +%s) $(cut -d' ' -f1-4 /proc/loadavg)"; sleep 1; done) > "$OUT/loadavg.txt" &
+LOADS=$!  # how busy the CPU cores were (the baselines run beside the trainers at nice 19)
 START=$(date +%s)
 timeout "${STUDY_LIMIT:-270}" python3 -m aelab.cli study --preset default ${STUDY_WORKERS:+--workers $STUDY_WORKERS} \
     --out /tmp/lab --quiet 2>&1 | tail -5
 echo "study wall: $(( $(date +%s) - START )) s" | tee "$OUT/study.txt"
-kill $SAMPLER
+kill $SAMPLER $LOADS
 START=$START python3 - <<'PY' 2>&1 | tee -a "$OUT/study.txt"
 import collections, glob, json, os
 from aelab.study import plan, preset
@@ -77,6 +79,8 @@ with open(os.environ.get("OUT", "/tmp") + "/study_trials.txt", "w") as fh:
 PY
 awk -F', ' '{gsub(/ %/, "", $2); s += $2; n++} END {if (n) printf "GPU utilization: mean %.0f%% over %d s\n", s / n, n}' \
     "$OUT/gpu_util.csv" | tee -a "$OUT/study.txt"
+awk '{s += $2; n++; if ($2 > m) m = $2} END {if (n) printf "CPU load (1-min average): mean %.1f, max %.1f over %d s\n", s / n, m, n}' \
+    "$OUT/loadavg.txt" | tee -a "$OUT/study.txt"
 }
 
 step3() {
