@@ -5,7 +5,7 @@ one task running `trials.run_stack`); `submit` returns a `concurrent.futures.Fut
 result row, as the local executors do. Everything a trial writes goes to the study folder, so
 that folder must be storage the driver and every Ray node share (the same absolute path
 everywhere). Ray retries a trial whose worker died (killed, out of memory, node lost) and one that
-raised; a retried trial resumes from its per-epoch checkpoint, and a finished trial is never run
+raised; a retried trial resumes from its last checkpoint, and a finished trial is never run
 again. See docs/ray.md.
 """
 from __future__ import annotations
