@@ -125,7 +125,10 @@ def code_sparsity(code: torch.Tensor, threshold: float = ZERO_THRESHOLD) -> dict
 def per_class_psnr(x_hat: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
                    class_names: list[str] | None = None) -> dict[str, float]:
     """Mean per-image PSNR (dB) per label value; keys are class names when given, else labels."""
-    values = psnr_from_mse(mse_per_image(x_hat, x))
+    return _mean_by_label(psnr_from_mse(mse_per_image(x_hat, x)), y, class_names)
+
+
+def _mean_by_label(values: torch.Tensor, y: torch.Tensor, class_names: list[str] | None) -> dict[str, float]:
     y = y.to(values.device)
     out = {}
     for label in torch.unique(y).tolist():
@@ -137,11 +140,14 @@ def per_class_psnr(x_hat: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
 def image_metrics(x_hat: torch.Tensor, x: torch.Tensor, image_shape: tuple[int, int] | None = None,
                   y: torch.Tensor | None = None, class_names: list[str] | None = None) -> dict:
     """The protocol's quality metrics of outputs x_hat against clean x (both (N, D) in [0, 1]):
-    psnr and psnr_dataset (dB), mse, ssim (when image_shape is given), per-class psnr (with y)."""
+    psnr and psnr_dataset (dB), mse, ssim (when image_shape is given), per-class psnr (with y);
+    computed on x_hat's device."""
+    x = x.to(x_hat.device)  # once, for every metric below
     mse = mse_per_image(x_hat, x)
+    psnrs = psnr_from_mse(mse)
     m = float(mse.mean())
     out = {
-        "psnr": float(psnr_from_mse(mse).mean()),
+        "psnr": float(psnrs.mean()),
         "psnr_dataset": PERFECT_PSNR_DB if m == 0 else 10 * math.log10(1.0 / m),
         "mse": m,
         "n_images": len(x),
@@ -149,7 +155,7 @@ def image_metrics(x_hat: torch.Tensor, x: torch.Tensor, image_shape: tuple[int, 
     if image_shape is not None:
         out["ssim"] = ssim(x_hat, x, image_shape)
     if y is not None:
-        out["per_class_psnr"] = per_class_psnr(x_hat, x, y, class_names)
+        out["per_class_psnr"] = _mean_by_label(psnrs, y, class_names)
     return out
 
 

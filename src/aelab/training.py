@@ -391,17 +391,15 @@ def checkpoint_interval(seconds: float | None = None) -> float:
     written with fsync: 0.2 s on this machine for that stack, as long as its whole epoch on a GPU.
     An interrupted training resumes from its last checkpoint, so it redoes at most this many
     seconds of work, and ends with the same numbers."""
-    where = "checkpoint_seconds"
+    where, given = "checkpoint_seconds", seconds
     if seconds is None:
-        raw = os.environ.get(CHECKPOINT_ENV, "").strip()
-        where = CHECKPOINT_ENV
+        where, given = CHECKPOINT_ENV, os.environ.get(CHECKPOINT_ENV, "").strip()
         try:
-            seconds = float(raw) if raw else CHECKPOINT_SECONDS
+            seconds = float(given) if given else CHECKPOINT_SECONDS
         except ValueError:
             seconds = math.nan
     if not isinstance(seconds, (int, float)) or math.isnan(seconds) or seconds < 0:
-        value = os.environ.get(CHECKPOINT_ENV) if where == CHECKPOINT_ENV else seconds
-        raise ConfigError(f"{where} is {value!r}; give the seconds between checkpoints, a number >= 0 "
+        raise ConfigError(f"{where} is {given!r}; give the seconds between checkpoints, a number >= 0 "
                           f"(e.g. 30; 0: after every epoch)")
     return float(seconds)
 
