@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from aelab import ConfigError
 from generated import python_with_checksums
@@ -351,6 +352,29 @@ def test_the_quick_study_writes_every_trial_and_its_results(quick_study):
                          and x["noise_var"] == r["noise_var"])
             assert r["psnr"] > noisy["psnr"] + 3
     assert (quick_study / "report.html").is_file()
+
+
+def test_every_trial_of_the_quick_study_says_when_and_where_it_ran(quick_study):
+    from aelab.executors import default_workers
+
+    start = json.loads((quick_study / "summary.json").read_text())["started_at"]
+    results = [json.loads(p.read_text()) for p in quick_study.glob("trials/*/result.json")]
+    assert len(results) == count_trials(preset("quick"))
+    for r in results:
+        assert start <= r["started_at"] <= r["finished_at"] <= time.time(), r["id"]
+        assert (r["trained_at"] is not None) == (r["kind"] == "ae")
+        if r["kind"] == "ae":
+            assert r["started_at"] < r["trained_at"] <= r["finished_at"]
+            assert r["trained_at"] - r["started_at"] >= r["seconds"] - 0.01  # the epochs happened in between
+    # one trial at a time per worker, and every worker of the pool had trials
+    by_worker: dict[str, list] = {}
+    for r in results:
+        by_worker.setdefault(r["worker"], []).append((r["started_at"], r["finished_at"]))
+    if not torch.cuda.is_available():  # (on a GPU the CPU-only trials have a pool of their own)
+        assert len(by_worker) == default_workers(preset("quick").threads, on_gpu=False)
+    for spans in by_worker.values():
+        spans.sort()
+        assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))
 
 
 def test_rerunning_a_finished_study_trains_nothing(quick_study, data_dir):

@@ -16,6 +16,7 @@ row per dataset x noise variance x method), and the report.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -577,6 +578,9 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
     trial_bars: dict[str, Any] = {}
     running: dict[Future, list[Trial]] = {}
     t0 = time.perf_counter()
+    # results.csv, denoising.csv and summary.json from the trials in `done` so far; the summary
+    # holds this run's start as a Unix time (the origin of the report's timeline)
+    write = functools.partial(collect, config, out, done, earlier_seconds=earlier, started_at=time.time())
     changed = False  # results came in since results.csv was last written
     try:
         while True:
@@ -587,14 +591,14 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
                     if not pool.has_slot(job):
                         continue  # it waits for a worker: a trial released meanwhile may go first
                     if changed and not running:  # no other trial runs (inline: this one runs now)
-                        collect(config, out, done, earlier_seconds=earlier)  # so no one waits: write first
+                        write()  # so no one waits: results first
                         changed = False
                     future = pool.submit(job)
                     running[future] = group
                     if future.done():  # it ran as it was submitted (inline): plan again before the next
                         break
             if changed:  # while other trials run: after the free workers got their next ones
-                collect(config, out, done, earlier_seconds=earlier)  # results.csv stays current
+                write()  # results.csv stays current
                 changed = False
             if not running:
                 break
@@ -629,11 +633,11 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
     finally:  # also on Ctrl-C: stop the workers; finished trials are on disk
         pool.shutdown()
         if changed:
-            collect(config, out, done, earlier_seconds=earlier)
+            write()
         bar.close()
         for b in trial_bars.values():
             b.close()
-    summary = collect(config, out, done, wall_seconds=time.perf_counter() - t0, earlier_seconds=earlier)
+    summary = write(wall_seconds=time.perf_counter() - t0)
     if report:
         from .report import write_report
 
@@ -740,10 +744,11 @@ def _read_summary(out: Path) -> dict:
 
 
 def collect(c: StudyConfig, out: str | Path, done: dict[str, dict] | None = None,
-            wall_seconds: float | None = None, earlier_seconds: float = 0.0) -> dict:
+            wall_seconds: float | None = None, earlier_seconds: float = 0.0, started_at: float | None = None) -> dict:
     """Write results.csv/json (a row per trial), denoising.csv/json and summary.json from the
     finished trials of study `c` in `out`; returns the summary dict (rows, denoising, choices).
-    wall_seconds: this run's wall time once it ended; earlier_seconds: the earlier runs' total."""
+    wall_seconds: this run's wall time once it ended; earlier_seconds: the earlier runs' total;
+    started_at: this run's start (Unix time, s; the origin of the report's timeline)."""
     out = Path(out)
     done = _scan_finished(c, out) if done is None else done
     from .trials import finished_result
@@ -771,6 +776,8 @@ def collect(c: StudyConfig, out: str | Path, done: dict[str, dict] | None = None
         choices[dataset] = pick
     summary = {"study": c.to_dict(), "trials_total": count_trials(c), "trials_done": len(ordered),
                "failed": failed, "choices": choices, "rows": rows, "denoising": denoising}
+    if started_at is not None:
+        summary["started_at"] = round(started_at, 3)
     if wall_seconds is not None:  # this run's wall time, and the total over the runs that ended
         summary["wall_seconds"] = round(wall_seconds, 1)
         summary["wall_seconds_total"] = round(earlier_seconds + wall_seconds, 1)

@@ -7,6 +7,8 @@ main process, a local worker process, or a Ray worker.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -61,13 +63,15 @@ def run_trial(trial: dict, study_dir: str | Path, data_dir: str | Path | None = 
     folder = trial_dir(study_dir, trial["id"])
     folder.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(trial["spec"]["context"]["threads"])
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
+    trained = None
     if trial["kind"] == "ae":
         spec, ctx = trial["spec"], trial["spec"]["context"]
         tc = TrainConfig.from_dict(spec["train"])
         run = train_run(trial["dataset"], ModelConfig.from_dict(spec["model"]), tc, folder / "run", data_dir,
                         progress=progress, evaluate_on=None, subset=ctx["subset"],
                         on_epoch=_progress(events, trial["id"], tc.epochs))
+        trained = time.time()
         row = _autoencoder(trial, folder, run, data_dir)
     elif trial["kind"] == "pca":
         row = _pca(trial, data_dir)
@@ -75,7 +79,7 @@ def run_trial(trial: dict, study_dir: str | Path, data_dir: str | Path | None = 
         row = _baselines(trial, data_dir)
     else:
         raise ValueError(f"unknown trial kind {trial['kind']!r}")
-    return _finish(trial, folder, row, time.perf_counter() - t0)
+    return _finish(trial, folder, row, time.perf_counter() - t0, started, trained)
 
 
 def run_stack(trials: list[dict], study_dir: str | Path, data_dir: str | Path | None = None, events=None,
@@ -95,7 +99,7 @@ def run_stack(trials: list[dict], study_dir: str | Path, data_dir: str | Path | 
     if all(d is not None and d.get("status") == "ok" for d in done):
         return done
     torch.set_num_threads(trials[0]["spec"]["context"]["threads"])
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     folders = [trial_dir(study_dir, t["id"]) for t in trials]
     models = [ModelConfig.from_dict(t["spec"]["model"]) for t in trials]  # they may differ in latent size
     configs = [TrainConfig.from_dict(t["spec"]["train"]) for t in trials]
@@ -117,7 +121,7 @@ def run_stack(trials: list[dict], study_dir: str | Path, data_dir: str | Path | 
                 finish_run(folders[i] / "run", run_configs[i], result)
                 runs[i] = read_run(folders[i] / "run")
             checkpoint.unlink(missing_ok=True)
-    share = (time.perf_counter() - t0) / len(trials)  # the stack's time, shared by its models
+    share, trained = (time.perf_counter() - t0) / len(trials), time.time()  # the stack's time, shared by its models
     rows = []
     for trial, folder, run, previous in zip(trials, folders, runs, done):
         if previous is not None and previous.get("status") == "ok":
@@ -125,7 +129,7 @@ def run_stack(trials: list[dict], study_dir: str | Path, data_dir: str | Path | 
             continue
         t1 = time.perf_counter()
         rows.append(_finish(trial, folder, {**_autoencoder(trial, folder, run, data_dir), "stacked": len(trials)},
-                            share + time.perf_counter() - t1))
+                            share + time.perf_counter() - t1, started, trained))
     return rows
 
 
@@ -136,10 +140,18 @@ def _progress(events, trial_id: str, epochs: int):
     return on_epoch
 
 
-def _finish(trial: dict, folder: Path, row: dict, seconds: float) -> dict:
-    """Complete a trial's result row and write it to <folder>/result.json (atomically)."""
+def _finish(trial: dict, folder: Path, row: dict, seconds: float, started: float,
+            trained: float | None = None) -> dict:
+    """Complete a trial's result row and write it to <folder>/result.json (atomically).
+
+    seconds: the trial's own wall time (a stacked trial: its share of the stack's training plus
+    its evaluation). The timeline of where it ran, as Unix times in seconds: started_at (the trial,
+    or its stack, began in this worker), trained_at (an autoencoder's training ended; its stack's
+    for a stacked one), finished_at (now), and the worker ("host:pid")."""
     row.update({"id": trial["id"], "kind": trial["kind"], "phase": trial["phase"], "dataset": trial["dataset"],
-                "status": "ok", "wall_seconds": round(seconds, 3), "trial": trial})
+                "status": "ok", "wall_seconds": round(seconds, 3), "started_at": round(started, 3),
+                "trained_at": None if trained is None else round(trained, 3), "finished_at": round(time.time(), 3),
+                "worker": f"{socket.gethostname()}:{os.getpid()}", "trial": trial})
     atomic_write_json(folder / RESULT, row)
     return row
 
