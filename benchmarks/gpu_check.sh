@@ -59,7 +59,9 @@ total = collections.Counter(t.phase for t in plan(preset("default"), {}))
 rows = []
 for f in glob.glob("/tmp/lab/trials/*/result.json"):
     r = json.load(open(f))
-    r["finished_at"] = os.path.getmtime(f) - start
+    if "started_at" not in r:  # a failed trial: no timeline
+        r["started_at"] = r["finished_at"] = os.path.getmtime(f)
+    r["started_at"], r["finished_at"] = r["started_at"] - start, r["finished_at"] - start
     rows.append(r)
 done = collections.Counter(r["phase"] for r in rows)
 print("trials done per phase (of those planned at the start; later phases are planned as earlier ones end):")
@@ -71,11 +73,22 @@ for phase in sorted(set(total) | set(done)):
 ae = [r for r in rows if r.get("kind") == "ae"]
 if ae:
     print(f"autoencoder trials: {len(ae)}, last finished at {max(r['finished_at'] for r in ae):.0f} s")
+from aelab.findings import load_study
+from aelab.report import timeline
+_, st = timeline(load_study("/tmp/lab"))  # seconds since the study's own start (the driver's, after imports)
+if st:
+    print(f"timeline: {st['trials']} trials on {st['workers']} workers; first trial at {st['first_start']:.1f} s, "
+          f"last autoencoder done at {st['last_ae_end'] or 0:.1f} s; busy {st['busy']:.0%} of worker time "
+          f"(training {st['training']:.0%}, scoring {st['evaluation']:.0%}, CPU trials {st['other']:.0%}); "
+          f"median setup before an autoencoder's first epoch {st['setup_median'] or 0:.1f} s")
 with open(os.environ.get("OUT", "/tmp") + "/study_trials.txt", "w") as fh:
     for r in sorted(rows, key=lambda r: r["finished_at"]):
-        extra = (f" epochs {r.get('epochs_run')} train s {r.get('seconds')} stacked {r.get('stacked', 1)} "
-                 f"psnr {r.get('psnr', 0):.2f} precision {r.get('precision')}" if r.get("kind") == "ae" else "")
-        fh.write(f"{r['finished_at']:.0f} s {r['id']} {r.get('status')} wall {r.get('wall_seconds')}{extra}\n")
+        trained = r.get("trained_at")
+        extra = (f" trained at {trained - start:.1f} s epochs {r.get('epochs_run')} train s {r.get('seconds')} "
+                 f"stacked {r.get('stacked', 1)} psnr {r.get('psnr', 0):.2f} precision {r.get('precision')}"
+                 if r.get("kind") == "ae" and trained is not None else "")
+        fh.write(f"{r['started_at']:.1f}-{r['finished_at']:.1f} s {r['id']} {r.get('status')} {r.get('worker')} "
+                 f"wall {r.get('wall_seconds')}{extra}\n")
 PY
 awk -F', ' '{gsub(/ %/, "", $2); s += $2; n++} END {if (n) printf "GPU utilization: mean %.0f%% over %d s\n", s / n, n}' \
     "$OUT/gpu_util.csv" | tee -a "$OUT/study.txt"

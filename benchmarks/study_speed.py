@@ -25,6 +25,8 @@ import shutil
 import time
 from pathlib import Path
 
+from aelab.findings import load_study
+from aelab.report import timeline
 from aelab.study import StudyConfig, preset, run_study
 
 
@@ -46,13 +48,21 @@ def scaled(name: str, epochs_scale: float, baseline_subset: int | None) -> Study
 
 
 def timed(config: StudyConfig, out: Path, workers: int, threads: int) -> float:
-    """Wall seconds of a fresh run of the study `config` with the given workers and threads."""
+    """Wall seconds of a fresh run of the study `config` with the given workers and threads;
+    prints what kept the workers busy (`report.timeline`)."""
     shutil.rmtree(out, ignore_errors=True)
     config = copy.deepcopy(config)
     config.threads = threads
     t0 = time.perf_counter()
     run_study(config, out, workers=workers, progress=False, report=False)
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    _, st = timeline(load_study(out))
+    if st:
+        print(f"  {st['trials']} trials on {st['workers']} worker(s), last result at {st['span']:.1f} s: busy "
+              f"{st['busy']:.0%} (training {st['training']:.0%}, scoring {st['evaluation']:.0%}, PCA and baselines "
+              f"{st['other']:.0%}); first trial at {st['first_start']:.1f} s, last autoencoder done at "
+              f"{st['last_ae_end'] or 0:.1f} s", flush=True)
+    return seconds
 
 
 def main() -> None:

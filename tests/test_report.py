@@ -23,7 +23,7 @@ from aelab import findings, report
 from aelab.figures import image_grid
 
 SECTIONS = ["Findings", "Compression", "Regularization", "Image grids", "Training curves", "Per-class PSNR",
-            "Time per trial"]
+            "Time per trial", "How the trials were scheduled"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -317,6 +317,55 @@ def test_synthetic_report_findings_and_tables(tmp_path):
     assert "l2 = 0.0001: train−test gap 0.30 → 0.05 dB (narrower: less overfitting)" in md
     assert "supports the claim" in md and "does not support the claim" in md
     assert "Failed trials" not in md and "Partial results" not in md
+
+
+def test_the_schedule_shows_what_each_worker_did_in_the_latest_run(tmp_path):
+    """Timestamps chosen so every figure is known: worker A trains a stack of two grid models from
+    2 to 12 s and scores them until 13 and 14 s; worker B fits PCA from 1 to 3 s and runs one
+    baseline trial from 3 to 9 s; a trial of an earlier run of the study is left out."""
+    study = make_study(tmp_path / "s", denoising=False)
+    t0 = 1_700_000_000.0
+    summary = json.loads((study / "summary.json").read_text())
+    (study / "summary.json").write_text(json.dumps({**summary, "started_at": t0}))
+    rows = json.loads((study / "results.json").read_text())
+    stack = [r for r in rows if r["phase"] == "grid"][:2]
+    pca = [r for r in rows if r["kind"] == "pca"][:2]
+    for r, end in zip(stack, (13.0, 14.0)):
+        r.update(worker="host:1", started_at=t0 + 2, trained_at=t0 + 12, finished_at=t0 + end, seconds=9.0)
+    pca[0].update(worker="host:2", started_at=t0 + 1, finished_at=t0 + 3)
+    pca[1].update(worker="host:2", started_at=t0 - 50, finished_at=t0 - 40)  # the earlier run
+    (study / "results.json").write_text(json.dumps(rows))
+    baseline = {"id": "mnist-baselines-noise0.04-tv-0000abcd", "kind": "baselines", "phase": "baselines",
+                "dataset": "mnist", "noise_var": 0.04, "rows": [], "status": "ok", "wall_seconds": 6.0,
+                "worker": "host:2", "started_at": t0 + 3, "finished_at": t0 + 9}
+    (study / "trials" / baseline["id"]).mkdir(parents=True)
+    (study / "trials" / baseline["id"] / "result.json").write_text(json.dumps({**baseline, "trial": {}}))
+
+    jobs, stats = report.timeline(findings.load_study(study))
+    assert [(j["worker"], j["start"], j["trained"], j["end"], j["trials"]) for j in jobs] == [
+        ("host:2", 1.0, None, 3.0, 1), ("host:1", 2.0, 12.0, 14.0, 2), ("host:2", 3.0, None, 9.0, 1)]
+    assert stats["trials"] == 4 and stats["workers"] == 2 and stats["span"] == 14.0
+    capacity = 2 * 14.0
+    assert stats["training"] == pytest.approx(10 / capacity) and stats["evaluation"] == pytest.approx(2 / capacity)
+    assert stats["other"] == pytest.approx(8 / capacity) and stats["busy"] == pytest.approx(20 / capacity)
+    assert stats["first_start"] == 1.0 and stats["last_ae_end"] == 14.0
+    assert stats["setup_median"] == pytest.approx(1.0)  # 10 s from start to trained, 9 s of it epochs
+    _, md_path = report.write_report(study)
+    md = md_path.read_text()
+    _no_broken_section(md)
+    schedule = md.split("## How the trials were scheduled", 1)[1].split("\n## ", 1)[0]
+    assert "4 trials (1 stack of trials trained together) on 2 workers, 14 s" in schedule
+    assert "busy 71% of that time: training autoencoders 36%, scoring them 7%, PCA and the classical baselines 29%" \
+        in schedule
+    assert "first trial started after 1.0 s" in schedule and "last autoencoder was done at 14.0 s" in schedule
+    assert "(report_files/timeline.png)" in schedule and (study / "report_files" / "timeline.png").is_file()
+
+
+def test_a_study_without_timestamps_says_it_has_no_timeline(tmp_path):
+    study = make_study(tmp_path / "s", denoising=False)
+    assert report.timeline(findings.load_study(study)) == ([], {})
+    _, md_path = report.write_report(study)
+    assert "No trial of the latest run has a timeline" in md_path.read_text()
 
 
 def test_two_datasets_and_markdown_images(tmp_path):

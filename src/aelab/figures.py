@@ -179,6 +179,38 @@ def plot_seconds(labels: list[str], seconds: list[float], path: str | Path, grou
     return save_figure(fig, path)
 
 
+def plot_timeline(jobs: list[dict], path: str | Path, title: str = "") -> Path:
+    """Which worker ran what when: one lane per worker, a bar per job from its start to its end
+    (seconds since the study's run started), coloured by phase; an autoencoder's evaluation (from
+    its training's end, "trained") is drawn paler than its training.
+
+    jobs: dicts with "worker", "start", "end", "phase" and optionally "trained" (seconds), as
+    `report.timeline` returns them. Returns the PNG path."""
+    lanes = list(dict.fromkeys(j["worker"] for j in sorted(jobs, key=lambda j: j["start"])))
+    fig, ax = plt.subplots(figsize=(7.2, min(12.0, 1.4 + 0.28 * len(lanes))))
+    phases = list(dict.fromkeys(j["phase"] for j in jobs))
+    colours = {p: plt.cm.tab10(i % 10) for i, p in enumerate(phases)}
+    for j in jobs:
+        y, colour = lanes.index(j["worker"]), colours[j["phase"]]
+        trained = j.get("trained")
+        if trained is None:
+            ax.barh(y, j["end"] - j["start"], left=j["start"], color=colour, edgecolor="white", linewidth=0.3)
+            continue
+        ax.barh(y, trained - j["start"], left=j["start"], color=colour, edgecolor="white", linewidth=0.3)
+        ax.barh(y, j["end"] - trained, left=trained, color=colour, alpha=0.4, edgecolor="white", linewidth=0.3)
+    for p in phases:
+        ax.barh([np.nan], [0], color=colours[p], label=p)
+    ax.set_yticks(range(len(lanes)))
+    ax.set_yticklabels([f"worker {i + 1}" for i in range(len(lanes))], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(left=0)  # the gap before the first bar is the workers' start-up
+    _style(ax, title, "seconds since the run started", "")
+    ax.grid(True, axis="y", alpha=0.0)
+    if phases:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return save_figure(fig, path)
+
+
 def plot_denoising(series: dict[str, tuple[list[float], list[float]]], path: str | Path,
                    bold: set[str] | None = None, title: str = "",
                    ylabel: str = "psnr (dB, mean per-image)") -> Path:

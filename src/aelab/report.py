@@ -340,6 +340,82 @@ def time_section(study: Study) -> list:
     return blocks
 
 
+def timeline(study: Study) -> tuple[list[dict], dict]:
+    """What the workers did in the study's latest run, from its trials' timestamps.
+
+    Returns (jobs, stats). A job is what one worker ran at once (a trial, or a stack of trials
+    trained together): {"worker", "phase", "kind", "trials", "start", "trained", "end"}, in
+    seconds since the run started (summary.json's started_at; else the first trial's start).
+    "trained" is when an autoencoder job's training ended (None for other kinds); "setup" its
+    seconds before the first epoch (data, model, CUDA graphs). stats (empty when no trial of the
+    run has timestamps): jobs, trials, workers, span (s, from the run's start to its last result),
+    first_start and last_ae_end (s), busy, training, evaluation and other (fractions of workers x
+    span: all work; autoencoders training; autoencoders being scored; PCA and the classical
+    baselines), setup_median (s)."""
+    origin = study.summary.get("started_at")
+    rows = [r for r in study.rows + study.baselines if is_number(r.get("started_at")) and is_number(r.get("finished_at"))]
+    if is_number(origin):
+        rows = [r for r in rows if r["started_at"] >= origin - 1e-3]  # earlier runs of a resumed study: not this one
+    elif rows:
+        origin = min(r["started_at"] for r in rows)
+    jobs: dict[tuple, dict] = {}
+    for r in sorted(rows, key=lambda r: r["finished_at"]):
+        job = jobs.setdefault((r.get("worker"), r["started_at"]), {
+            "worker": str(r.get("worker")), "phase": str(r.get("phase")), "kind": r.get("kind"), "trials": 0,
+            "start": r["started_at"] - origin, "trained": None, "setup": None, "end": 0.0})
+        job["trials"] += 1
+        job["end"] = max(job["end"], r["finished_at"] - origin)
+        if is_number(r.get("trained_at")):
+            job["trained"] = r["trained_at"] - origin
+            if is_number(r.get("seconds")):  # a resumed training's seconds include earlier runs: no setup then
+                job["setup"] = max(0.0, job["trained"] - job["start"] - r["seconds"])
+    jobs_list = sorted(jobs.values(), key=lambda j: (j["start"], j["worker"]))
+    if not jobs_list:
+        return [], {}
+    span = max(j["end"] for j in jobs_list)
+    workers = len({j["worker"] for j in jobs_list})
+    capacity = max(span * workers, 1e-9)
+    training = sum(j["trained"] - j["start"] for j in jobs_list if j["trained"] is not None)
+    evaluation = sum(j["end"] - j["trained"] for j in jobs_list if j["trained"] is not None)
+    other = sum(j["end"] - j["start"] for j in jobs_list if j["trained"] is None)
+    ae_ends = [j["end"] for j in jobs_list if j["kind"] == "ae"]
+    setups = [j["setup"] for j in jobs_list if j["setup"] is not None]
+    stats = {"jobs": len(jobs_list), "trials": len(rows), "workers": workers, "span": span,
+             "first_start": min(j["start"] for j in jobs_list), "last_ae_end": max(ae_ends) if ae_ends else None,
+             "busy": (training + evaluation + other) / capacity, "training": training / capacity,
+             "evaluation": evaluation / capacity, "other": other / capacity,
+             "setup_median": float(np.median(setups)) if setups else None}
+    return jobs_list, stats
+
+
+def schedule_section(study: Study) -> list:
+    """How the latest run's trials were scheduled: what kept the workers busy, and a timeline."""
+    jobs, st = timeline(study)
+    blocks: list = [Heading(2, "How the trials were scheduled", "schedule")]
+    if not jobs:
+        return blocks + [Para("No trial of the latest run has a timeline (trials written before aelab recorded one, "
+                              "or none ran in it).")]
+    stacks = sum(j["trials"] > 1 for j in jobs)
+    text = (f"The study's latest run: {st['trials']} trials"
+            + (f" ({stacks} stack{'s' if stacks != 1 else ''} of trials trained together)" if stacks else "")
+            + f" on {st['workers']} worker{'s' if st['workers'] != 1 else ''}, {fmt_duration(st['span'])} from the "
+            f"run's start to its last result. The workers were busy {100 * st['busy']:.0f}% of that time: "
+            f"training autoencoders {100 * st['training']:.0f}%, scoring them {100 * st['evaluation']:.0f}%, "
+            f"PCA and the classical baselines {100 * st['other']:.0f}%. The first trial started after "
+            f"{st['first_start']:.1f} s (the workers starting)")
+    if st["last_ae_end"] is not None:
+        text += f"; the last autoencoder was done at {st['last_ae_end']:.1f} s"
+    if st["setup_median"] is not None:
+        text += (f"; an autoencoder's training spent a median {st['setup_median']:.1f} s before its first epoch "
+                 "(data and model, and on a GPU the CUDA graphs)")
+    blocks.append(Para(text + "."))
+    name = "timeline.png"
+    figures.plot_timeline(jobs, study.files / name, title="trials per worker over the run")
+    blocks.append(Figure(name, "Each worker's trials over the latest run, coloured by phase; the paler end of an "
+                               "autoencoder's bar is its evaluation (test metrics, denoising levels, grids)."))
+    return blocks
+
+
 def _level_header(var: float) -> str:
     return f"σ²={var:g} (σ={math.sqrt(var):.2f})"
 
@@ -532,7 +608,7 @@ def failed_section(study: Study) -> list:
 
 
 SECTIONS = (findings_section, compression_section, regularization_section, grids_section, curves_section,
-            per_class_section, time_section, denoising_section, failed_section)
+            per_class_section, time_section, schedule_section, denoising_section, failed_section)
 
 
 def build_blocks(study: Study) -> list:
