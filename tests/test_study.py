@@ -384,6 +384,8 @@ def test_rerunning_a_finished_study_trains_nothing(quick_study, data_dir):
     assert {p: p.stat().st_mtime_ns for p in quick_study.glob("trials/*/result.json")} == before
     # the wall time adds up over runs (the summaries written during a run keep the earlier total)
     assert summary["wall_seconds_total"] == pytest.approx(first["wall_seconds_total"] + summary["wall_seconds"], abs=0.11)
+    # the report's timeline keeps showing the run that trained them
+    assert json.loads((quick_study / "summary.json").read_text())["started_at"] == first["started_at"]
 
 
 def test_on_a_gpu_machine_cpu_trials_get_their_own_pool_and_the_same_numbers(data_dir, tmp_path, monkeypatch):

@@ -570,7 +570,8 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
     if len(done) < total and (executor == "local" or not executor_options.get("address")):
         for dataset in config.datasets:  # missing data fails here, once, not in every trial
             data.ensure(dataset, data_dir)
-    earlier = _read_summary(out).get("wall_seconds_total", 0.0)  # wall time of the earlier runs
+    previous = _read_summary(out)
+    earlier = previous.get("wall_seconds_total", 0.0)  # wall time of the earlier runs
     pool = make_executor(executor, out, Path(data_dir) if data_dir else None, workers, config.threads,
                          show, cpu_workers=side, **executor_options)
     bar = tqdm(total=total, initial=len(done), desc=f"study {config.name}", unit="trial", disable=not show,
@@ -579,8 +580,10 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
     running: dict[Future, list[Trial]] = {}
     t0 = time.perf_counter()
     # results.csv, denoising.csv and summary.json from the trials in `done` so far; the summary
-    # holds this run's start as a Unix time (the origin of the report's timeline)
-    write = functools.partial(collect, config, out, done, earlier_seconds=earlier, started_at=time.time())
+    # holds the start of the last run that ran trials, a Unix time (the origin of the report's
+    # timeline): this one's unless every trial had finished before
+    started = time.time() if len(done) < total else previous.get("started_at")
+    write = functools.partial(collect, config, out, done, earlier_seconds=earlier, started_at=started)
     changed = False  # results came in since results.csv was last written
     try:
         while True:
