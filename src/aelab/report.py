@@ -344,7 +344,7 @@ def timeline(study: Study) -> tuple[list[dict], dict]:
     """What the workers did in the study's latest run, from its trials' timestamps.
 
     Returns (jobs, stats). A job is what one worker ran at once (a trial, or a stack of trials
-    trained together): {"worker", "phase", "kind", "trials", "start", "trained", "end"}, in
+    trained together): {"worker", "phase", "kind", "trials", "start", "trained", "setup", "end"}, in
     seconds since the run started (summary.json's started_at; else the first trial's start).
     "trained" is when an autoencoder job's training ended (None for other kinds); "setup" its
     seconds before the first epoch (data, model, CUDA graphs). stats (empty when no trial of the

@@ -751,7 +751,8 @@ def collect(c: StudyConfig, out: str | Path, done: dict[str, dict] | None = None
     """Write results.csv/json (a row per trial), denoising.csv/json and summary.json from the
     finished trials of study `c` in `out`; returns the summary dict (rows, denoising, choices).
     wall_seconds: this run's wall time once it ended; earlier_seconds: the earlier runs' total;
-    started_at: this run's start (Unix time, s; the origin of the report's timeline)."""
+    started_at: the start of the latest run that ran trials (Unix time, s; the origin of the
+    report's timeline)."""
     out = Path(out)
     done = _scan_finished(c, out) if done is None else done
     from .trials import finished_result
