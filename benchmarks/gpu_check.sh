@@ -11,7 +11,10 @@
 #      a model scored on CUDA gets the CPU's numbers)
 #      and a stack on CUDA against separate fits there, with and without graphs
 #   5. benchmarks/stack_speed.py on CUDA: models per second with 4 and 16 models per stack
-# STEPS picks and orders them (default "1 2 3 4 5"). Everything it prints also lands in $OUT.
+#   6. the whole training step as one CUDA graph (AELAB_CUDA_GRAPHS=step, not yet the default):
+#      its CUDA test against eager steps, train_speed.py and a depth-5 stack of 8 both ways
+# STEPS picks and orders them (default "1 2 3 4 5"; 6 runs only when named). STUDY_GRAPHS=step
+# runs step 2's study with whole-step graphs. Everything it prints also lands in $OUT.
 #
 # The device machine has PyTorch but neither the data nor PyWavelets / bm3d. Prepare both here,
 # in folders git ignores (never commit them), then run this script there:
@@ -40,14 +43,14 @@ done
 }
 
 step2() {
-echo "== 2. the default study on the GPU, workers ${STUDY_WORKERS:-auto} (at most ${STUDY_LIMIT:-270} s)"
+echo "== 2. the default study on the GPU, workers ${STUDY_WORKERS:-auto}, graphs ${STUDY_GRAPHS:-1} (at most ${STUDY_LIMIT:-270} s)"
 (while true; do nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader; sleep 1; done) \
     > "$OUT/gpu_util.csv" &
 SAMPLER=$!
 (while true; do echo "$(date +%s) $(cut -d' ' -f1-4 /proc/loadavg)"; sleep 1; done) > "$OUT/loadavg.txt" &
 LOADS=$!  # how busy the CPU cores were (the baselines run beside the trainers at nice 19)
 START=$(date +%s)
-timeout "${STUDY_LIMIT:-270}" python3 -m aelab.cli study --preset default ${STUDY_WORKERS:+--workers $STUDY_WORKERS} \
+AELAB_CUDA_GRAPHS=${STUDY_GRAPHS:-1} timeout "${STUDY_LIMIT:-270}" python3 -m aelab.cli study --preset default ${STUDY_WORKERS:+--workers $STUDY_WORKERS} \
     --out /tmp/lab --quiet 2>&1 | tail -5
 echo "study wall: $(( $(date +%s) - START )) s" | tee "$OUT/study.txt"
 kill $SAMPLER $LOADS
@@ -113,7 +116,7 @@ from aelab.stacked import fit_stacked
 from aelab.training import TrainConfig
 x, v = data.load("mnist", "train")[0][:3000], data.load("mnist", "val")[0][:1000]
 jobs = [(x, v, TrainConfig(epochs=3, device="cuda", seed=s, l1=l1)) for s, l1 in ((0, 0.0), (1, 1e-4))]
-for graphs in (False, True):
+for graphs in (False, True, "step"):
     stacked = fit_stacked(ModelConfig.preset(3, 15), jobs, progress=False, cuda_graphs=graphs)
     for s, (xt, xv, c) in zip(stacked, jobs):
         a = fit(ModelConfig.preset(3, 15), xt, xv, c, progress=False, cuda_graphs=graphs)
@@ -127,6 +130,18 @@ echo "== 5. models per second in one stack on CUDA (CUDA graphs)"
 for depth in 3 5; do
     timeout 45 python3 benchmarks/stack_speed.py --device cuda --depth $depth --stacks 4 16 2>&1 \
         | tee -a "$OUT/stack_speed_cuda.txt"
+done
+}
+
+step6() {
+echo "== 6. the whole step as one CUDA graph (AELAB_CUDA_GRAPHS=step) against the forward/backward graphs"
+timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_training.py -k "whole_step_cuda" 2>&1 \
+    | tail -5 | tee "$OUT/whole_step.txt"
+for graphs in step 1; do
+    AELAB_CUDA_GRAPHS=$graphs timeout 60 python3 benchmarks/train_speed.py --device cuda --epochs 3 2>&1 \
+        | tee -a "$OUT/whole_step.txt"
+    AELAB_CUDA_GRAPHS=$graphs timeout 60 python3 benchmarks/stack_speed.py --device cuda --depth 5 --stacks 8 2>&1 \
+        | tee -a "$OUT/whole_step.txt"
 done
 }
 

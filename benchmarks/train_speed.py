@@ -68,7 +68,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     ap.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
-                    help="replay each step's forward and backward as CUDA graphs (default: on CUDA, as fit does)")
+                    help="replay each step's forward and backward as CUDA graphs (default: on CUDA, as fit does; "
+                         "AELAB_CUDA_GRAPHS=step: the whole step as one graph)")
     ap.add_argument("--per-epoch", action="store_true",
                     help="also print every timed epoch: s/epoch, %% of the 2048^3 bound, core round trip")
     args = ap.parse_args()
@@ -78,7 +79,8 @@ def main() -> None:
     x_train, _ = data.load("mnist", "train")
     x_val, _ = data.load("mnist", "val")
     print(f"device {device}, {torch.get_num_threads()} threads, precision {args.precision}, batch {args.batch_size}"
-          + (", CUDA graphs" if use_cuda_graphs(args.cuda_graphs, device) else ""))
+          + {True: ", CUDA graphs (forward and backward)", "step": ", CUDA graphs (whole step)"}.get(
+              use_cuda_graphs(args.cuda_graphs, device), ""))
     print("| preset | weights | s/epoch (60k) | images/s | GEMM 2048^3 GFLOP/s | GEMM at layer shapes GFLOP/s "
           "| bound s (2048^3) | % of bound | bound s (layer shapes) | % of that | core round trip ns |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -8,6 +8,7 @@ AELAB_DATA_DIR unset: a test that needs data takes the ``data_dir`` fixture and 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -66,3 +67,26 @@ def quick_study(data_dir, tmp_path_factory: pytest.TempPathFactory):
         mp.setenv("AELAB_DATA_DIR", str(data_dir))
         run_study(preset("quick"), out, data_dir=data_dir, progress=False)
     return out
+
+
+@pytest.fixture
+def whole_step_graphs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Run the whole-step CUDA-graph path (`training.graph_step`) on a CPU: `use_cuda_graphs`
+    answers "step" unless cuda_graphs is given (False: eager), the warm-up runs without a side stream, and the 'capture' records nothing:
+    its replay runs the step again on the graph's inputs, as a replayed graph does. Everything
+    but the CUDA calls is the real path. Returns a list that gets one entry per replay."""
+    from aelab import stacked, training
+
+    replays: list[int] = []
+
+    def capture(fn):
+        def replay():
+            replays.append(1)
+            fn()
+        return replay
+
+    for module in (training, stacked):
+        monkeypatch.setattr(module, "use_cuda_graphs", lambda requested, device: "step" if requested is None else requested)
+    monkeypatch.setattr(training, "_side_stream", contextlib.nullcontext)
+    monkeypatch.setattr(training, "_capture", capture)
+    return replays

@@ -189,3 +189,33 @@ def test_the_graphed_stack_path_runs_on_a_cpu_with_a_stand_in_capture(splits, mo
     assert replays == [(2, 784, 256)] * 10  # 5 full batches of 1,500 images per epoch; the 6th runs eagerly
     for a, b in zip(eager, graphed):
         assert [h["val_loss"] for h in a.history] == [h["val_loss"] for h in b.history]
+
+
+def test_a_stack_in_whole_step_mode_trains_what_the_eager_stack_trains(splits, tmp_path, whole_step_graphs):
+    """fit_stacked's whole-step graph path on a CPU (`whole_step_graphs`: everything but the
+    CUDA calls): models of different latents and penalties, float32 (the graph's learning rate
+    is a float32 tensor, so the numbers agree to rounding), and a resume from the stack's checkpoint."""
+    x_train, x_val, _ = splits["mnist"]
+    configs = [ModelConfig.preset(3, 15), ModelConfig.preset(3, 50)]
+    jobs = [(x_train, x_val, TrainConfig(epochs=3, device="cpu", threads=1, precision="fp32", seed=s, l1=l1, l2=l2))
+            for s, l1, l2 in ((0, 0.0, 1e-5), (1, 1e-4, 0.0))]
+    eager = fit_stacked(configs, jobs, progress=False, cuda_graphs=False)
+    replays = whole_step_graphs
+    graphed = fit_stacked(configs, jobs, progress=False)
+    assert len(replays) == 15  # 5 full batches of 1,500 images per epoch; the 6th runs eagerly
+    for a, b in zip(eager, graphed):
+        assert [h["val_loss"] for h in b.history] == pytest.approx([h["val_loss"] for h in a.history], rel=1e-5)
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(k, row, model):
+        if row["epoch"] == 2:
+            raise Stop
+
+    ckpt = tmp_path / "stack.safetensors"
+    with pytest.raises(Stop):
+        fit_stacked(configs, jobs, progress=False, checkpoint_path=ckpt, on_epoch=interrupt, checkpoint_seconds=0)
+    resumed = fit_stacked(configs, jobs, progress=False, checkpoint_path=ckpt)
+    for a, b in zip(graphed, resumed):
+        assert [h["val_loss"] for h in b.history] == [h["val_loss"] for h in a.history]

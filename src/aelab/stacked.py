@@ -41,8 +41,8 @@ from tqdm.auto import tqdm
 from .errors import ConfigError
 from .model import DenseAutoencoder, ModelConfig
 from .training import (TrainConfig, TrainingData, TrainResult, _autocast, _show_progress, adam_step, check_inputs,
-                       checkpoint_interval, close_epoch, corrupt_weighted, default_lr, graph_forward, init_model,
-                       learning_rate, patience_exhausted, per_image_loss, prepare, use_cuda_graphs)
+                       checkpoint_interval, close_epoch, corrupt_weighted, default_lr, graph_forward, graph_step,
+                       init_model, learning_rate, patience_exhausted, per_image_loss, prepare, use_cuda_graphs)
 
 # TrainConfig fields every model of a stack shares (they fix the steps, the schedule and the
 # arithmetic); seed, l1, l2, noise_var and noise_clip may differ from model to model.
@@ -212,7 +212,8 @@ def fit_stacked(model_config: ModelConfig | Sequence[ModelConfig],
     after each epoch of job k with its history row and its model (unstacked, train mode). Returns
     one TrainResult per job, in order, as `fit` would (best weights, eval mode); each history's
     train_seconds and seconds, and each result's seconds, are those of the whole stack.
-    cuda_graphs: replay each full batch's stacked forward and backward as CUDA graphs, as in `fit`.
+    cuda_graphs: replay each full batch's stacked forward and backward (True) or its whole step
+    ("step", when no job adds input noise) as CUDA graphs, as in `fit`.
     checkpoint_path: save the whole stack's training state there (atomically) after an epoch when
     checkpoint_seconds have passed since the last save (`training.checkpoint_interval`: default
     30 s, 0 every epoch) and resume from it when it exists, so an interrupted stack ends with the
@@ -245,9 +246,42 @@ def fit_stacked(model_config: ModelConfig | Sequence[ModelConfig],
     n, batch = len(members[0].data.x_train), config.batch_size
     eager = stack.forward  # kept for the epoch's last, smaller batch when the full ones replay graphs
     full = eager
+    if graphs == "step" and any(m.config.noise_var is not None for m in members):
+        graphs = True  # fresh noise every step: only the forward and backward passes are graphed
+    loss_sums = torch.zeros(len(members), device=device)
+
+    def train_step(index: torch.Tensor, lr: float | torch.Tensor) -> None:  # index: (models, batch) rows
+        cleans, inputs, weights = [], [], []
+        for k, m in enumerate(members):  # each model's own batch and noise, as in its fit
+            clean = m.data.x_train.index_select(0, index[k])
+            noisy, w = corrupt_weighted(clean, m.config, m.data.noise_gen)
+            cleans.append(clean)
+            inputs.append(noisy)
+            if weighted:
+                weights.append(torch.ones(len(clean), device=device) if w is None else w)
+        clean = torch.stack(cleans).transpose(1, 2)  # (K, D, batch)
+        x_in = torch.stack(inputs).transpose(1, 2).contiguous()
+        with _autocast(device, precision, cache=not graphs):
+            code, out = (full if clean.shape[2] == batch else eager)(x_in)
+        per_image = per_image_loss(out, clean, config.loss)  # (K, batch)
+        objective = (torch.stack(weights) * per_image if weighted else per_image).mean(1)
+        if any_l1:
+            objective = objective + l1 * code.float().abs().sum(1).mean(1)
+        total = objective.sum()
+        if any_l2:
+            total = total + (l2 * stack.weight_sq_norms()).sum()
+        total.backward()
+        adam_step(optimizer, lr)
+        loss_sums.add_(objective.detach() * clean.shape[2])
+
+    replay = None  # a graph of the whole step, for the full batches
     if graphs and n >= batch:
-        full = graph_forward(stack, torch.zeros(len(members), model_config.input_dim, batch, device=device),
-                             precision)
+        if graphs == "step":
+            index = torch.arange(batch, device=device).expand(len(members), batch)
+            replay = graph_step(train_step, index, stack, optimizer, extra=[loss_sums])
+        else:
+            full = graph_forward(stack, torch.zeros(len(members), model_config.input_dim, batch, device=device),
+                                 precision)
     steps_per_epoch = math.ceil(n / batch)
     total_steps = config.epochs * steps_per_epoch
     bar = tqdm(total=config.epochs, initial=start_epoch, desc=f"train x{len(members)}", unit="epoch",
@@ -261,32 +295,12 @@ def fit_stacked(model_config: ModelConfig | Sequence[ModelConfig],
         if not any(m.active for m in members):
             break
         t0 = time.perf_counter()
-        perms = [torch.randperm(n, device=device, generator=m.data.batch_gen) for m in members]
-        loss_sums = torch.zeros(len(members), device=device)
+        perms = torch.stack([torch.randperm(n, device=device, generator=m.data.batch_gen) for m in members])
+        loss_sums.zero_()
         for i in range(0, n, batch):
             lr = learning_rate(config, step, total_steps, peak_lr, model_config.depth)
-            cleans, inputs, weights = [], [], []
-            for m, perm in zip(members, perms):  # each model's own batch and noise, as in its fit
-                clean = m.data.x_train.index_select(0, perm[i:i + batch])
-                noisy, w = corrupt_weighted(clean, m.config, m.data.noise_gen)
-                cleans.append(clean)
-                inputs.append(noisy)
-                if weighted:
-                    weights.append(torch.ones(len(clean), device=device) if w is None else w)
-            clean = torch.stack(cleans).transpose(1, 2)  # (K, D, batch)
-            x_in = torch.stack(inputs).transpose(1, 2).contiguous()
-            with _autocast(device, precision, cache=not graphs):
-                code, out = (full if clean.shape[2] == batch else eager)(x_in)
-            per_image = per_image_loss(out, clean, config.loss)  # (K, batch)
-            objective = (torch.stack(weights) * per_image if weighted else per_image).mean(1)
-            if any_l1:
-                objective = objective + l1 * code.float().abs().sum(1).mean(1)
-            total = objective.sum()
-            if any_l2:
-                total = total + (l2 * stack.weight_sq_norms()).sum()
-            total.backward()
-            adam_step(optimizer, lr)
-            loss_sums += objective.detach() * clean.shape[2]
+            index = perms[:, i:i + batch]
+            (replay if replay is not None and index.shape[1] == batch else train_step)(index, lr)
             step += 1
         train_seconds = time.perf_counter() - t0
         stack.unstack_into([m.model for m in members])

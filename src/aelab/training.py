@@ -14,6 +14,7 @@ plus fresh Gaussian noise every batch.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import ctypes
 import json
@@ -24,7 +25,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -405,20 +406,39 @@ def checkpoint_interval(seconds: float | None = None) -> float:
 
 
 CUDA_GRAPHS_ENV = "AELAB_CUDA_GRAPHS"
+GRAPH_MODES = (True, False, "step")
 
 
-def use_cuda_graphs(requested: bool | None, device: torch.device) -> bool:
-    """Whether `fit` replays its forward and backward passes as CUDA graphs: `requested` (True,
-    False, or None: yes on a CUDA device unless the environment variable AELAB_CUDA_GRAPHS is 0).
-    On an H200 they made an epoch 2.0x (depth 3) and 3.4x (depth 5) faster with the same numbers
-    (docs/speed.md). Asking for them on another device is a ConfigError; the environment variable
-    is ignored there."""
+def use_cuda_graphs(requested: bool | str | None, device: torch.device) -> bool | str:
+    """How `fit` and `stacked.fit_stacked` use CUDA graphs: False (eager), True (each full batch's
+    forward and backward replayed as graphs, `graph_forward`) or "step" (the whole training step,
+    Adam included, one graph, `graph_step`; for trainings without input noise, else as True).
+
+    requested: one of those, or None: True on a CUDA device, unless the environment variable
+    AELAB_CUDA_GRAPHS is 0 (False) or "step". On an H200 the forward/backward graphs made an epoch
+    2.0x (depth 3) and 3.4x (depth 5) faster with the same numbers (docs/speed.md); "step" is not
+    yet measured on a GPU, so it is not the default. Asking for graphs on another device is a
+    ConfigError; the environment variable is ignored there."""
     if requested is None:
-        return device.type == "cuda" and os.environ.get(CUDA_GRAPHS_ENV, "") != "0"
+        if device.type != "cuda":
+            return False
+        given = os.environ.get(CUDA_GRAPHS_ENV, "").strip()
+        return False if given == "0" else "step" if given == "step" else True
+    if requested not in GRAPH_MODES or not isinstance(requested, (bool, str)):
+        raise ConfigError(f"cuda_graphs={requested!r}; give True, False, \"step\" or None (the default)")
     if requested and device.type != "cuda":
-        raise ConfigError(f"cuda_graphs=True needs a CUDA device, but training runs on {device}; "
+        raise ConfigError(f"cuda_graphs={requested!r} needs a CUDA device, but training runs on {device}; "
                           f"leave cuda_graphs off on a CPU ({CUDA_GRAPHS_ENV} is ignored there)")
-    return bool(requested)
+    return requested
+
+
+def _quiet_accumulate_grad_stream_warning() -> None:
+    # a capture's warm-up runs backward on a side stream, so the epoch's last, eager batch finds
+    # the parameters' gradient accumulators made on another stream: PyTorch warns once
+    # ("AccumulateGrad node's stream does not match"); the gradients are right (CUDA tests), and
+    # the warning is noise in every training's output
+    if hasattr(torch.autograd.graph, "set_warn_on_accumulate_grad_stream_mismatch"):
+        torch.autograd.graph.set_warn_on_accumulate_grad_stream_mismatch(False)
 
 
 def graph_forward(module: torch.nn.Module, sample: torch.Tensor, precision: str):
@@ -433,18 +453,78 @@ def graph_forward(module: torch.nn.Module, sample: torch.Tensor, precision: str)
     they are put back."""
     buffers = {name: b.clone() for name, b in module.named_buffers()}
     module.train()  # the graphs hold the training-mode passes (batch statistics)
-    # the capture's warm-up runs backward on a side stream, so the epoch's last, eager batch
-    # finds the parameters' gradient accumulators made on another stream: PyTorch warns once
-    # ("AccumulateGrad node's stream does not match"); the gradients are right (CUDA tests),
-    # and the warning is noise in every training's output
-    if hasattr(torch.autograd.graph, "set_warn_on_accumulate_grad_stream_mismatch"):
-        torch.autograd.graph.set_warn_on_accumulate_grad_stream_mismatch(False)
+    _quiet_accumulate_grad_stream_warning()
     with _autocast(sample.device, precision, cache=False):
         graphed = torch.cuda.make_graphed_callables(module, (sample,))
     with torch.no_grad():
         for name, b in module.named_buffers():
             b.copy_(buffers[name])
     return graphed
+
+
+def graph_step(step: Callable[[torch.Tensor, torch.Tensor], None], index: torch.Tensor,
+               module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               extra: Sequence[torch.Tensor] = (), warmup: int = 3) -> Callable[[torch.Tensor, float], None]:
+    """A whole training step captured as one CUDA graph; returns replay(index, lr) that runs it.
+
+    step(index, lr): one optimizer step of `module` (forward, loss, backward, Adam through
+    `adam_step`, adding to the loss sums in `extra`) on the batch rows `index` (an integer tensor
+    shaped like the given one, on the CUDA device) at learning rate lr (a 0-d float32 tensor
+    there). It must read nothing else that changes from step to step (no fresh noise: a denoiser
+    keeps `graph_forward`). replay(index, lr) copies the batch's rows and the learning rate (a
+    float) into the graph's inputs and launches the graph: one launch a step instead of the
+    gather's, the loss's and Adam's; the forward/backward graphs still left ~1 ms of eager
+    launches a step on an H200 (docs/speed.md).
+
+    The capture needs a few real steps first (on a side stream); they would move the weights,
+    the batch-norm averages, Adam's state and `extra`, so all of those are put back afterwards
+    (Adam's state as it was, or fresh: zeros). The graph then runs the same kernels as the eager
+    step, but Adam reads the learning rate from a float32 tensor (the eager step passes a
+    Python float): the numbers agree to float32 rounding (a CUDA-only test)."""
+    static_index = index.clone(memory_format=torch.contiguous_format)
+    static_lr = torch.zeros((), dtype=torch.float32, device=index.device)
+    tensors = [*module.parameters(), *module.buffers(), *extra,
+               *(t for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t))]
+    saved = [t.detach().clone() for t in tensors]
+    fresh = [p for group in optimizer.param_groups for p in group["params"] if p not in optimizer.state]
+    module.train()
+    _quiet_accumulate_grad_stream_warning()
+    with _side_stream():
+        for _ in range(warmup):
+            step(static_index, static_lr)
+    with torch.no_grad():
+        for t, value in zip(tensors, saved):
+            t.copy_(value)
+        for p in fresh:  # Adam's state made by the warm-up: back to a fresh one
+            for t in optimizer.state.get(p, {}).values():
+                if torch.is_tensor(t):
+                    t.zero_()
+    run = _capture(lambda: step(static_index, static_lr))
+
+    def replay(index: torch.Tensor, lr: float) -> None:
+        static_index.copy_(index)
+        static_lr.fill_(lr)
+        run()
+    return replay
+
+
+@contextlib.contextmanager
+def _side_stream():
+    """Run the block on a new CUDA stream, ordered after the current one and before what follows
+    (PyTorch's rule for the warm-up before a capture)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        yield
+    torch.cuda.current_stream().wait_stream(stream)
+
+
+def _capture(fn: Callable[[], None]) -> Callable[[], None]:
+    """Record fn() as a CUDA graph (recording runs no kernel) and return the graph's replay."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
 
 
 # glibc's malloc hands blocks above its (adaptive) mmap threshold back to the kernel when they are
@@ -581,9 +661,10 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
     when it exists, so an interrupted run ends with the same numbers as an uninterrupted one. on_epoch:
     called after each epoch with the history row and the model (in train mode; call model.eval()
     before using it, fit restores train mode). cuda_graphs: on a CUDA device, replay each full
-    batch's forward and backward as CUDA graphs (`graph_forward`; None: on CUDA unless the
-    environment variable AELAB_CUDA_GRAPHS is 0): the same kernels, so the same numbers (checked
-    on CUDA by the tests).
+    batch's forward and backward as CUDA graphs (True, `graph_forward`) or its whole step ("step",
+    `graph_step`, without input noise); None: `use_cuda_graphs` (True on CUDA unless the
+    environment variable AELAB_CUDA_GRAPHS says 0 or step). The same kernels, so the same numbers
+    (checked on CUDA by the tests; "step" to float32 rounding of the learning rate).
     """
     from .runs import atomic_write_text, load_checkpoint, save_checkpoint  # runs imports this module
 
@@ -609,8 +690,29 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
 
     autoencode = _Autoencode(model)
     eager = full_batch = autoencode.forward  # eager: kept for the epoch's last, smaller batch
+    if graphs == "step" and config.noise_var is not None:
+        graphs = True  # fresh noise every step: only the forward and backward passes are graphed
+    loss_sum = torch.zeros((), device=device)
+
+    def train_step(index: torch.Tensor, lr: float | torch.Tensor) -> None:  # on the images x_train[index]
+        clean = x_train.index_select(0, index)
+        inputs, weights = corrupt_weighted(clean, config, noise_gen)
+        with _autocast(device, precision, cache=not graphs):
+            code, out = (full_batch if len(clean) == config.batch_size else eager)(inputs)
+        loss = reconstruction_loss(out, clean, config.loss, weights)
+        if config.l1:
+            loss = loss + config.l1 * code.float().abs().sum(1).mean()
+        loss.backward()
+        adam_step(optimizer, lr)
+        loss_sum.add_(loss.detach() * len(clean))
+
+    replay = None  # a graph of the whole step, for the full batches
     if graphs and n >= config.batch_size:  # after a resume: the graphs capture the loaded tensors
-        full_batch = graph_forward(autoencode, x_train[:config.batch_size].clone(), precision)
+        if graphs == "step":
+            replay = graph_step(train_step, torch.arange(config.batch_size, device=device), model, optimizer,
+                                extra=[loss_sum])
+        else:
+            full_batch = graph_forward(autoencode, x_train[:config.batch_size].clone(), precision)
 
     bar = tqdm(total=config.epochs, initial=start_epoch, desc="train", unit="epoch",
                disable=not _show_progress(progress), leave=False, dynamic_ncols=True)
@@ -622,19 +724,11 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
         t0 = time.perf_counter()
         model.train()
         perm = torch.randperm(n, device=device, generator=batch_gen)
-        loss_sum = torch.zeros((), device=device)
+        loss_sum.zero_()
         for i in range(0, n, config.batch_size):
             lr = learning_rate(config, step, total_steps, peak_lr, model_config.depth)
-            clean = x_train.index_select(0, perm[i:i + config.batch_size])
-            inputs, weights = corrupt_weighted(clean, config, noise_gen)
-            with _autocast(device, precision, cache=not graphs):
-                code, out = (full_batch if len(clean) == config.batch_size else eager)(inputs)
-            loss = reconstruction_loss(out, clean, config.loss, weights)
-            if config.l1:
-                loss = loss + config.l1 * code.float().abs().sum(1).mean()
-            loss.backward()
-            adam_step(optimizer, lr)
-            loss_sum += loss.detach() * len(clean)
+            index = perm[i:i + config.batch_size]
+            (replay if replay is not None and len(index) == config.batch_size else train_step)(index, lr)
             step += 1
         train_seconds = time.perf_counter() - t0
         row = close_epoch(model, config, data, precision, float(loss_sum) / n, epoch, lr, peak_lr, best)
