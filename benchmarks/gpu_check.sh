@@ -135,7 +135,7 @@ done
 
 step6() {
 echo "== 6. the whole step as one CUDA graph (AELAB_CUDA_GRAPHS=step) against the forward/backward graphs"
-timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_training.py -k "whole_step_cuda" 2>&1 \
+timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_training.py -k "cuda_graphs_give" 2>&1 \
     | tail -5 | tee "$OUT/whole_step.txt"
 for graphs in step 1; do
     AELAB_CUDA_GRAPHS=$graphs timeout 60 python3 benchmarks/train_speed.py --device cuda --epochs 3 2>&1 \

@@ -429,13 +429,16 @@ def test_a_denoiser_keeps_the_forward_and_backward_graphs_in_whole_step_mode(mni
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_cuda_graphs_give_the_numbers_of_the_eager_steps(mnist, tmp_path, precision):
+@pytest.mark.parametrize("graphs, precision, noise_var", [
+    (True, "fp32", (0.01, 0.25)), (True, "bf16", (0.01, 0.25)),  # forward/backward graphs, a blind denoiser
+    ("step", "fp32", None)])  # the whole step (no input noise)
+def test_cuda_graphs_give_the_numbers_of_the_eager_steps(mnist, tmp_path, graphs, precision, noise_var):
     x_train, x_val, _, _ = mnist
     x_train = x_train[:1000]  # 3 full batches of 256 (replayed graphs) and one of 232 (eager)
-    config = TrainConfig(epochs=3, device="cuda", precision=precision, noise_var=(0.01, 0.25), l1=1e-5, l2=1e-5)
+    config = TrainConfig(epochs=3, device="cuda", precision=precision, noise_var=noise_var, l1=1e-5, l2=1e-5,
+                         bn_images=0 if noise_var is None else 4096)
     eager = fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, cuda_graphs=False)
-    graphed = fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, cuda_graphs=True)
+    graphed = fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, cuda_graphs=graphs)
     assert [h["val_loss"] for h in graphed.history] == pytest.approx([h["val_loss"] for h in eager.history], rel=1e-5)
     a, b = eager.model.state_dict(), graphed.model.state_dict()
     assert all(torch.allclose(a[k].float(), b[k].float(), rtol=1e-4, atol=1e-5) for k in a)
@@ -447,40 +450,12 @@ def test_cuda_graphs_give_the_numbers_of_the_eager_steps(mnist, tmp_path, precis
         if row["epoch"] == 2:
             raise Stop
 
-    ckpt = tmp_path / "checkpoint.safetensors"  # a resumed graphed run captures the loaded weights
+    ckpt = tmp_path / "checkpoint.safetensors"  # a resumed graphed run captures the loaded weights (and Adam's state)
     with pytest.raises(Stop):
         fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt,
-            on_epoch=interrupt, cuda_graphs=True, checkpoint_seconds=0)
+            on_epoch=interrupt, cuda_graphs=graphs, checkpoint_seconds=0)
     resumed = fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt,
-                  cuda_graphs=True)
-    assert [h["val_loss"] for h in resumed.history] == pytest.approx([h["val_loss"] for h in graphed.history],
-                                                                     rel=1e-5)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_a_whole_step_cuda_graph_gives_the_numbers_of_the_eager_steps(mnist, tmp_path):
-    x_train, x_val, _, _ = mnist
-    x_train = x_train[:1000]  # 3 full batches of 256 (the replayed step) and one of 232 (eager)
-    config = TrainConfig(epochs=3, device="cuda", precision="fp32", l1=1e-5, l2=1e-5, bn_images=0)
-    eager = fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, cuda_graphs=False)
-    graphed = fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, cuda_graphs="step")
-    assert [h["val_loss"] for h in graphed.history] == pytest.approx([h["val_loss"] for h in eager.history], rel=1e-5)
-    a, b = eager.model.state_dict(), graphed.model.state_dict()
-    assert all(torch.allclose(a[k].float(), b[k].float(), rtol=1e-4, atol=1e-5) for k in a)
-
-    class Stop(Exception):
-        pass
-
-    def interrupt(row, model):
-        if row["epoch"] == 2:
-            raise Stop
-
-    ckpt = tmp_path / "checkpoint.safetensors"  # the resumed run captures the loaded weights and Adam state
-    with pytest.raises(Stop):
-        fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt,
-            on_epoch=interrupt, cuda_graphs="step", checkpoint_seconds=0)
-    resumed = fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt,
-                  cuda_graphs="step")
+                  cuda_graphs=graphs)
     assert [h["val_loss"] for h in resumed.history] == pytest.approx([h["val_loss"] for h in graphed.history],
                                                                      rel=1e-5)
 
