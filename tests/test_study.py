@@ -436,6 +436,29 @@ def test_cpu_only_trials_beside_gpu_trainers_get_every_core_at_the_lowest_priori
         pool.shutdown()
 
 
+def test_pool_workers_send_each_epochs_progress_to_the_driver(data_dir, tmp_path):
+    """The progress bars of `aelab study` read the workers' per-epoch messages from the pool's
+    queue: one (trial id, epoch, epochs, val psnr) per epoch of a trial run in a worker."""
+    import aelab.executors as executors
+
+    spec = {"name": "tiny", "datasets": ["mnist"], "depths": [3], "latents": [15], "epochs": 2, "l2": [], "l1": [],
+            "combined": False, "pca": False, "subset": {"train": 600, "val": 200, "test": 200}, "denoising": None}
+    trial = next(t for t in plan(study_from_dict(spec), {}) if t.kind == "ae").to_dict()
+    pool = executors.LocalPoolExecutor(tmp_path, data_dir, workers=1, threads=1)
+    try:
+        row = pool.submit(trial).result(timeout=120)
+        events, deadline = [], time.time() + 10
+        while len(events) < 2 and time.time() < deadline:
+            events += executors.drain(pool.events)
+            time.sleep(0.05)
+    finally:
+        pool.shutdown()
+    assert [(e[0], e[1], e[2]) for e in events] == [(trial["id"], 1, 2), (trial["id"], 2, 2)]
+    assert events[-1][3] == pytest.approx(json.loads((tmp_path / "trials" / trial["id"] / "run" / "history.jsonl")
+                                                     .read_text().splitlines()[-1])["val_psnr"])
+    assert row["status"] == "ok"
+
+
 def _study_cmd(out: Path, data_dir: Path) -> list[str]:
     return python_with_checksums() + ["study", "--preset", "quick", "--out", str(out), "--data-dir", str(data_dir),
                                       "--quiet"]
