@@ -350,6 +350,10 @@ def test_cuda_graphs_are_the_default_on_cuda_unless_the_variable_is_0(monkeypatc
         use_cuda_graphs("step", cpu)
     with pytest.raises(ConfigError, match="cuda_graphs='yes'; give True, False, \"step\" or None"):
         use_cuda_graphs("yes", cuda)
+    monkeypatch.setenv("AELAB_CUDA_GRAPHS", "setp")  # a typo is named, on any device, never taken as on
+    for device in (cuda, cpu):
+        with pytest.raises(ConfigError, match="AELAB_CUDA_GRAPHS is 'setp'; set it to 0 .* or step"):
+            use_cuda_graphs(None, device)
 
 
 def test_the_graphed_step_path_runs_on_a_cpu_with_a_stand_in_capture(mnist, monkeypatch):

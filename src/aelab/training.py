@@ -418,12 +418,14 @@ def use_cuda_graphs(requested: bool | str | None, device: torch.device) -> bool 
     AELAB_CUDA_GRAPHS is 0 (False) or "step". On an H200 the forward/backward graphs made an epoch
     2.0x (depth 3) and 3.4x (depth 5) faster with the same numbers (docs/speed.md); "step" is not
     yet measured on a GPU, so it is not the default. Asking for graphs on another device is a
-    ConfigError; the environment variable is ignored there."""
+    ConfigError; the environment variable is ignored there, but any value other than 0, 1 or step
+    (or unset) is a ConfigError anywhere."""
     if requested is None:
-        if device.type != "cuda":
-            return False
         given = os.environ.get(CUDA_GRAPHS_ENV, "").strip()
-        return False if given == "0" else "step" if given == "step" else True
+        if given not in ("", "0", "1", "step"):
+            raise ConfigError(f"{CUDA_GRAPHS_ENV} is {given!r}; set it to 0 (no CUDA graphs), 1 (the default: "
+                              f"forward and backward graphs) or step (the whole step as one graph), or unset it")
+        return device.type == "cuda" and ({"0": False, "step": "step"}.get(given, True))
     if requested not in GRAPH_MODES or not isinstance(requested, (bool, str)):
         raise ConfigError(f"cuda_graphs={requested!r}; give True, False, \"step\" or None (the default)")
     if requested and device.type != "cuda":
