@@ -244,7 +244,8 @@ def test_peak_search_finds_the_peak_of_any_single_peaked_sequence(n: int, data) 
     seen: dict[int, float] = {}
     B._peak_search(n, lambda i: seen.setdefault(i, values[i]))
     assert max(seen, key=seen.get) == peak
-    assert len(seen) <= max(3, n) and (n < 12 or len(seen) <= n // 2 + 2)
+    if len(set(values)) == n:  # two equal values (e.g. a symmetric peak) may tie the probes: then it scans
+        assert len(seen) <= max(3, n) and (n < 12 or len(seen) <= n // 2 + 2)
     flat: dict[int, float] = {}  # all equal: nothing to go by, so every index is scored
     B._peak_search(n, lambda i: flat.setdefault(i, 1.0))
     assert sorted(flat) == list(range(n))
