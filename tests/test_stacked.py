@@ -8,6 +8,7 @@ from aelab import ConfigError, data, fit, reconstruct
 from aelab.model import ModelConfig
 from aelab.stacked import StackedAutoencoder, fit_stacked
 from aelab.training import TrainConfig, init_model
+from interrupt import Stop, stop_after
 
 
 @pytest.fixture(scope="module")
@@ -139,16 +140,9 @@ def test_a_resumed_stack_equals_an_uninterrupted_one(splits, tmp_path):
     whole = fit_stacked(mc, jobs, progress=False)
     assert whole[1].epochs_run < 4 and whole[0].epochs_run == 5  # validated on noise, the second stops early
 
-    class Stop(Exception):
-        pass
-
-    def interrupt(k, row, model):
-        if row["epoch"] == 5:
-            raise Stop
-
     ckpt = tmp_path / "stack.safetensors"
     with pytest.raises(Stop):
-        fit_stacked(mc, jobs, progress=False, checkpoint_path=ckpt, on_epoch=interrupt, checkpoint_seconds=0)
+        fit_stacked(mc, jobs, progress=False, checkpoint_path=ckpt, on_epoch=stop_after(5), checkpoint_seconds=0)
     resumed = fit_stacked(mc, jobs, progress=False, checkpoint_path=ckpt)
     for w, r in zip(whole, resumed):
         assert (w.epochs_run, w.best_epoch) == (r.epochs_run, r.best_epoch)
@@ -206,16 +200,9 @@ def test_a_stack_in_whole_step_mode_trains_what_the_eager_stack_trains(splits, t
     for a, b in zip(eager, graphed):
         assert [h["val_loss"] for h in b.history] == pytest.approx([h["val_loss"] for h in a.history], rel=1e-5)
 
-    class Stop(Exception):
-        pass
-
-    def interrupt(k, row, model):
-        if row["epoch"] == 2:
-            raise Stop
-
     ckpt = tmp_path / "stack.safetensors"
     with pytest.raises(Stop):
-        fit_stacked(configs, jobs, progress=False, checkpoint_path=ckpt, on_epoch=interrupt, checkpoint_seconds=0)
+        fit_stacked(configs, jobs, progress=False, checkpoint_path=ckpt, on_epoch=stop_after(2), checkpoint_seconds=0)
     resumed = fit_stacked(configs, jobs, progress=False, checkpoint_path=ckpt)
     for a, b in zip(graphed, resumed):
         assert [h["val_loss"] for h in b.history] == [h["val_loss"] for h in a.history]

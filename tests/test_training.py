@@ -21,6 +21,7 @@ from aelab.model import PRESETS, DenseAutoencoder, ModelConfig
 from aelab.runs import atomic_save_tensors
 from aelab.training import (TrainConfig, adam_step, batch_norm_inputs, build_optimizer, evaluate_loss, init_model,
                             learning_rate, recompute_batch_norm)
+from interrupt import Stop, stop_after
 
 N_TRAIN, N_VAL, N_TEST = 4000, 500, 500
 
@@ -239,17 +240,10 @@ def test_a_resumed_training_equals_an_uninterrupted_one(mnist, tmp_path, precisi
     config = TrainConfig(epochs=4, threads=1, noise_var=0.05, precision=precision)
     whole = fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False)
 
-    class Stop(Exception):
-        pass
-
-    def interrupt(row, model):
-        if row["epoch"] == 2:
-            raise Stop
-
     ckpt = tmp_path / "checkpoint.safetensors"
     with pytest.raises(Stop):
-        fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt, on_epoch=interrupt,
-            checkpoint_seconds=0)
+        fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt,
+            on_epoch=stop_after(2), checkpoint_seconds=0)
     assert ckpt.exists()
     resumed = fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt)
     a, b = whole.model.state_dict(), resumed.model.state_dict()
@@ -278,9 +272,6 @@ def test_checkpoints_are_written_every_checkpoint_seconds_and_a_resume_from_any_
     x_train = x_train[:1000]
     config = TrainConfig(epochs=5, threads=1, precision="fp32")
     whole = fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False)
-
-    class Stop(Exception):
-        pass
 
     clock, saved = {"now": 0.0}, []
     real_save = runs.save_checkpoint
@@ -403,17 +394,10 @@ def test_the_whole_step_graph_path_runs_on_a_cpu_with_a_stand_in_capture(mnist, 
     assert [h["train_loss"] for h in graphed.history] == pytest.approx([h["train_loss"] for h in eager.history],
                                                                        rel=1e-5)
 
-    class Stop(Exception):
-        pass
-
-    def interrupt(row, model):
-        if row["epoch"] == 2:
-            raise Stop
-
     ckpt = tmp_path / "checkpoint.safetensors"  # the resumed run captures the loaded Adam state
     with pytest.raises(Stop):
         fit(ModelConfig.preset(3, 15), x_train[:1000], x_val, config, progress=False, checkpoint_path=ckpt,
-            on_epoch=interrupt, checkpoint_seconds=0)
+            on_epoch=stop_after(2), checkpoint_seconds=0)
     resumed = fit(ModelConfig.preset(3, 15), x_train[:1000], x_val, config, progress=False, checkpoint_path=ckpt)
     assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in graphed.history]
 
@@ -447,17 +431,10 @@ def test_cuda_graphs_give_the_numbers_of_the_eager_steps(mnist, tmp_path, graphs
     a, b = eager.model.state_dict(), graphed.model.state_dict()
     assert all(torch.allclose(a[k].float(), b[k].float(), rtol=1e-4, atol=1e-5) for k in a)
 
-    class Stop(Exception):
-        pass
-
-    def interrupt(row, model):
-        if row["epoch"] == 2:
-            raise Stop
-
     ckpt = tmp_path / "checkpoint.safetensors"  # a resumed graphed run captures the loaded weights (and Adam's state)
     with pytest.raises(Stop):
         fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt,
-            on_epoch=interrupt, cuda_graphs=graphs, checkpoint_seconds=0)
+            on_epoch=stop_after(2), cuda_graphs=graphs, checkpoint_seconds=0)
     resumed = fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt,
                   cuda_graphs=graphs)
     assert [h["val_loss"] for h in resumed.history] == pytest.approx([h["val_loss"] for h in graphed.history],
