@@ -77,13 +77,10 @@ ae = [r for r in rows if r.get("kind") == "ae"]
 if ae:
     print(f"autoencoder trials: {len(ae)}, last finished at {max(r['finished_at'] for r in ae):.0f} s")
 from aelab.findings import load_study
-from aelab.report import timeline
-_, st = timeline(load_study("/tmp/lab"))  # seconds since the study's own start (the driver's, after imports)
+from aelab.report import schedule_text, timeline
+jobs, st = timeline(load_study("/tmp/lab"))  # seconds since the study's own start (the driver's, after imports)
 if st:
-    print(f"timeline: {st['trials']} trials on {st['workers']} workers; first trial at {st['first_start']:.1f} s, "
-          f"last autoencoder done at {st['last_ae_end'] or 0:.1f} s; busy {st['busy']:.0%} of worker time "
-          f"(training {st['training']:.0%}, scoring {st['evaluation']:.0%}, CPU trials {st['other']:.0%}); "
-          f"median setup before an autoencoder's first epoch {st['setup_median'] or 0:.1f} s")
+    print("timeline:", schedule_text(jobs, st), f"(last result at {st['span']:.1f} s)")
 with open(os.environ.get("OUT", "/tmp") + "/study_trials.txt", "w") as fh:
     for r in sorted(rows, key=lambda r: r["finished_at"]):
         trained = r.get("trained_at")

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from aelab.findings import load_study
-from aelab.report import timeline
+from aelab.report import schedule_text, timeline
 from aelab.study import StudyConfig, preset, run_study
 
 
@@ -56,12 +56,9 @@ def timed(config: StudyConfig, out: Path, workers: int, threads: int) -> float:
     t0 = time.perf_counter()
     run_study(config, out, workers=workers, progress=False, report=False)
     seconds = time.perf_counter() - t0
-    _, st = timeline(load_study(out))
+    jobs, st = timeline(load_study(out))
     if st:
-        print(f"  {st['trials']} trials on {st['workers']} worker(s), last result at {st['span']:.1f} s: busy "
-              f"{st['busy']:.0%} (training {st['training']:.0%}, scoring {st['evaluation']:.0%}, PCA and baselines "
-              f"{st['other']:.0%}); first trial at {st['first_start']:.1f} s, last autoencoder done at "
-              f"{st['last_ae_end'] or 0:.1f} s", flush=True)
+        print(f"  {schedule_text(jobs, st)} (last result at {st['span']:.1f} s)", flush=True)
     return seconds
 
 

@@ -388,13 +388,11 @@ def timeline(study: Study) -> tuple[list[dict], dict]:
     return jobs_list, stats
 
 
-def schedule_section(study: Study) -> list:
-    """How the latest run's trials were scheduled: what kept the workers busy, and a timeline."""
-    jobs, st = timeline(study)
-    blocks: list = [Heading(2, "How the trials were scheduled", "schedule")]
-    if not jobs:
-        return blocks + [Para("No trial of the latest run has a timeline (trials written before aelab recorded one, "
-                              "or none ran in it).")]
+def schedule_text(jobs: list[dict], st: dict) -> str:
+    """The report's sentence on a run's schedule, from `timeline`'s (jobs, stats) (stats not
+    empty): trials, stacks and workers, the span to the last result, the workers' busy share by
+    kind of work (%), the first trial's start, the last autoencoder's end and the median set-up
+    before a training's first epoch (s). Benchmarks print it too."""
     stacks = sum(j["trials"] > 1 for j in jobs)
     text = (f"The study's latest run: {st['trials']} trials"
             + (f" ({stacks} stack{'s' if stacks != 1 else ''} of trials trained together)" if stacks else "")
@@ -408,7 +406,17 @@ def schedule_section(study: Study) -> list:
     if st["setup_median"] is not None:
         text += (f"; an autoencoder's training spent a median {st['setup_median']:.1f} s before its first epoch "
                  "(data and model, and on a GPU the CUDA graphs)")
-    blocks.append(Para(text + "."))
+    return text + "."
+
+
+def schedule_section(study: Study) -> list:
+    """How the latest run's trials were scheduled: what kept the workers busy, and a timeline."""
+    jobs, st = timeline(study)
+    blocks: list = [Heading(2, "How the trials were scheduled", "schedule")]
+    if not jobs:
+        return blocks + [Para("No trial of the latest run has a timeline (trials written before aelab recorded one, "
+                              "or none ran in it).")]
+    blocks.append(Para(schedule_text(jobs, st)))
     name = "timeline.png"
     figures.plot_timeline(jobs, study.files / name, title="trials per worker over the run")
     blocks.append(Figure(name, "Each worker's trials over the latest run, coloured by phase; the paler end of an "
