@@ -12,9 +12,13 @@
 #      and a stack on CUDA against separate fits there, with and without graphs
 #   5. benchmarks/stack_speed.py on CUDA: models per second with 4 and 16 models per stack
 #   6. the whole training step as one CUDA graph (AELAB_CUDA_GRAPHS=step, not yet the default):
-#      its CUDA test against eager steps, train_speed.py and a depth-5 stack of 8 both ways
-# STEPS picks and orders them (default "1 2 3 4 5"; 6 runs only when named). STUDY_GRAPHS=step
-# runs step 2's study with whole-step graphs. Everything it prints also lands in $OUT.
+#      its CUDA test against eager steps, train_speed.py and a depth-5 stack of 8 both ways, and
+#      train_speed.py in bf16 with it
+#   7. trainer processes sharing the GPU (benchmarks/gpu_share.py: 1 and 4 processes, a depth-5
+#      stack of 8 each), without and with NVIDIA's MPS (when nvidia-cuda-mps-control starts)
+# STEPS picks and orders them (default "1 2 3 4 5"; 6 and 7 run only when named). STUDY_GRAPHS=step
+# runs step 2's study with whole-step graphs, STUDY_MPS=1 under MPS. Everything it prints also
+# lands in $OUT.
 #
 # The device machine has PyTorch but neither the data nor PyWavelets / bm3d. Prepare both here,
 # in folders git ignores (never commit them), then run this script there:
@@ -50,9 +54,11 @@ SAMPLER=$!
 (while true; do echo "$(date +%s) $(cut -d' ' -f1-4 /proc/loadavg)"; sleep 1; done) > "$OUT/loadavg.txt" &
 LOADS=$!  # how busy the CPU cores were (the baselines run beside the trainers at nice 19)
 START=$(date +%s)
+[ "${STUDY_MPS:-0}" = 1 ] && mps_start
 AELAB_CUDA_GRAPHS=${STUDY_GRAPHS:-1} timeout "${STUDY_LIMIT:-270}" python3 -m aelab.cli study --preset default ${STUDY_WORKERS:+--workers $STUDY_WORKERS} \
     --out /tmp/lab --quiet 2>&1 | tail -5
-echo "study wall: $(( $(date +%s) - START )) s" | tee "$OUT/study.txt"
+echo "study wall: $(( $(date +%s) - START )) s, MPS ${STUDY_MPS:-0}" | tee "$OUT/study.txt"
+[ "${STUDY_MPS:-0}" = 1 ] && mps_stop
 kill $SAMPLER $LOADS
 START=$START python3 - <<'PY' 2>&1 | tee -a "$OUT/study.txt"
 import collections, glob, json, os
@@ -140,6 +146,29 @@ for graphs in step 1; do
     AELAB_CUDA_GRAPHS=$graphs timeout 60 python3 benchmarks/stack_speed.py --device cuda --depth 5 --stacks 8 2>&1 \
         | tee -a "$OUT/whole_step.txt"
 done
+AELAB_CUDA_GRAPHS=step timeout 60 python3 benchmarks/train_speed.py --device cuda --epochs 3 --precision bf16 2>&1 \
+    | tee -a "$OUT/whole_step.txt"  # bf16 was no faster while the launches set the pace
+}
+
+mps_start() {  # NVIDIA's Multi-Process Service: the processes' kernels run together instead of taking turns
+    command -v nvidia-cuda-mps-control >/dev/null && nvidia-cuda-mps-control -d && sleep 1 && echo "MPS started"
+}
+
+mps_stop() {
+    echo quit | nvidia-cuda-mps-control && sleep 1 && echo "MPS stopped"
+}
+
+step7() {
+echo "== 7. trainer processes sharing the GPU (depth-5 stacks of 8), without and with MPS, graphs ${SHARE_GRAPHS:-1}"
+AELAB_CUDA_GRAPHS=${SHARE_GRAPHS:-1} timeout 60 python3 benchmarks/gpu_share.py --processes 1 4 --epochs 3 2>&1 \
+    | tee -a "$OUT/gpu_share.txt"
+if mps_start; then
+    AELAB_CUDA_GRAPHS=${SHARE_GRAPHS:-1} timeout 60 python3 benchmarks/gpu_share.py --processes 1 4 --epochs 3 2>&1 \
+        | tee -a "$OUT/gpu_share.txt"
+    mps_stop
+else
+    echo "MPS: could not start nvidia-cuda-mps-control" | tee -a "$OUT/gpu_share.txt"
+fi
 }
 
 for step in ${STEPS:-1 2 3 4 5}; do
