@@ -160,10 +160,10 @@ mps_stop() {
 
 step7() {
 echo "== 7. trainer processes sharing the GPU (depth-5 stacks of 8), without and with MPS, graphs ${SHARE_GRAPHS:-1}"
-AELAB_CUDA_GRAPHS=${SHARE_GRAPHS:-1} timeout 60 python3 benchmarks/gpu_share.py --processes 1 4 --epochs 3 2>&1 \
+AELAB_CUDA_GRAPHS=${SHARE_GRAPHS:-1} timeout 60 python3 benchmarks/gpu_share.py --processes 1 4 --epochs 4 2>&1 \
     | tee -a "$OUT/gpu_share.txt"
 if mps_start; then
-    AELAB_CUDA_GRAPHS=${SHARE_GRAPHS:-1} timeout 60 python3 benchmarks/gpu_share.py --processes 1 4 --epochs 3 2>&1 \
+    AELAB_CUDA_GRAPHS=${SHARE_GRAPHS:-1} timeout 60 python3 benchmarks/gpu_share.py --processes 1 4 --epochs 4 2>&1 \
         | tee -a "$OUT/gpu_share.txt"
     mps_stop
 else
