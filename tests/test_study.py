@@ -484,22 +484,36 @@ def test_a_study_killed_with_sigkill_resumes_to_the_same_results(quick_study, da
     assert _rows(out / "denoising.csv") == _rows(quick_study / "denoising.csv")
 
 
-@pytest.mark.parametrize("signum, status, words", [(signal.SIGINT, 130, "interrupted"),
-                                                   (signal.SIGTERM, 143, "terminated (SIGTERM)")])
-def test_ctrl_c_or_sigterm_stops_cleanly_and_says_how_to_resume(data_dir, tmp_path, signum, status, words):
-    """Ctrl-C, or a batch scheduler's SIGTERM: the workers stop, finished trials stay, no traceback."""
+@pytest.mark.parametrize("signum, status, words, gap", [
+    (signal.SIGINT, 130, "interrupted", None),
+    (signal.SIGTERM, 143, "terminated (SIGTERM)", None),
+    (signal.SIGINT, 130, "interrupted", 0.3),  # Ctrl-C pressed twice
+    (signal.SIGTERM, 143, "terminated (SIGTERM)", 0.0),  # `timeout`: the process, then its process group
+])
+def test_ctrl_c_or_sigterm_stops_cleanly_and_says_how_to_resume(data_dir, tmp_path, signum, status, words, gap):
+    """Ctrl-C, or a batch scheduler's SIGTERM, sent to the whole process group as a terminal or a
+    scheduler does, once or twice: the workers stop, finished trials stay, the run's wall time
+    counts in the study's total, no traceback."""
     out = tmp_path / "interrupted"
-    proc = subprocess.Popen(_study_cmd(out, data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    launched = time.perf_counter()
+    proc = subprocess.Popen(_study_cmd(out, data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     deadline = time.time() + 300
     while not list(out.glob("trials/*/run/history.jsonl")) and time.time() < deadline:
         time.sleep(0.05)
     children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
     workers = [int(p) for p in children.read_text().split()] if children.exists() else []
-    proc.send_signal(signum)
+    os.killpg(proc.pid, signum)
+    if gap is not None:
+        time.sleep(gap)
+        os.killpg(proc.pid, signum)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == status, err[-2000:]
     time.sleep(1)
     assert not [w for w in workers if Path(f"/proc/{w}").exists()
                 and Path(f"/proc/{w}/stat").read_text().split()[2] != "Z"], "worker processes left running"
     assert f"{words}: finished trials are saved in" in err and "rerun the same command to resume" in err
-    assert "Traceback" not in err and "leaked semaphore" not in err
+    assert "Traceback" not in err and "leaked semaphore" not in err and "Aborted" not in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0.5 < summary["wall_seconds"] < time.perf_counter() - launched  # this run, up to the stop
+    assert summary["wall_seconds_total"] == summary["wall_seconds"]  # the first run: the total is its time

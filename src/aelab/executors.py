@@ -11,6 +11,7 @@ A trial's numbers do not depend on the executor: each trial fixes its own seed a
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import multiprocessing as mp
 import os
@@ -53,6 +54,23 @@ class InlineExecutor:
 
 def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+
+
+@contextlib.contextmanager
+def signals_ignored(*signums: int):
+    """Ignore the signals `signums` (e.g. signal.SIGINT) while the block runs, then restore their
+    handlers. Only the main thread can set handlers; elsewhere the block just runs. A process
+    started inside the block starts with them ignored (an ignored signal stays ignored across
+    exec, and Python then installs no Ctrl-C handler of its own)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = [(s, signal.signal(s, signal.SIG_IGN)) for s in signums]
+    try:
+        yield
+    finally:
+        for s, handler in previous:
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
 _EVENTS = None  # in a worker process: the pool's progress queue (set by _init_worker)
@@ -125,7 +143,10 @@ class LocalPoolExecutor:
     def submit(self, job: dict | list[dict]) -> Future:
         side = self._side(job)
         pool = self._cpu_pool if side == "cpu" else self._pool
-        future = pool.submit(_run_job, job, self.study_dir, self.data_dir)
+        # submit may start a worker; one that gets Ctrl-C while it imports (a terminal sends it to
+        # the whole process group) would print a traceback before its initializer ignores it
+        with signals_ignored(signal.SIGINT):
+            future = pool.submit(_run_job, job, self.study_dir, self.data_dir)
         self.submitted[side] += 1
         self._running[side].append(future)
         return future

@@ -15,6 +15,7 @@ row per dataset x noise variance x method), and the report.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import hashlib
@@ -22,6 +23,7 @@ import io
 import json
 import math
 import re
+import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, dataclass, field, fields
@@ -553,7 +555,7 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
 
     from tqdm.auto import tqdm
 
-    from .executors import cpu_workers, default_workers, drain, make_executor
+    from .executors import cpu_workers, default_workers, drain, make_executor, signals_ignored
     from .trials import failed_result, trial_dir
 
     out = Path(out)
@@ -585,6 +587,7 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
     started = time.time() if len(done) < total else previous.get("started_at")
     write = functools.partial(collect, config, out, done, earlier_seconds=earlier, started_at=started)
     changed = False  # results came in since results.csv was last written
+    stopped = True  # until the loop below ends: Ctrl-C, SIGTERM or an error stopped this run
     try:
         while True:
             busy = {t.id for group in running.values() for t in group}
@@ -633,10 +636,16 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
                     if t.id in trial_bars:
                         trial_bars.pop(t.id).close()
             changed = changed or bool(finished)
+        stopped = False
     finally:  # also on Ctrl-C: stop the workers; finished trials are on disk
-        pool.shutdown()
-        if changed:
-            write()
+        # a second Ctrl-C (an impatient user, or `timeout`, which signals the process and then its
+        # group) must not cut the stop short: workers left running, a traceback, a lost summary
+        with signals_ignored(signal.SIGINT, signal.SIGTERM) if stopped else contextlib.nullcontext():
+            pool.shutdown()
+            if stopped:  # this run's time still counts in the study's total wall time
+                write(wall_seconds=time.perf_counter() - t0)
+            elif changed:
+                write()
         bar.close()
         for b in trial_bars.values():
             b.close()
