@@ -241,6 +241,8 @@ def study(study_file, preset, out, data_dir, executor, workers, address, cpus_pe
         summary = study_mod.run_study(config, out, data_dir=data_dir, executor=executor, workers=workers,
                                       progress=False if quiet else None, **options)
     except KeyboardInterrupt as exc:
+        for signum in (signal.SIGINT, signal.SIGTERM):  # the study has stopped: a second signal must not
+            signal.signal(signum, signal.SIG_IGN)  # turn the exit into a traceback or click's "Aborted!"
         how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
         click.secho(f"\n{how}: finished trials are saved in {out}; rerun the same command to resume",
                     fg="yellow", err=True)
