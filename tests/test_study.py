@@ -44,6 +44,10 @@ def _rows(path: Path) -> list[dict]:
     ("stack: 0", ["'stack'", "0", ">= 1"]),
     ("stack: many", ["'stack'", "many", "'auto'", "on a GPU"]),
     ("- a list", ["expected a mapping"]),
+    ("latents: [15, thirty]", ["'latents'", "item 2", "'thirty'"]),
+    ("denoising: {variances: [0.1, 0.3, 9]}", ["'denoising.variances'", "item 3", ", 9,", "(0, 1]"]),
+    ("l1: [1e-4, .inf]", ["'l1'", "item 2", "inf", "finite"]),
+    ("latents: [15, 30\nl2: [1e-5]", ["study.yaml", "line 2", "not valid YAML"]),
 ])
 def test_a_bad_study_file_names_the_key_the_value_and_what_is_allowed(tmp_path, text, words):
     path = tmp_path / "study.yaml"
@@ -52,6 +56,13 @@ def test_a_bad_study_file_names_the_key_the_value_and_what_is_allowed(tmp_path, 
         load_study(path)
     message = str(err.value)
     assert all(w in message for w in words), message
+
+
+def test_a_study_file_that_is_not_text_is_refused_by_name(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_bytes(b"\x1f\x8b\x08\x00\xff\xfe binary")
+    with pytest.raises(ConfigError, match="study.yaml is not a UTF-8 text file"):
+        load_study(path)
 
 
 def test_yaml_exponents_without_a_dot_are_numbers(tmp_path):
