@@ -319,6 +319,36 @@ def test_synthetic_report_findings_and_tables(tmp_path):
     assert "Failed trials" not in md and "Partial results" not in md
 
 
+@pytest.mark.parametrize("kind", ["empty", "run folder", "missing"])
+def test_report_refuses_a_folder_that_is_not_a_study(tmp_path, kind):
+    """An empty folder, a training run folder or no folder at all: an error naming the folder and
+    what to run, exit status 2 from the CLI, and nothing written there."""
+    from click.testing import CliRunner
+
+    from aelab.cli import main
+    from aelab.errors import ConfigError
+
+    folder = tmp_path / "mnist-d5-L30-s0"
+    if kind != "missing":
+        folder.mkdir()
+    if kind == "run folder":
+        (folder / "config.json").write_text(json.dumps({"dataset": "mnist"}))
+        (folder / "history.jsonl").write_text("")
+    before = sorted(p.name for p in folder.iterdir()) if folder.exists() else None
+    with pytest.raises(ConfigError) as err:
+        report.write_report(folder)
+    message = str(err.value)
+    assert message.startswith(f"{folder} is not a study folder")
+    assert "aelab study STUDY.yaml --out" in message
+    if kind != "missing":
+        assert "it holds no study.yaml" in message
+        assert ("training run folder (config.json)" in message) == (kind == "run folder")
+        assert ("it is empty" in message) == (kind == "empty")
+        result = CliRunner().invoke(main, ["report", str(folder)])
+        assert result.exit_code == 2 and f"error: {folder} is not a study folder" in result.output
+    assert (sorted(p.name for p in folder.iterdir()) if folder.exists() else None) == before
+
+
 def test_the_schedule_shows_what_each_worker_did_in_the_latest_run(tmp_path):
     """Timestamps chosen so every figure is known: worker A trains a stack of two grid models from
     2 to 12 s and scores them until 13 and 14 s; worker B fits PCA from 1 to 3 s and runs one

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ConfigError
 from .render import FILES_DIR
 
 PSNR_LABEL = "psnr = mean over test images of per-image PSNR (dB)"
@@ -132,12 +133,37 @@ def _denoising_from_trials(rows: list[dict], baselines: list[dict], variances: l
     return out
 
 
+STUDY_FILES = ("study.yaml", "summary.json", "results.json")  # what a study folder holds (study.yaml first)
+
+
+def check_study_folder(study_dir: str | Path) -> Path:
+    """Raise ConfigError unless study_dir is a study folder: one holding study.yaml (what `aelab
+    study` writes before any trial starts) or the summary.json / results.json a study writes.
+    A training run folder (config.json) and an empty folder are not. Returns the path."""
+    study_dir = Path(study_dir)
+    if not study_dir.is_dir():
+        raise ConfigError(f"{study_dir} is not a study folder: no such directory. Run a study into it first: "
+                          f"`aelab study STUDY.yaml --out {study_dir}` (or `aelab study --preset quick --out "
+                          f"{study_dir}`)")
+    if any((study_dir / name).is_file() for name in STUDY_FILES):
+        return study_dir
+    run_folder = (study_dir / "config.json").is_file()
+    what = ("it is a training run folder (config.json): `aelab evaluate` scores one of those" if run_folder else
+            "it is empty" if not any(study_dir.iterdir()) else "nor the summary.json or results.json a study writes")
+    out = "DIR" if run_folder else str(study_dir)
+    raise ConfigError(f"{study_dir} is not a study folder: it holds no study.yaml ({what}). A report is built "
+                      f"from a study's folder: run `aelab study STUDY.yaml --out {out}` (or `aelab study --preset "
+                      f"quick --out {out}`), which writes the report; `aelab report {out}` rebuilds it")
+
+
 def load_study(study_dir: str | Path) -> Study:
     """Read a study folder (finished, partial or still running) into a `Study`.
 
     results.json and denoising.json are the source; trial results written after them (a study
-    still running or interrupted) are added from trials/*/result.json."""
-    study_dir = Path(study_dir)
+    still running or interrupted) are added from trials/*/result.json. A folder that is not a
+    study (no study.yaml, summary.json or results.json: a run folder, an empty folder) raises
+    ConfigError naming it (`check_study_folder`)."""
+    study_dir = check_study_folder(study_dir)
     summary = _read_json(study_dir / "summary.json", {})
     config = _read_config(study_dir, summary)
     results_path = study_dir / "results.json"
