@@ -349,6 +349,35 @@ def test_report_refuses_a_folder_that_is_not_a_study(tmp_path, kind):
     assert (sorted(p.name for p in folder.iterdir()) if folder.exists() else None) == before
 
 
+def _edit_rows(study: Path, edit) -> None:
+    """Rewrite results.json with edit(row) applied to every row (results.json stays the newest file)."""
+    rows = json.loads((study / "results.json").read_text())
+    for r in rows:
+        edit(r)
+    (study / "results.json").write_text(json.dumps(rows))
+
+
+def _section(md: str, heading: str) -> str:
+    return md.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_two_time_totals_say_what_they_sum(tmp_path):
+    """12 autoencoders: a stack of the 4 grid trials (8 s, which each of them records) and 8 more of
+    1.5 s: 20 s of training; 2 PCA fits of 0.5 s. Whole trials: 12 × 2.0 + 2 × 0.6 + 2 baseline
+    trials × 3.0 = 31.2 s of wall time."""
+    study = make_study(tmp_path / "s")
+    _edit_rows(study, lambda r: r.update(seconds=8.0, stacked=4) if r["phase"] == "grid" else None)
+    _, md_path = report.write_report(study)
+    md = md_path.read_text()
+    assert ("Training time of the 12 autoencoders, summed: 20 s; fitting time of the 2 PCA models, summed: 1.0 s "
+            "(training and fitting only: not evaluation, not the classical denoisers;") in md
+    assert ("Wall time of every trial, summed over the 16 trials (autoencoders, PCA, the classical denoisers): 31 s. "
+            "A trial's wall time is all of it") in _section(md, "Time per trial")
+    assert "Training/fitting time" not in md and "of trial wall time in all" not in md
+    assert [findings.fmt_duration(s) for s in (0.0, 0.01, 0.36, 9.94, 42.0, 750.0)] == [
+        "0.0 s", "< 0.1 s", "0.4 s", "9.9 s", "42 s", "12.5 min (750 s)"]  # sub-second times are not "0 s"
+
+
 def test_the_schedule_shows_what_each_worker_did_in_the_latest_run(tmp_path):
     """Timestamps chosen so every figure is known: worker A trains a stack of two grid models from
     2 to 12 s and scores them until 13 and 14 s; worker B fits PCA from 1 to 3 s and runs one

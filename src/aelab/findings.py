@@ -247,7 +247,12 @@ def fmt_secs(v) -> str:
 
 
 def fmt_duration(seconds: float) -> str:
-    """A wall time in seconds as "42 s" or, from 90 s on, "12.5 min (750 s)"."""
+    """A time in seconds as "0.4 s" (under 10 s), "42 s" or, from 90 s on, "12.5 min (750 s)";
+    "< 0.1 s" for a positive time that rounds to 0.0."""
+    if 0 < seconds < 0.05:
+        return "< 0.1 s"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min ({seconds:.0f} s)"
 
 

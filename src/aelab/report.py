@@ -42,12 +42,11 @@ def header_section(study: Study) -> list:
     c = study.config
     total = "?" if study.trials_total is None else str(study.trials_total)
     wall = study.summary.get("wall_seconds_total", study.summary.get("wall_seconds"))
-    train_secs = sum(r.get("seconds") or 0 for r in study.rows if is_number(r.get("seconds")))
     lines = [f"Datasets: {', '.join(dataset_name(d) for d in study.datasets) or DASH}. "
              f"Trials done: {study.trials_done} of {total}"
              + (f", {len(failed_trials(study))} failed" if failed_trials(study) else "") + ". "
              + (f"Wall time over every run of the study: {fmt_duration(wall)}. " if is_number(wall) else "")
-             + f"Training/fitting time summed over trials: {fmt_duration(train_secs)}."]
+             + _training_time_text(study)]
     epochs = c.get("epochs")
     depths = [str(d) for d in c.get("depths") or []]
     if isinstance(epochs, dict):
@@ -72,6 +71,23 @@ def header_section(study: Study) -> list:
                        f"[0, 1]): **{PSNR_LABEL}**; **{PSNR_DATASET_LABEL}**. `psnr` is the primary one; every "
                        f"table says which it shows. Noise is given as the variance σ² on the [0, 1] scale."))
     return blocks
+
+
+def _training_time_text(study: Study) -> str:
+    """The header's sentence on time spent training (seconds): the autoencoders' training summed
+    over their trials (a stack's training time, which each of its K trials records, counts once)
+    and PCA's fitting summed over its trials. Evaluation and the classical denoisers are left out:
+    the "Time per trial" section sums whole trials."""
+    ae = [r for r in study.rows if r.get("kind") == "ae" and is_number(r.get("seconds"))]
+    pca = [r for r in study.rows if r.get("kind") == "pca" and is_number(r.get("seconds"))]
+    ae_secs = sum(r["seconds"] / max(1, int(r.get("stacked") or 1)) for r in ae)
+    pca_secs = sum(r["seconds"] for r in pca)
+    text = f"Training time of the {len(ae)} autoencoder{'s' if len(ae) != 1 else ''}, summed: {fmt_duration(ae_secs)}"
+    if pca:
+        text += (f"; fitting time of the {len(pca)} PCA model{'s' if len(pca) != 1 else ''}, summed: "
+                 f"{fmt_duration(pca_secs)}")
+    return (text + " (training and fitting only: not evaluation, not the classical denoisers; \"Time per trial\" sums "
+            "each trial's whole wall time).")
 
 
 def findings_section(study: Study) -> list:
@@ -316,9 +332,14 @@ def time_section(study: Study) -> list:
     if not times:
         return blocks + [Para("No finished trials yet.")]
     total = sum(t["wall"] for t in times if is_number(t["wall"]))
-    blocks.append(Para(f"{len(times)} trials, {total:.0f} s ({total / 60:.1f} min) of trial wall time in all "
-                       "(trials may run side by side, so the study's wall time can be shorter). Wall = the whole "
-                       "trial (training, evaluation, figures); train = training or fitting only."))
+    kinds = {r.get("kind") for r in study.rows + study.baselines}
+    names = [name for k, name in (("ae", "autoencoders"), ("pca", "PCA"), ("baselines", "the classical denoisers"))
+             if k in kinds]
+    blocks.append(Para(f"Wall time of every trial, summed over the {len(times)} trials ({', '.join(names)}): "
+                       f"{fmt_duration(total)}. A trial's wall time is all of it: training, "
+                       "evaluation (test metrics, denoising levels) and figures, so this sum is longer than the "
+                       "header's training and fitting time; trials run side by side, so the study's own wall time "
+                       "can be shorter. Train seconds = training or fitting only."))
     phases: dict = {}
     order = {d: i for i, d in enumerate(study.datasets)}
     for t in sorted(times, key=lambda t: order.get(t["dataset"], len(order))):
