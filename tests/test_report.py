@@ -311,6 +311,8 @@ def test_synthetic_report_findings_and_tables(tmp_path):
     by = {r["setting"]: r for r in reg}
     assert list(by) == ["none", "l2 = 1e-05", "l2 = 0.0001", "l1 = 1e-05", "l1 = 0.0001", "l2 = 1e-05 + l1 = 1e-05"]
     assert "✓ l2" in by["l2 = 1e-05"]["validation"] and "★ best" in by["l2 = 1e-05"]["validation"]
+    assert by["l1 = 1e-05"]["validation"] == "best l1 tried, not above none"
+    assert not any("✓ l1" in r["validation"] for r in reg)
     assert by["l1 = 0.0001"]["zero code"] == "60.00 %"
     assert by["none"]["gap (dB)"] == "0.30"
     # the claim is tested per setting: l2 = 1e-4 narrows the gap and helps on noisy inputs
@@ -359,6 +361,62 @@ def _edit_rows(study: Path, edit) -> None:
 
 def _section(md: str, heading: str) -> str:
     return md.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
+
+
+def test_a_regularizer_is_chosen_only_when_it_beats_no_regularization(tmp_path):
+    """The best l2 tried (validation psnr 21.15 dB) beats the unregularized 21.00 dB: chosen. The
+    best l1 tried (20.95 dB, then 21.004 dB: 21.00 as shown) does not: validation keeps no l1, and
+    neither the findings nor the table mark it as chosen."""
+    study = make_study(tmp_path / "s", denoising=False)
+    text = findings.findings_text(findings.load_study(study), "mnist")
+    assert ("Validation chose l2 = 1e-05 (validation psnr 21.15 dB, above the unregularized 21.00 dB) and no l1: "
+            "its best value tried, l1 = 1e-05 (validation psnr 20.95 dB), is not above the unregularized 21.00 dB."
+            ) in text
+    assert "Validation chose l1" not in text
+    _edit_rows(study, lambda r: r.update(val_psnr=21.004) if r["id"] == "mnist-d5-L30-l1_1e-05-0000abcd" else None)
+    choices = findings.regularizer_choices(findings.load_study(study), "mnist")
+    assert {p: (r["id"], chosen) for p, (r, chosen) in choices.items()} == {
+        "l2": ("mnist-d5-L30-l2_1e-05-0000abcd", True), "l1": ("mnist-d5-L30-l1_1e-05-0000abcd", False)}
+    _, md_path = report.write_report(study)
+    reg = {r["setting"]: r["validation"] for t in _md_tables(md_path.read_text()) if t and "zero code" in t[0]
+           for r in t}
+    assert reg == {"none": "", "l2 = 1e-05": "✓ l2 ★ best", "l2 = 0.0001": "",
+                   "l1 = 1e-05": "best l1 tried, not above none", "l1 = 0.0001": "", "l2 = 1e-05 + l1 = 1e-05": ""}
+
+
+def test_robustness_is_the_drop_from_clean_to_noisy_input(tmp_path):
+    """l1 = 1e-5 made 0.30 dB better on clean and on noisy inputs alike (21.00 -> 21.30, 20.60 ->
+    20.90): the same −0.40 dB drop, so not more robust, although its noisy-input psnr rose."""
+    study = make_study(tmp_path / "s", denoising=False)
+    _edit_rows(study, lambda r: r.update(psnr=21.3, noisy_psnr=20.9, train_psnr=21.6)
+               if r["id"] == "mnist-d5-L30-l1_1e-05-0000abcd" else None)
+    _, md_path = report.write_report(study)
+    claim = _section(md_path.read_text(), "Regularization").split("**Testing the claim**", 1)[1]
+    assert ("robustness on the drop from clean to noisy input against the unregularized model's drop (−0.40 dB), "
+            "not on noisy-input psnr alone") in claim
+    assert ("l1 = 1e-05: train−test gap 0.30 → 0.30 dB (unchanged); drop from clean to noisy input "
+            "−0.40 → −0.40 dB (±0.00 dB, unchanged; noisy-input psnr 20.60 → 20.90 dB, clean psnr 21.00 → 21.30 dB): "
+            "does not support the claim.") in claim
+    # l2 = 1e-4 (psnr 20.50, noisy 20.40): a drop of −0.10 dB against −0.40 dB is more robust
+    assert "−0.40 → −0.10 dB (+0.30 dB, smaller: more robust" in claim
+    reg = {r["setting"]: r for t in _md_tables(md_path.read_text()) if t and "zero code" in t[0] for r in t}
+    assert [reg[k]["drop (dB)"] for k in ("none", "l1 = 1e-05", "l2 = 0.0001")] == ["−0.40", "−0.40", "−0.10"]
+
+
+def test_differences_are_those_of_the_values_shown(tmp_path):
+    """Zero code fractions 0.000654 and 0.00114 show as 0.07 % and 0.11 %: their difference is
+    stated as +0.04 points (the unrounded one is +0.0486, which rounds to +0.05)."""
+    assert findings.shown_delta(0.00114, 0.000654, scale=100) == pytest.approx(0.04)
+    assert findings.shown_delta(19.2349, 20.9451) == pytest.approx(-1.72)  # 19.23 − 20.95 as shown, not −1.71
+    assert findings.shown_delta(None, 1.0) is None
+    study = make_study(tmp_path / "s", denoising=False)
+    zero = {"mnist-d5-L30-0000abcd": 0.000654, "mnist-d5-L30-l1_1e-05-0000abcd": 0.00114}
+    _edit_rows(study, lambda r: r.update(code_zero_fraction=zero[r["id"]]) if r["id"] in zero else None)
+    _, md_path = report.write_report(study)
+    md = md_path.read_text()
+    assert "l1 = 1e-05: psnr −0.05 dB, zero code entries 0.07 % → 0.11 % (+0.04 percentage points)" in md
+    reg = {r["setting"]: r for t in _md_tables(md) if t and "zero code" in t[0] for r in t}
+    assert (reg["none"]["zero code"], reg["l1 = 1e-05"]["zero code"]) == ("0.07 %", "0.11 %")
 
 
 def test_the_two_time_totals_say_what_they_sum(tmp_path):

@@ -325,7 +325,9 @@ def regularization_rows(study: Study, dataset: str) -> list[tuple[str, dict]]:
 
 
 def chosen_ids(study: Study, dataset: str) -> dict[str, str]:
-    """{phase: trial id} of validation's choice for l2 and l1 (from the summary, else computed)."""
+    """{phase: trial id} of the best l2 and the best l1 value tried, on validation psnr (from the
+    summary, else computed): the values the study's l2+l1 trial combines. Whether validation
+    prefers one to no regularization at all is `regularizer_choices`."""
     choices = (study.summary.get("choices") or {}).get(dataset) or {}
     out = {}
     for phase in ("l2", "l1"):
@@ -338,15 +340,51 @@ def chosen_ids(study: Study, dataset: str) -> dict[str, str]:
     return out
 
 
+def regularizer_choices(study: Study, dataset: str) -> dict[str, tuple[dict, bool]]:
+    """{phase ("l2", "l1"): (the best value's row among those tried, whether validation chose it)}.
+
+    Validation chooses a regularizer only when its best value's validation psnr is above the
+    unregularized model's (both as shown, to 0.01 dB); otherwise it keeps none of it, even though
+    the study's l2+l1 trial still combines the best values tried."""
+    settings = regularization_rows(study, dataset)
+    if not settings:
+        return {}
+    base, ids = settings[0][1], chosen_ids(study, dataset)
+    out = {}
+    for phase in ("l2", "l1"):
+        row = next((r for _, r in settings if r.get("id") == ids.get(phase)), None)
+        if row is not None:
+            gain = shown_delta(row.get("val_psnr"), base.get("val_psnr"))
+            out[phase] = (row, gain is not None and gain > 0)
+    return out
+
+
 def train_test_gap(r: dict):
-    """Train minus test psnr (dB): how much better the model does on images it trained on."""
-    t, p = r.get("train_psnr"), r.get("psnr")
-    return t - p if is_number(t) and is_number(p) else None
+    """Train minus test psnr (dB, of the values as shown, see `shown_delta`): how much better the
+    model does on images it trained on."""
+    return shown_delta(r.get("train_psnr"), r.get("psnr"))
 
 
 def delta(a, b):
     """a - b (dB) when both are numbers, else None."""
     return a - b if is_number(a) and is_number(b) else None
+
+
+def shown_delta(a, b, digits: int = 2, scale: float = 1.0):
+    """The difference of a and b as the report shows them: scale * a and scale * b each rounded to
+    `digits` decimals, then subtracted (None when either is missing). A difference printed beside
+    rounded values then matches them: 0.07 % -> 0.11 % is +0.04 points, not the +0.05 of the
+    unrounded fractions. scale=100 turns fractions into percentages (points)."""
+    if not (is_number(a) and is_number(b)):
+        return None
+    return round(round(scale * a, digits) - round(scale * b, digits), digits)
+
+
+def noisy_drop(r: dict):
+    """Noisy-input psnr minus clean test psnr (dB, usually negative; of the values as shown, see
+    `shown_delta`): what the robustness check's noise costs this model. A model that is better on
+    clean and noisy inputs alike has the same drop: it is better, not more robust."""
+    return shown_delta(r.get("noisy_psnr"), r.get("psnr"))
 
 
 def variances_of(study: Study, dataset: str) -> list[float]:
@@ -400,7 +438,7 @@ def _depth_sentence(study: Study, dataset: str) -> str:
     for latent in sorted({r.get("latent") for r in rows}):
         a, b = by.get((shallow, latent)), by.get((deep, latent))
         if a and b and is_number(a.get("psnr")) and is_number(b.get("psnr")):
-            diffs.append((latent, b["psnr"] - a["psnr"]))
+            diffs.append((latent, shown_delta(b["psnr"], a["psnr"])))
     if not diffs:
         return ""
     text = (f"Depth {deep} minus depth {shallow} (test psnr): "
@@ -441,7 +479,7 @@ def _pca_sentence(study: Study, dataset: str) -> str:
     for latent, r in sorted(best_per_latent(study, dataset).items()):
         p = pca.get(latent)
         if p and is_number(r.get("psnr")) and is_number(p.get("psnr")):
-            margins.append((latent, r["psnr"] - p["psnr"]))
+            margins.append((latent, shown_delta(r["psnr"], p["psnr"])))
     if not margins:
         return ""
     text = ("Margin over PCA with k = L (test psnr of the depth validation prefers at that L): "
@@ -461,26 +499,28 @@ def _regularization_sentences(study: Study, dataset: str) -> list[str]:
     base = settings[0][1]
     parts = []
     for label, r in settings[1:]:
-        dz = delta(r.get("code_zero_fraction"), base.get("code_zero_fraction"))
         dd = delta(r.get("code_dead_units"), base.get("code_dead_units"))
         parts.append(
-            f"{label}: psnr {signed(delta(r.get('psnr'), base.get('psnr')))} dB, "
-            f"zero code entries {signed(100 * dz) if dz is not None else DASH} percentage points"
+            f"{label}: psnr {signed(shown_delta(r.get('psnr'), base.get('psnr')))} dB, "
+            f"zero code entries {fmt_pct(base.get('code_zero_fraction'))} → {fmt_pct(r.get('code_zero_fraction'))} "
+            f"({signed(shown_delta(r.get('code_zero_fraction'), base.get('code_zero_fraction'), scale=100))} "
+            "percentage points)"
             + (f", dead units {int(dd):+d}" if dd is not None and dd != 0 else "")
-            + f", train−test gap {signed(delta(train_test_gap(r), train_test_gap(base)))} dB, "
-            f"noisy-input psnr {signed(delta(r.get('noisy_psnr'), base.get('noisy_psnr')))} dB")
+            + f", train−test gap {signed(shown_delta(train_test_gap(r), train_test_gap(base)))} dB, "
+            f"drop from clean to noisy input {signed(noisy_drop(base))} → {signed(noisy_drop(r))} dB")
     text = ("Regularization on that architecture, each against the unregularized model: "
             + "; ".join(parts) + ".")
-    chosen = chosen_ids(study, dataset)
-    picks = []
-    for phase in ("l2", "l1"):
-        row = next((r for _, r in settings if r.get("id") == chosen.get(phase)), None)
-        if row is not None:
-            better = is_number(row.get("val_psnr")) and is_number(base.get("val_psnr")) and row["val_psnr"] > base["val_psnr"]
-            picks.append(f"{phase} = {_strength(row.get(phase))} (validation psnr {db(row.get('val_psnr'))} dB, "
-                         f"{'above' if better else 'not above'} the unregularized {db(base.get('val_psnr'))} dB)")
-    if picks:
-        text += " Validation chose " + _list(picks) + "."
+    picks, kept = [], []
+    for phase, (row, chosen) in regularizer_choices(study, dataset).items():
+        value = f"{phase} = {_strength(row.get(phase))}"
+        if chosen:
+            picks.append(f"{value} (validation psnr {db(row.get('val_psnr'))} dB, above the unregularized "
+                         f"{db(base.get('val_psnr'))} dB)")
+        else:
+            kept.append(f"no {phase}: its best value tried, {value} (validation psnr {db(row.get('val_psnr'))} dB), "
+                        f"is not above the unregularized {db(base.get('val_psnr'))} dB")
+    if picks or kept:
+        text += " Validation chose " + _list(picks + kept) + "."
     overall = best_by_val([r for _, r in settings])
     if overall is not None:
         label = next(lbl for lbl, r in settings if r is overall)
@@ -493,7 +533,7 @@ def denoising_margins(study: Study, dataset: str) -> list[dict]:
     baseline compared on its own test images (the AE's subset score for a subset baseline).
 
     Returns [{noise_var, sigma, ae_method, ae_psnr, baseline, baseline_psnr, margin (dB),
-    n_images}] (psnr in dB; margin = AE minus baseline)."""
+    n_images}] (psnr in dB; margin = AE minus baseline, of the two psnr as shown to 0.01 dB)."""
     out = []
     for var in variances_of(study, dataset):
         rows = denoising_rows(study, dataset, var)
@@ -509,7 +549,7 @@ def denoising_margins(study: Study, dataset: str) -> list[dict]:
                 ae_psnr, ae_method = max(scored)
                 cmp.append({"noise_var": var, "sigma": math.sqrt(var), "ae_method": ae_method, "ae_psnr": ae_psnr,
                             "baseline": b.get("method"), "baseline_psnr": b["psnr"],
-                            "margin": ae_psnr - b["psnr"], "n_images": b.get("n_images")})
+                            "margin": shown_delta(ae_psnr, b["psnr"]), "n_images": b.get("n_images")})
         if cmp:
             out.append(min(cmp, key=lambda c: c["margin"]))
     return out
@@ -524,7 +564,7 @@ def _denoising_sentence(study: Study, dataset: str) -> str:
         verb = "leads" if m["margin"] > 0 else "trails"
         parts.append(f"at σ² = {m['noise_var']:g} (σ = {m['sigma']:.2f}) the best autoencoder ({m['ae_method']}, "
                      f"{db(m['ae_psnr'])} dB) {verb} the best baseline ({m['baseline']}, {db(m['baseline_psnr'])} dB) "
-                     f"by {abs(round(m['ae_psnr'], 2) - round(m['baseline_psnr'], 2)):.2f} dB")  # as shown
+                     f"by {abs(m['margin']):.2f} dB")
     text = "Denoising (psnr): " + "; ".join(parts) + "."
     losses = [f"{m['noise_var']:g}" for m in margins if m["margin"] <= 0]
     if losses:
@@ -535,7 +575,7 @@ def _denoising_sentence(study: Study, dataset: str) -> str:
     for var in variances_of(study, dataset):
         rows = {d.get("method"): d for d in denoising_rows(study, dataset, var)}
         if "dae" in rows and "dae-blind" in rows:
-            g = delta(rows["dae-blind"].get("psnr"), rows["dae"].get("psnr"))
+            g = shown_delta(rows["dae-blind"].get("psnr"), rows["dae"].get("psnr"))
             if g is not None:
                 gaps.append((var, g))
     if gaps:
