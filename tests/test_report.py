@@ -108,13 +108,14 @@ def _denoising_rows(rows: list[dict], baselines: list[dict], variances) -> list[
     return out
 
 
-def make_study(root: Path, datasets=("mnist",), denoising: bool = True, failed: bool = False) -> Path:
+def make_study(root: Path, datasets=("mnist",), denoising: bool = True, failed: bool = False, pca: bool = True) -> Path:
     """A finished study folder with known numbers.
 
     Per dataset: depth 3 at L=15 / 30 (psnr 18 / 20), depth 5 at L=15 / 30 (17.5 / 21: depth 5
     loses at L=15 and wins at L=30, and validation picks depth 5, L=30); PCA 16 / 19; l2 1e-5 and
     1e-4, l1 1e-5 and 1e-4, l2+l1; with denoising: a per-level denoiser at 0.04 and 0.16, a blind
     one, baselines (nlm on a 100-image subset, bm3d not installed). failed: one l1 trial failed.
+    pca=False: a study with `pca: false` (no PCA rows). The test subset is 300 images.
     """
     root.mkdir(parents=True, exist_ok=True)
     variances = [0.04, 0.16] if denoising else []
@@ -124,7 +125,7 @@ def make_study(root: Path, datasets=("mnist",), denoising: bool = True, failed: 
                 _ae_row(ds, "grid", 3, 30, 20.0, variances=variances, subset=100),
                 _ae_row(ds, "grid", 5, 15, 17.5, variances=variances, subset=100),
                 _ae_row(ds, "grid", 5, 30, 21.0, variances=variances, subset=100)]
-        rows += grid + [_pca_row(ds, 15, 16.0), _pca_row(ds, 30, 19.0)]
+        rows += grid + ([_pca_row(ds, 15, 16.0), _pca_row(ds, 30, 19.0)] if pca else [])
         if denoising:
             rows += [_ae_row(ds, "denoise", 5, 30, 21.0, noise_var=v, variances=variances, subset=100)
                      for v in variances]
@@ -156,7 +157,7 @@ def make_study(root: Path, datasets=("mnist",), denoising: bool = True, failed: 
                     _grid_png(folder / f"denoise_{v:g}.png", rows=3)
     ae_rows = [r for r in rows if r.get("kind") in ("ae", "pca")]
     config = {"name": "synthetic", "datasets": list(datasets), "depths": [3, 5], "latents": [15, 30],
-              "epochs": {"3": 3, "5": 3}, "l2": [1e-5, 1e-4], "l1": [1e-5, 1e-4], "combined": True, "pca": True,
+              "epochs": {"3": 3, "5": 3}, "l2": [1e-5, 1e-4], "l1": [1e-5, 1e-4], "combined": True, "pca": pca,
               "denoising": ({"variances": variances, "blind": [0.04, 0.16], "architecture": "best", "model": {},
                              "train": {}, "baselines": ["noisy", "gaussian", "nlm", "linear", "bm3d"], "subset": 100}
                             if denoising else None),
@@ -280,6 +281,48 @@ def test_quick_findings_name_the_winner(quick_study):
         assert f"psnr {best['psnr']:.2f} dB" in part
 
 
+def _num(cell: str) -> float:
+    """A table cell ("19.92", "−0.56", "±0.00", "0.07 %") as a number."""
+    return float(cell.replace("−", "-").replace("±", "").replace("+", "").replace(" %", ""))
+
+
+def test_quick_report_is_consistent_with_its_own_numbers(quick_study):
+    """On real output: every difference equals the difference of the values shown beside it, a ✓
+    regularizer beats the unregularized model on validation, and the sections say which test
+    images (the quick preset's 1,000) and which times they sum."""
+    md = (quick_study / "report.md").read_text()
+    _no_broken_section(md)
+    tables = _md_tables(md)
+    per_class = [t for t in tables if t and "difference (dB)" in t[0]]
+    assert len(per_class) == 2
+    for r in [r for t in per_class for r in t]:
+        assert _num(r["difference (dB)"]) == pytest.approx(_num(r["autoencoder psnr (dB)"]) - _num(r["PCA psnr (dB)"]))
+    for t in [t for t in tables if t and "vs PCA (dB)" in t[0]]:
+        pca = {r["L"]: _num(r["psnr (dB)"]) for r in t if r["depth"] == "PCA"}
+        for r in [r for r in t if r["depth"] != "PCA"]:
+            assert _num(r["vs PCA (dB)"]) == pytest.approx(_num(r["psnr (dB)"]) - pca[r["L"]])
+    for t in [t for t in tables if t and "zero code" in t[0]]:
+        none = t[0]
+        assert none["setting"] == "none"
+        for r in t:
+            assert _num(r["gap (dB)"]) == pytest.approx(_num(r["train psnr (dB)"]) - _num(r["psnr (dB)"]))
+            noisy = next(v for k, v in r.items() if k.startswith("noisy-input psnr"))
+            assert _num(r["drop (dB)"]) == pytest.approx(_num(noisy) - _num(r["psnr (dB)"]))
+            if "✓" in r["validation"]:
+                assert _num(r["val psnr (dB)"]) > _num(none["val psnr (dB)"]), r
+            elif "not above none" in r["validation"]:
+                assert _num(r["val psnr (dB)"]) <= _num(none["val psnr (dB)"]), r
+    sparsity = re.findall(r"zero code entries ([\d.]+) % → ([\d.]+) % \(([−+±][\d.]+) percentage points\)", md)
+    assert len(sparsity) == 6  # l2, l1, l2+l1 on two datasets
+    for before, after, change in sparsity:
+        assert _num(change) == pytest.approx(float(after) - float(before))
+    for heading in ("Compression", "Per-class PSNR"):
+        assert "the first 1,000 test images (the study's subset.test)" in _section(md, heading), heading
+    assert "about 100 per class" in _section(md, "Per-class PSNR") and "Test split" not in md
+    assert re.search(r"Training time of the 20 autoencoders, summed: [^;]+; fitting time of the 4 PCA models", md)
+    assert "Wall time of every trial, summed over the 48 trials (autoencoders, PCA, the classical denoisers)" in md
+
+
 # ------------------------------------------------------------------------------------------
 # hand-made studies
 # ------------------------------------------------------------------------------------------
@@ -321,6 +364,18 @@ def test_synthetic_report_findings_and_tables(tmp_path):
     assert "Failed trials" not in md and "Partial results" not in md
 
 
+def _edit_rows(study: Path, edit) -> None:
+    """Rewrite results.json with edit(row) applied to every row (results.json stays the newest file)."""
+    rows = json.loads((study / "results.json").read_text())
+    for r in rows:
+        edit(r)
+    (study / "results.json").write_text(json.dumps(rows))
+
+
+def _section(md: str, heading: str) -> str:
+    return md.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
+
+
 @pytest.mark.parametrize("kind", ["empty", "run folder", "missing"])
 def test_report_refuses_a_folder_that_is_not_a_study(tmp_path, kind):
     """An empty folder, a training run folder or no folder at all: an error naming the folder and
@@ -349,18 +404,6 @@ def test_report_refuses_a_folder_that_is_not_a_study(tmp_path, kind):
         result = CliRunner().invoke(main, ["report", str(folder)])
         assert result.exit_code == 2 and f"error: {folder} is not a study folder" in result.output
     assert (sorted(p.name for p in folder.iterdir()) if folder.exists() else None) == before
-
-
-def _edit_rows(study: Path, edit) -> None:
-    """Rewrite results.json with edit(row) applied to every row (results.json stays the newest file)."""
-    rows = json.loads((study / "results.json").read_text())
-    for r in rows:
-        edit(r)
-    (study / "results.json").write_text(json.dumps(rows))
-
-
-def _section(md: str, heading: str) -> str:
-    return md.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
 
 
 def test_a_regularizer_is_chosen_only_when_it_beats_no_regularization(tmp_path):
@@ -417,6 +460,44 @@ def test_differences_are_those_of_the_values_shown(tmp_path):
     assert "l1 = 1e-05: psnr −0.05 dB, zero code entries 0.07 % → 0.11 % (+0.04 percentage points)" in md
     reg = {r["setting"]: r for t in _md_tables(md) if t and "zero code" in t[0] for r in t}
     assert (reg["none"]["zero code"], reg["l1 = 1e-05"]["zero code"]) == ("0.07 %", "0.11 %")
+
+
+def test_sections_say_which_test_images_they_are_on(tmp_path):
+    """The compression and per-class numbers are on the study's test subset (300 images here),
+    and the report says so instead of "test split"; without a subset it says the whole split."""
+    study = make_study(tmp_path / "s")
+    _, md_path = report.write_report(study)
+    md = md_path.read_text()
+    assert "Test split" not in md
+    assert ("every grid cell; test scores on the first 300 test images (the study's subset.test), val psnr on the "
+            "validation images") in _section(md, "Compression")
+    assert "scored on the first 300 test images (the study's subset.test), about 30 per class." in _section(
+        md, "Per-class PSNR")
+    assert "on the first 300 test images (the study's subset.test) it reaches psnr 21.00 dB" in _section(md, "Findings")
+    assert "train psnr on the first 2,000 training images" in _section(md, "Regularization")  # subset.train 2,000
+    summary = json.loads((study / "summary.json").read_text())
+    del summary["study"]["subset"]
+    (study / "summary.json").write_text(json.dumps(summary))
+    md = report.write_report(study)[1].read_text()
+    assert "scored on the 300 test images (the whole test split), about 30 per class." in md  # n from denoising
+    assert "train psnr on the first 10,000 training images" in md
+
+
+def test_a_study_without_pca_shows_no_pca_and_sub_second_times(tmp_path):
+    study = make_study(tmp_path / "s", denoising=False, pca=False)
+    _edit_rows(study, lambda r: r.update(seconds=0.04))
+    _, md_path = report.write_report(study)
+    md = md_path.read_text()
+    _no_broken_section(md)
+    for heading in ("Findings", "Compression", "Per-class PSNR"):
+        assert "PCA" not in _section(md, heading), heading
+    grid = [t for t in _md_tables(md) if t and "psnr_dataset (dB)" in t[0] and "depth" in t[0]][0]
+    assert list(grid[0]) == ["depth", "L", "val psnr (dB)", "psnr (dB)", "psnr_dataset (dB)", "SSIM",
+                             "epochs (best)", "seconds", "parameters", "chosen"]
+    per_class = [t for t in _md_tables(md) if t and "class" in t[0]][0]
+    assert list(per_class[0]) == ["class", "autoencoder psnr (dB)"]
+    assert "Training time of the 9 autoencoders, summed: 0.4 s (training and fitting only" in md  # 9 × 0.04 s
+    assert "fitting time of the" not in md
 
 
 def test_the_two_time_totals_say_what_they_sum(tmp_path):

@@ -402,6 +402,33 @@ def full_images(rows: list[dict]) -> int:
     return max([d.get("n_images") or 0 for d in rows] or [0])
 
 
+def test_images(study: Study, dataset: str) -> int | None:
+    """How many test images a dataset's compression numbers are on (results rows: psnr, SSIM,
+    per-class psnr, code sparsity, noisy-input psnr): the count the autoencoders' denoising scores
+    record (the same images), else the study's subset.test; None when unknown (the whole split)."""
+    counts = [s.get("n_images") for r in ok_rows(study, dataset) for s in r.get("denoising") or []]
+    counts += [d.get("n_images") for d in study.denoising if d.get("dataset") == dataset]
+    counts = [n for n in counts if is_number(n) and n > 0]
+    if counts:
+        return int(max(counts))
+    n = (study.config.get("subset") or {}).get("test")
+    return int(n) if is_number(n) else None
+
+
+def test_images_text(study: Study, dataset: str) -> str:
+    """Which test images a dataset's compression numbers are on, in words: "the first 1,000 test
+    images (the study's subset.test)", "the 10,000 test images (the whole test split)"."""
+    n, cap = test_images(study, dataset), (study.config.get("subset") or {}).get("test")
+    if is_number(cap):
+        return f"the first {n or cap:,} test images (the study's subset.test)"
+    return f"the {n:,} test images (the whole test split)" if n else "the whole test split"
+
+
+def has_pca(study: Study, dataset: str) -> bool:
+    """Whether the report shows PCA for a dataset: the study runs it (pca: true) or has PCA rows."""
+    return bool(study.config.get("pca")) or bool(pca_rows(study, dataset))
+
+
 def on_subset(d: dict, full: int) -> bool:
     """Whether a denoising row was scored on a subset of the `full` test images."""
     return bool(d.get("subset")) or (is_number(d.get("n_images")) and 0 < d["n_images"] < full)
@@ -595,9 +622,9 @@ def findings(study: Study, dataset: str) -> list[str]:
     best = winner(study, dataset)
     if best is None:
         return []
-    items = [f"Validation chose {arch_label(best)} (validation psnr {db(best.get('val_psnr'))} dB); on the test "
-             f"split it reaches psnr {db(best.get('psnr'))} dB (psnr_dataset {db(best.get('psnr_dataset'))} dB, "
-             f"SSIM {db(best.get('ssim'))})."]
+    items = [f"Validation chose {arch_label(best)} (validation psnr {db(best.get('val_psnr'))} dB); on "
+             f"{test_images_text(study, dataset)} it reaches psnr {db(best.get('psnr'))} dB "
+             f"(psnr_dataset {db(best.get('psnr_dataset'))} dB, SSIM {db(best.get('ssim'))})."]
     items += [s for s in (_depth_sentence(study, dataset), _pca_sentence(study, dataset)) if s]
     items += _regularization_sentences(study, dataset)
     den = _denoising_sentence(study, dataset)

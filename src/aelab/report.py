@@ -26,9 +26,9 @@ from . import figures
 from .findings import (AE_LABELS, AE_METHODS, DASH, PSNR_DATASET_LABEL, PSNR_LABEL, SECTION_FAILED, Study,
                        TOLERANCE_DB, arch_label, baseline_info, best_by_val, dataset_name, db,
                        denoising_rows, equal_floats, findings, fmt_csv, fmt_duration, fmt_int, fmt_pct, fmt_secs,
-                       full_images, grid_rows, is_number, load_study, noisy_drop, ok_rows, on_subset, pca_rows,
-                       regularization_rows, regularizer_choices, shown_delta, signed, slug, train_test_gap,
-                       variances_of, winner)
+                       full_images, grid_rows, has_pca, is_number, load_study, noisy_drop, ok_rows, on_subset,
+                       pca_rows, regularization_rows, regularizer_choices, shown_delta, signed, slug, test_images,
+                       test_images_text, train_test_gap, variances_of, winner)
 from .render import (Bullets, Details, Figure, Gallery, Heading, Para, Table, _referenced,
                      render_html, render_md)
 from .runs import atomic_write_text
@@ -106,16 +106,20 @@ def findings_section(study: Study) -> list:
 
 
 def compression_section(study: Study) -> list:
-    """Per dataset: psnr against latent size (a line per depth, PCA dashed) and the grid table."""
+    """Per dataset: psnr against latent size (a line per depth, PCA dashed when the study has PCA)
+    and the grid table, each saying which test images the numbers are on."""
+    any_pca = any(has_pca(study, d) for d in study.datasets)
     blocks: list = [Heading(2, "Compression: depth × latent size", "compression"),
-                    Para(f"Test split, no regularization. Table: {PSNR_LABEL}; {PSNR_DATASET_LABEL}; "
-                         "vs PCA = psnr minus PCA's psnr with k = L; epochs run (best epoch by validation loss); "
-                         "seconds of training.")]
+                    Para(f"No regularization. Table: {PSNR_LABEL}; {PSNR_DATASET_LABEL}; "
+                         + ("vs PCA = psnr minus PCA's psnr with k = L; " if any_pca else "")
+                         + "epochs run (best epoch by validation loss); seconds of training.")]
     for dataset in study.datasets:
         rows = grid_rows(study, dataset)
         pca = pca_rows(study, dataset)
         if not rows and not pca:
             continue
+        with_pca = has_pca(study, dataset)
+        images = test_images_text(study, dataset)
         blocks.append(Heading(3, dataset_name(dataset)))
         series: dict = {}
         for r in rows:
@@ -130,24 +134,26 @@ def compression_section(study: Study) -> list:
         name = f"{slug(dataset)}-psnr-vs-latent.png"
         figures.plot_psnr_vs_latent(series, study.files / name, pca=pca_line,
                                     title=f"{dataset_name(dataset)}: test psnr against latent size")
-        blocks.append(Figure(name, f"{dataset_name(dataset)}: psnr (mean per-image, dB) against latent size L; "
-                                   "a line per depth, PCA dashed."))
+        blocks.append(Figure(name, f"{dataset_name(dataset)}: psnr (mean per-image, dB) on {images} against latent "
+                                   "size L; a line per depth" + (", PCA dashed." if pca_line else ".")))
         table = []
         best = winner(study, dataset)
         for r in rows:
             p = pca.get(r.get("latent"), {})
             table.append([str(r.get("depth")), str(r.get("latent")), db(r.get("val_psnr")), db(r.get("psnr")),
-                          db(r.get("psnr_dataset")), db(r.get("ssim")), signed(shown_delta(r.get("psnr"), p.get("psnr"))),
-                          f"{r.get('epochs_run', DASH)} ({r.get('best_epoch', DASH)})", fmt_secs(r.get("seconds")),
-                          fmt_int(r.get("parameters")), "✓" if best is not None and r is best else ""])
+                          db(r.get("psnr_dataset")), db(r.get("ssim"))]
+                         + ([signed(shown_delta(r.get("psnr"), p.get("psnr")))] if with_pca else [])
+                         + [f"{r.get('epochs_run', DASH)} ({r.get('best_epoch', DASH)})", fmt_secs(r.get("seconds")),
+                            fmt_int(r.get("parameters")), "✓" if best is not None and r is best else ""])
         for k in sorted(pca):
             p = pca[k]
             table.append(["PCA", str(k), db(p.get("val_psnr")), db(p.get("psnr")), db(p.get("psnr_dataset")),
                           db(p.get("ssim")), DASH, DASH, fmt_secs(p.get("seconds")), fmt_int(p.get("parameters")), ""])
-        blocks.append(Table(["depth", "L", "val psnr (dB)", "psnr (dB)", "psnr_dataset (dB)", "SSIM", "vs PCA (dB)",
-                             "epochs (best)", "seconds", "parameters", "chosen"], table,
-                            numeric={1, 2, 3, 4, 5, 6, 7, 8, 9},
-                            caption=f"{dataset_name(dataset)}: every grid cell (✓ = chosen on validation psnr)."))
+        columns = (["depth", "L", "val psnr (dB)", "psnr (dB)", "psnr_dataset (dB)", "SSIM"]
+                   + (["vs PCA (dB)"] if with_pca else []) + ["epochs (best)", "seconds", "parameters", "chosen"])
+        blocks.append(Table(columns, table, numeric=set(range(1, len(columns) - 1)),
+                            caption=f"{dataset_name(dataset)}: every grid cell; test scores on {images}, val psnr "
+                                    "on the validation images; ✓ = chosen on validation psnr."))
     return blocks
 
 
@@ -173,15 +179,25 @@ def _claim_verdict(label: str, r: dict, base: dict) -> str:
             f"{db(base.get('psnr'))} → {db(r.get('psnr'))} dB): {verdict}.")
 
 
+def _train_images(study: Study) -> int:
+    """How many training images the train psnr is on: the first 10,000 (`trials.TRAIN_EVAL_IMAGES`),
+    fewer when the study's subset.train is smaller."""
+    from .trials import TRAIN_EVAL_IMAGES
+
+    cap = (study.config.get("subset") or {}).get("train")
+    return min(TRAIN_EVAL_IMAGES, int(cap)) if is_number(cap) else TRAIN_EVAL_IMAGES
+
+
 def regularization_section(study: Study) -> list:
     """Per dataset: every setting tried with psnr, sparsity, gap and robustness; the code
     histogram with and without l1; the robustness/overfitting claim tested per setting."""
     var = study.config.get("robustness_var", 0.01)
     blocks: list = [Heading(2, "Regularization", "regularization"),
                     Para(f"On each dataset's best architecture (validation psnr). {PSNR_LABEL}; {PSNR_DATASET_LABEL}. "
-                         "zero code = fraction of code entries with |E_j| < 1e-3 on the test split; dead units = "
-                         "code units never active; train psnr on the first 10,000 training images; gap = train psnr "
-                         "minus test psnr; noisy-input psnr = test psnr when the inputs carry noise of variance "
+                         "Scored on the test images each table's caption names. zero code = fraction of code "
+                         "entries with |E_j| < 1e-3 on those test images; dead units = code units never active; "
+                         f"train psnr on the first {_train_images(study):,} training images; gap = train psnr minus "
+                         "test psnr; noisy-input psnr = test psnr when the inputs carry noise of variance "
                          f"σ² = {var} (σ = {math.sqrt(var):.2f}); "
                          "drop = noisy-input psnr minus clean psnr, what that noise costs the model.")]
     for dataset in study.datasets:
@@ -205,7 +221,8 @@ def regularization_section(study: Study) -> list:
                              "train psnr (dB)", "gap (dB)", f"noisy-input psnr σ²={var:g} (dB)", "drop (dB)",
                              "validation"],
                             table, numeric=set(range(1, 10)),
-                            caption=f"{dataset_name(dataset)}: ✓ l2 / ✓ l1 = validation chose that value: the best of "
+                            caption=f"{dataset_name(dataset)}: scored on {test_images_text(study, dataset)}. "
+                                    "✓ l2 / ✓ l1 = validation chose that value: the best of "
                                     "the values tried, and above the unregularized model (none) on validation psnr; "
                                     "\"best l2 tried, not above none\" = the best value tried, which validation does "
                                     "not prefer to no l2 (the l2 + l1 trial still combines the best values tried); "
@@ -311,14 +328,19 @@ def curves_section(study: Study) -> list:
 
 
 def per_class_section(study: Study) -> list:
-    """Per dataset: per-class psnr of the chosen model beside PCA with k = its L."""
+    """Per dataset: per-class psnr of the chosen model, beside PCA with k = its L when the study has
+    PCA, on the test images the dataset's compression numbers are on (how many per class)."""
+    any_pca = any(has_pca(study, d) for d in study.datasets)
     blocks: list = [Heading(2, "Per-class PSNR", "per-class"),
-                    Para(f"Test split, {PSNR_LABEL}, per class, of the model validation chose, beside PCA with k = L.")]
+                    Para(f"{PSNR_LABEL}, per class, of the model validation chose"
+                         + (", beside PCA with k = L." if any_pca else ".")
+                         + " Each caption says how many test images the classes share.")]
     for dataset in study.datasets:
         best = winner(study, dataset)
         per = (best or {}).get("per_class_psnr") or {}
         if not per:
             continue
+        with_pca = has_pca(study, dataset)
         pca = pca_rows(study, dataset).get(best.get("latent"), {}).get("per_class_psnr") or {}
         names = list(per)
         label = f"autoencoder ({arch_label(best)})"
@@ -327,11 +349,15 @@ def per_class_section(study: Study) -> list:
             series[f"PCA k = {best.get('latent')}"] = [pca.get(n) for n in names]
         name = f"{slug(dataset)}-per-class.png"
         figures.plot_per_class(names, series, study.files / name, title=f"{dataset_name(dataset)}: psnr per class")
-        rows = [[n, db(per[n]), db(pca.get(n)), signed(shown_delta(per[n], pca.get(n)))] for n in names]
+        count = test_images(study, dataset)
+        images = test_images_text(study, dataset) + (f", about {count / len(names):,.0f} per class" if count else "")
+        rows = [[n, db(per[n])] + ([db(pca.get(n)), signed(shown_delta(per[n], pca.get(n)))] if with_pca else [])
+                for n in names]
+        columns = ["class", "autoencoder psnr (dB)"] + (["PCA psnr (dB)", "difference (dB)"] if with_pca else [])
         blocks += [Heading(3, dataset_name(dataset)),
                    Figure(name, f"{dataset_name(dataset)}: psnr (mean per-image, dB) per class."),
-                   Table(["class", "autoencoder psnr (dB)", "PCA psnr (dB)", "difference (dB)"], rows,
-                         numeric={1, 2, 3})]
+                   Table(columns, rows, numeric=set(range(1, len(columns))),
+                         caption=f"{dataset_name(dataset)}: scored on {images}.")]
     return blocks
 
 
