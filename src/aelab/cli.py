@@ -18,11 +18,20 @@ from .model import PRESETS, ModelConfig
 from .training import TrainConfig, budget_epochs
 from .errors import AelabError
 
+def _data_dir_given(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """--data-dir as given on the command line; None when the folder came from AELAB_DATA_DIR, which
+    aelab.data then reads itself, so that messages name the variable as the folder's source, not --data-dir."""
+    if value is not None and ctx.get_parameter_source(param.name) is click.core.ParameterSource.ENVIRONMENT:
+        return None
+    return value
+
+
 DATA_DIR = click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     envvar="AELAB_DATA_DIR",
+    callback=_data_dir_given,
     help="Folder laid out as <dir>/<dataset>/<standard IDX file names> (env: AELAB_DATA_DIR).",
 )
 
