@@ -192,6 +192,33 @@ def test_denoising_baselines_end_to_end(synth) -> None:
     json.dumps([r.to_dict() for r in results])  # JSON-serializable
 
 
+def test_every_baseline_is_also_scored_on_the_fixed_subset(synth) -> None:
+    """subset_psnr is each method's psnr on the same fixed test images (subset_indices), so a method
+    scored on the whole split compares with bm3d, which runs on those images only."""
+    methods = ["noisy", "median", "linear"] + (["bm3d"] if B.bm3d_available() else [])
+    seen = []
+    results = B.denoising_baselines(synth["train"][:500], synth["val"][:8], synth["test"], VAR, SHAPE,
+                                    methods=methods, subset=8, on_result=seen.append)
+    assert seen == results  # each result handed over as it was done, in order
+    idx = B.subset_indices(32, 8)
+    clean, noisy_in = synth["test"][idx], synth["noisy_test"][idx]
+    for r in results:
+        assert r.subset_images == 8 and r.subset_ssim is not None
+        if r.method == "bm3d":  # run on the subset only: its psnr is its subset_psnr
+            assert r.subset and r.n_images == 8 and r.subset_psnr == r.psnr and r.subset_ssim == r.ssim
+            continue
+        assert not r.subset and r.n_images == 32 and r.subset_psnr != pytest.approx(r.psnr, abs=1e-6)
+        out = noisy_in if r.method == "noisy" else B.apply_denoiser(
+            r.method, r.param, noisy_in, SHAPE, var=VAR,
+            model=B.fit_linear_denoiser(synth["train"][:500], VAR) if r.method == "linear" else None)
+        assert r.subset_psnr == pytest.approx(E.psnr(out, clean), abs=1e-9)
+        assert r.subset_psnr_dataset == pytest.approx(E.psnr_dataset(out, clean), abs=1e-9)
+        assert r.to_dict()["subset_psnr"] == r.subset_psnr
+    (full,) = B.denoising_baselines(synth["train"][:500], synth["val"][:8], synth["test"], VAR, SHAPE,
+                                    methods=["noisy"], subset=None)
+    assert full.subset_psnr is None and full.subset_images == 0  # no subset asked for, none scored
+
+
 def test_missing_bm3d_is_skipped_with_a_note(synth, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(B, "bm3d_available", lambda: False)
     (r,) = B.denoising_baselines(synth["train"][:100], synth["val"][:4], synth["test"][:4], 0.04, SHAPE,

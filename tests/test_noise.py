@@ -205,6 +205,48 @@ def test_parse_noise_var_names_the_flag() -> None:
         noise.parse_noise_var("x", flag="--train-noise")
 
 
+TRAIN_FORMS = ("variance", "range")   # what `aelab train --noise-var` takes
+DENOISE_FORMS = ("variance", "list")  # what `aelab denoise --noise-var` takes
+
+
+@pytest.mark.parametrize("text", ["x", "", "2", "0.01,,0.04", "0.01:0.04,0.09", "0.01,0.04"])
+def test_train_noise_messages_name_only_a_variance_or_a_range(text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        noise.parse_noise_var(text, accept=TRAIN_FORMS)
+    assert repr(text) in str(info.value)
+    assert str(info.value).endswith("; give a variance like 0.09 or a blind range like 0.01:0.25")
+
+
+@pytest.mark.parametrize("text", ["x", "", "2", "0.01,,0.04", "0.01:0.04,0.09", "0.01:0.25"])
+def test_denoise_noise_messages_name_only_a_variance_or_a_list(text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        noise.parse_noise_var(text, accept=DENOISE_FORMS)
+    assert repr(text) in str(info.value)
+    assert str(info.value).endswith("; give a variance like 0.09 or a comma list like 0.01,0.04,0.09")
+
+
+def test_each_command_takes_its_forms_and_refuses_the_others_saying_what_they_are() -> None:
+    assert noise.parse_noise_var("0.01:0.25", accept=TRAIN_FORMS) == (0.01, 0.25)
+    assert noise.parse_noise_var("0.09", accept=TRAIN_FORMS) == 0.09
+    assert noise.parse_noise_var("0.01,0.09", accept=DENOISE_FORMS) == [0.01, 0.09]
+    with pytest.raises(ConfigError, match=r"^--noise-var '0.01,0.04' is a list of variances, which this command "
+                                          r"does not take; give a variance like 0.09 or a blind range"):
+        noise.parse_noise_var("0.01,0.04", accept=TRAIN_FORMS)
+    with pytest.raises(ConfigError, match=r"^--noise-var '0.01:0.25' is a blind range, which this command does "
+                                          r"not take; give a variance like 0.09 or a comma list"):
+        noise.parse_noise_var("0.01:0.25", accept=DENOISE_FORMS)
+    with pytest.raises(ConfigError, match=r"is a single variance.*give a comma list like 0.01,0.04,0.09$"):
+        noise.parse_noise_var("0.09", accept=("list",))
+    with pytest.raises(ValueError, match="choose forms from variance, range, list"):
+        noise.parse_noise_var("0.09", accept=("lists",))
+
+
+def test_inputs_label_says_clean_or_which_noise() -> None:
+    assert noise.inputs_label(None) == "clean inputs"
+    assert noise.inputs_label(0.09) == "noisy inputs sigma^2=0.09 (sigma=0.3)"
+    assert noise.inputs_label((0.01, 0.25)) == "noisy inputs sigma^2 in [0.01, 0.25] (sigma uniform in [0.1, 0.5])"
+
+
 variances = st.floats(min_value=1e-6, max_value=1.0, allow_nan=False)
 
 

@@ -249,10 +249,12 @@ def test_a_study_writing_to_a_file_reports_each_finished_trial_on_a_line(data_di
     rows = {r["id"]: r for r in _rows(tmp_path / "s" / "results.csv")}
     assert [line.split("]")[0] for line in lines] == [f"[{k}/7" for k in range(1, 8)]
     for line in lines:
-        m = re.fullmatch(r"\[\d/7\] (\S+) ok: (?:psnr (\d+\.\d\d) dB, )?\d+\.\d s", line)
+        m = re.fullmatch(r"\[\d/7\] (\S+) ok: (?:psnr (\d+\.\d\d) dB( \(clean inputs\), denoising psnr \d+\.\d\d dB "
+                         r"at sigma\^2=0\.04)?, |denoising psnr \d+\.\d\d dB at sigma\^2=0\.04, )?\d+\.\d s", line)
         assert m, line
         if m.group(1) in rows:  # an autoencoder or PCA: its psnr as results.csv has it
             assert m.group(2) == f"{float(rows[m.group(1)]['psnr']):.2f}"
+            assert bool(m.group(3)) == (rows[m.group(1)]["noise_var"] != "")  # a denoiser's line is labelled
     assert sum(" psnr " in line for line in lines) == 7  # the one baseline trial ("noisy") too
 
     run_study(study_from_dict(SMALL_STUDY), tmp_path / "quiet", data_dir=data_dir, workers=1, report=False,

@@ -38,8 +38,10 @@ where one exists. Test scores use `noise.noisy_test_set`, the same noisy images 
 see. BM3D (about 30 ms per image) runs on a fixed subset of the test split (`subset_indices`:
 the first `subset` entries of a fixed random permutation, sorted) and selects on 200 validation
 images; the others run on the whole test split (nlm selects on 500 validation images, wavelet
-and tv on 1,000, the vectorized ones on all 5,000). `BaselineResult.subset` says which; score an autoencoder on the same images with
-`x_test[subset_indices(len(x_test), result.n_images)]`.
+and tv on 1,000, the vectorized ones on all 5,000). `BaselineResult.subset` says which. Every
+method is also scored on that fixed subset (`BaselineResult.subset_psnr`, ...), so all of them,
+BM3D included, compare on the same images; score an autoencoder on them with
+`x_test[subset_indices(len(x_test), result.subset_images)]` (`denoise.score_levels` does).
 """
 from __future__ import annotations
 
@@ -537,6 +539,10 @@ class BaselineResult:
     param / param_name: the chosen parameter (None when the method has none); psnr and
     psnr_dataset (dB) and ssim of the output against the clean test images (None when skipped);
     n_images: test images scored; subset: True when those are subset_indices(n_test, n_images);
+    subset_psnr, subset_psnr_dataset (dB), subset_ssim, subset_images: the same scores on the fixed
+    subset of the test split (`subset_indices`; None / 0 when no subset was asked for), which every
+    method and the autoencoders are scored on, so a method run on the subset only (bm3d: its psnr
+    is its subset_psnr) compares with every other on the same images;
     seconds: wall time to fit, select and apply; seconds_per_1000: time to denoise 1,000 test
     images; val_psnr: the chosen parameter's validation psnr; val_images: validation images used;
     val_scores: [param, validation psnr] for every value tried; note: anything a reader must know.
@@ -552,6 +558,10 @@ class BaselineResult:
     ssim: float | None = None
     n_images: int = 0
     subset: bool = False
+    subset_psnr: float | None = None
+    subset_psnr_dataset: float | None = None
+    subset_ssim: float | None = None
+    subset_images: int = 0
     seconds: float = 0.0
     seconds_per_1000: float | None = None
     val_psnr: float | None = None
@@ -581,7 +591,8 @@ def denoising_baselines(x_train: torch.Tensor, x_val: torch.Tensor, x_test: torc
                         var: float | Sequence[float], image_shape: Sequence[int], seed: int = 0,
                         methods: Sequence[str] | None = None, subset: int | None = 1000,
                         progress: bool | Callable[[str], None] = False, with_ssim: bool = True,
-                        pca: PCA | None = None) -> list[BaselineResult]:
+                        pca: PCA | None = None,
+                        on_result: Callable[[BaselineResult], None] | None = None) -> list[BaselineResult]:
     """Score every denoising baseline at one or more noise levels, the protocol's way.
 
     x_train / x_val / x_test: clean (N, D) images in [0, 1] of the three splits; var: a noise
@@ -590,8 +601,10 @@ def denoising_baselines(x_train: torch.Tensor, x_val: torch.Tensor, x_test: torc
     noise.noisy_validation_set(x_val, var, seed), so autoencoders scored with the same seed see
     the same noisy images. methods: names from METHODS (default all; bm3d without the package
     gives a result with psnr None and a note). subset: test images for slow methods (bm3d), see
-    subset_indices; None scores all. pca: a PCA already fitted on x_train (saves about 3 s).
+    subset_indices; None scores all; the other methods are scored on the whole split and on this
+    subset too (subset_psnr, ...). pca: a PCA already fitted on x_train (saves about 3 s).
     progress: True prints a line per method to stderr, or pass a callable taking the line.
+    on_result: called with each BaselineResult as soon as it is done (for progress bars).
     with_ssim: also compute SSIM (about 0.04 s per 1,000 images). Returns one BaselineResult per
     (variance, method), variances in the order given.
     """
@@ -623,6 +636,8 @@ def denoising_baselines(x_train: torch.Tensor, x_val: torch.Tensor, x_test: torc
             results.append(r)
             _report(progress, f"var={v:g} {m}: psnr={_fmt(r.psnr)} dB param={r.param} "
                               f"on {r.n_images} images in {r.seconds:.1f} s {r.note}".rstrip())
+            if on_result is not None:
+                on_result(r)
     return results
 
 
@@ -654,6 +669,7 @@ def _run_one(method: str, var: float, x_train: torch.Tensor, x_val: torch.Tensor
     result.val_scores = [[p, round(s, 4)] for p, s in sel.scores]
 
     idx = subset_indices(len(x_test), subset if info.uses_subset else None)
+    sub_idx = subset_indices(len(x_test), subset) if subset else None
     result.subset = len(idx) < len(x_test)
     clean, noisy_in = x_test[idx], noisy_test[idx]
     t1 = time.perf_counter()
@@ -664,6 +680,13 @@ def _run_one(method: str, var: float, x_train: torch.Tensor, x_val: torch.Tensor
     if with_ssim:
         result.ssim = evaluation.ssim(out, clean, shape)
     result.n_images = len(idx)
+    if sub_idx is not None:  # the fixed subset every method is also scored on (the same images as `idx` for bm3d)
+        part = slice(None) if info.uses_subset else sub_idx
+        sub_out, sub_clean = out[part], x_test[sub_idx]
+        result.subset_psnr = evaluation.psnr(sub_out, sub_clean)
+        result.subset_psnr_dataset = evaluation.psnr_dataset(sub_out, sub_clean)
+        result.subset_ssim = evaluation.ssim(sub_out, sub_clean, shape) if with_ssim else None
+        result.subset_images = len(sub_idx)
     result.seconds = round(time.perf_counter() - t0, 3)
     if result.subset:
         notes.append(f"scored on the fixed subset of {len(idx)} test images (subset_indices)")

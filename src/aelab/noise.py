@@ -77,6 +77,12 @@ def noise_label(spec: NoiseSpec) -> str:
     return f"sigma^2={var:g} (sigma={math.sqrt(var):.3g})"
 
 
+def inputs_label(spec: NoiseSpec | None) -> str:
+    """What a score was computed on, for printed lines: 'clean inputs' (spec None), or the noisy
+    inputs of a variance or blind range, e.g. 'noisy inputs sigma^2=0.09 (sigma=0.3)'."""
+    return "clean inputs" if spec is None else f"noisy inputs {noise_label(spec)}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Drawing noise
 # ---------------------------------------------------------------------------------------------
@@ -215,46 +221,74 @@ def noisy_validation_set(x: torch.Tensor, var: float, seed: int = 0, clip: bool 
 # CLI parsing
 # ---------------------------------------------------------------------------------------------
 
-_FORMS = "a variance like 0.09, a blind range like 0.01:0.25, or a list like 0.01,0.04,0.09"
+NOISE_FORMS: dict[str, str] = {
+    "variance": "a variance like 0.09",
+    "range": "a blind range like 0.01:0.25",
+    "list": "a comma list like 0.01,0.04,0.09",
+}
+"""The forms a CLI noise string can take, as `parse_noise_var`'s `accept` names them, and how messages show them."""
 
 
-def _parse_one(item: str, text: str, flag: str) -> float:
+def _forms(accept: Sequence[str]) -> str:
+    """'a variance like 0.09, a blind range like 0.01:0.25, or ...': the accepted forms, for messages."""
+    shown = [NOISE_FORMS[a] for a in accept]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + (", or " if len(shown) > 2 else " or ") + shown[-1]
+
+
+def _parse_one(item: str, text: str, flag: str, forms: str) -> float:
     item = item.strip()
     if not item:
-        raise ConfigError(f"{flag} {text!r} has an empty item; give {_FORMS}")
+        raise ConfigError(f"{flag} {text!r} has an empty item; give {forms}")
     try:
         value = float(item)
     except ValueError:
-        raise ConfigError(f"{flag} {text!r}: {item!r} is not a number; give {_FORMS}") from None
+        raise ConfigError(f"{flag} {text!r}: {item!r} is not a number; give {forms}") from None
     if not math.isfinite(value) or not 0 < value <= 1:
         raise ConfigError(
             f"{flag} {text!r}: {item!r} is not allowed; each variance sigma^2 must be in (0, 1] "
-            f"on the [0, 1] pixel scale (0.09 means sigma 0.3); give {_FORMS}"
+            f"on the [0, 1] pixel scale (0.09 means sigma 0.3); give {forms}"
         )
     return value
 
 
-def parse_noise_var(text: str, flag: str = "--noise-var") -> float | tuple[float, float] | list[float]:
+def parse_noise_var(text: str, flag: str = "--noise-var", accept: Sequence[str] = ("variance", "range", "list"),
+                    ) -> float | tuple[float, float] | list[float]:
     """Parse a CLI noise string into a variance, a blind range, or a list of variances.
 
     "0.09" -> 0.09; "0.01:0.25" -> (0.01, 0.25) (blind range, sigma uniform between the square
     roots); "0.01,0.04,0.09" -> [0.01, 0.04, 0.09]. Every value is a variance sigma^2 in (0, 1] on
-    the [0, 1] scale; a range needs lo < hi. Raises ConfigError naming the value and the allowed
-    forms; `flag` is the option name used in the message.
+    the [0, 1] scale; a range needs lo < hi. accept: the forms the caller takes, from
+    "variance", "range" and "list" (`NOISE_FORMS`); a string of another form is refused, and every
+    message names only the accepted forms (`aelab train` takes a variance or a range, `aelab
+    denoise` a variance or a list). Raises ConfigError naming the value and the accepted forms;
+    `flag` is the option name used in the message.
     """
+    unknown = [a for a in accept if a not in NOISE_FORMS]
+    if unknown or not accept:
+        raise ValueError(f"accept={tuple(accept)!r}: choose forms from {', '.join(NOISE_FORMS)}")
+    forms = _forms(accept)
     if not isinstance(text, str) or not text.strip():
-        raise ConfigError(f"{flag} {text!r} is empty; give {_FORMS}")
+        raise ConfigError(f"{flag} {text!r} is empty; give {forms}")
     s = text.strip()
     if ":" in s and "," in s:
-        raise ConfigError(f"{flag} {text!r}: use either a range lo:hi or a comma list, not both; give {_FORMS}")
+        both = "range" in accept and "list" in accept
+        raise ConfigError(f"{flag} {text!r}: " + ("use either a range lo:hi or a comma list, not both"
+                                                   if both else "mixes ':' and ','") + f"; give {forms}")
     if ":" in s:
+        if "range" not in accept:
+            raise ConfigError(f"{flag} {text!r} is a blind range, which this command does not take; give {forms}")
         parts = s.split(":")
         if len(parts) != 2:
             raise ConfigError(f"{flag} {text!r}: a blind range has exactly two variances lo:hi, as in 0.01:0.25")
-        lo, hi = (_parse_one(p, text, flag) for p in parts)
+        lo, hi = (_parse_one(p, text, flag, forms) for p in parts)
         if not lo < hi:
             raise ConfigError(f"{flag} {text!r}: the lower variance must be below the upper, as in 0.01:0.25")
         return (lo, hi)
     if "," in s:
-        return [_parse_one(p, text, flag) for p in s.split(",")]
-    return _parse_one(s, text, flag)
+        if "list" not in accept:
+            raise ConfigError(f"{flag} {text!r} is a list of variances, which this command does not take; "
+                              f"give {forms}")
+        return [_parse_one(p, text, flag, forms) for p in s.split(",")]
+    if "variance" not in accept:
+        raise ConfigError(f"{flag} {text!r} is a single variance, which this command does not take; give {forms}")
+    return _parse_one(s, text, flag, forms)

@@ -678,14 +678,45 @@ def error_headline(row: dict) -> str:
 
 def trial_line(n_done: int, total: int, row: dict) -> str:
     """One line on a finished trial (its result row), for a study whose output is not a terminal:
-    "[n_done/total] id ok: psnr 24.10 dB, 41.2 s" (psnr: test, mean per-image; seconds: the
-    trial's wall time), or the first line of a failed trial's error."""
+    "[n_done/total] id ok: psnr 24.10 dB, 41.2 s" (psnr: test, mean per-image, dB, of the outputs of
+    clean inputs; seconds: the trial's wall time), or the first line of a failed trial's error.
+
+    A denoiser's psnr is labelled "(clean inputs)" and followed by its denoising psnr on the fixed
+    noisy test images: at its own variance, "psnr 20.07 dB (clean inputs), denoising psnr 23.40 dB
+    at sigma^2=0.04", or for a blind one the lowest and highest over the evaluation levels in its
+    range, "denoising psnr 17.90-26.10 dB at sigma^2 0.01-0.25". A baselines trial of one method
+    shows that method's denoising psnr, "denoising psnr 18.20 dB at sigma^2=0.04" (with "on the
+    fixed subset of N test images" for a subset-only method such as bm3d)."""
     head = f"[{n_done}/{total}] {row['id']}"
     if row.get("status") != "ok":
         return f"{head} failed: {error_headline(row)}"
-    scored = row.get("rows") or [row]  # a baselines trial holds its method's rows
-    psnrs = [r["psnr"] for r in scored if isinstance(r.get("psnr"), (int, float))]
-    parts = ([f"psnr {psnrs[0]:.2f} dB"] if len(psnrs) == 1 else []) + [f"{row.get('wall_seconds', 0):.1f} s"]
+
+    def number(x) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    nv, parts = row.get("noise_var"), []
+    if "rows" in row:  # a baselines trial holds its methods' rows, each scored on noisy inputs of noise_var
+        scored = [r for r in row.get("rows") or [] if number(r.get("psnr"))]
+        if len(scored) == 1 and number(nv):
+            r = scored[0]
+            on = f" on the fixed subset of {r.get('n_images', 0):,} test images" if r.get("subset") else ""
+            parts.append(f"denoising psnr {r['psnr']:.2f} dB at sigma^2={nv:g}{on}")
+    elif number(row.get("psnr")):
+        if nv is None:
+            parts.append(f"psnr {row['psnr']:.2f} dB")
+        else:
+            parts.append(f"psnr {row['psnr']:.2f} dB (clean inputs)")
+            levels = [d for d in row.get("denoising") or [] if number(d.get("psnr")) and number(d.get("noise_var"))]
+            if isinstance(nv, (list, tuple)) and len(nv) == 2:
+                inside = [d["psnr"] for d in levels if nv[0] <= d["noise_var"] <= nv[1]]
+                if inside:
+                    parts.append(f"denoising psnr {min(inside):.2f}-{max(inside):.2f} dB "
+                                 f"at sigma^2 {nv[0]:g}-{nv[1]:g}")
+            else:
+                own = [d["psnr"] for d in levels if d["noise_var"] == nv]
+                if own:
+                    parts.append(f"denoising psnr {own[0]:.2f} dB at sigma^2={nv:g}")
+    parts.append(f"{row.get('wall_seconds', 0):.1f} s")
     return f"{head} ok: {', '.join(parts)}"
 
 

@@ -1,0 +1,173 @@
+"""The command line's own behaviour: what each printed psnr is on, the noise forms each command takes,
+`aelab denoise`'s progress and its subset column, the study's help and per-trial lines."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from aelab import baselines, data, noise
+from aelab.cli import main
+from aelab.evaluation import psnr, psnr_dataset, reconstruct
+from aelab.runs import load_run
+
+SCORE = r"test psnr (\d+\.\d\d) dB on (.+), psnr_dataset (\d+\.\d\d) dB, ssim (\d\.\d{4})"
+
+
+def _train(data_dir: Path, out: Path, *extra: str, quiet: bool = True):
+    args = ["train", "--dataset", "mnist", "--latent", "15", "--epochs", "1", "--threads", "1",
+            "--data-dir", str(data_dir), "--out", str(out), *extra] + (["--quiet"] if quiet else [])
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A per-level denoiser (sigma^2 0.09, trained without --quiet: its epoch lines logged), a blind one
+    (0.04:0.16) and a plain autoencoder, each trained by `aelab train` for one epoch: folder and output."""
+    root = tmp_path_factory.mktemp("cli-runs")
+    return {"level": (root / "level", _train(data_dir, root / "level", "--noise-var", "0.09", quiet=False)),
+            "blind": (root / "blind", _train(data_dir, root / "blind", "--noise-var", "0.04:0.16")),
+            "plain": (root / "plain", _train(data_dir, root / "plain"))}
+
+
+def _scores(stdout: str) -> list[tuple[str, float, float]]:
+    """(what the score is on, psnr, psnr_dataset) of each score `aelab train` printed, in order."""
+    return [(m.group(2), float(m.group(1)), float(m.group(3))) for m in re.finditer(SCORE, stdout)]
+
+
+def test_train_says_what_each_psnr_is_on_and_scores_both_kinds_of_denoiser_alike(trained, data_dir) -> None:
+    """Every model: its score on clean inputs; a denoiser also on the fixed noisy test images at the
+    noise it trained on (a blind one at each protocol level in its range), the same way for both kinds."""
+    x_test, _ = data.load("mnist", "test", data_dir)
+    for kind, levels in (("level", [0.09]), ("blind", [0.04, 0.09, 0.16]), ("plain", [])):
+        out, result = trained[kind]
+        lines = result.stdout.splitlines()
+        assert lines[0].startswith(f"{out}: best epoch 1/1, ") and len(lines) == 1 + len(levels)
+        assert all(line.startswith("  denoising: test psnr ") for line in lines[1:])
+        scores = _scores(result.stdout)
+        assert [on for on, _, _ in scores] == ["clean inputs"] + [noise.inputs_label(v) for v in levels]
+        model = load_run(out)
+        clean = reconstruct(model, x_test)
+        assert scores[0][1:] == (round(psnr(clean, x_test), 2), round(psnr_dataset(clean, x_test), 2))
+        for (_, p, _), v in zip(scores[1:], levels):
+            assert p == round(psnr(reconstruct(model, noise.noisy_test_set(x_test, v)), x_test), 2)
+        # metrics.json is `aelab evaluate`'s, and its noise_var says what it is on
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["noise_var"] == (0.09 if kind == "level" else None)
+        shown = dict((on, p) for on, p, _ in scores)[noise.inputs_label(metrics["noise_var"])]
+        assert round(metrics["psnr"], 2) == shown
+
+
+def test_a_denoisers_epoch_lines_say_the_val_psnr_is_on_noisy_inputs(trained) -> None:
+    (line,) = trained["level"][1].stderr.splitlines()
+    assert re.fullmatch(r"epoch 1/1: train loss \d\.\d{5}, val psnr \d+\.\d\d dB on noisy inputs "
+                        r"sigma\^2=0\.09 \(sigma=0\.3\), \d+\.\d s", line), line
+
+
+def test_evaluate_says_what_its_psnr_is_on(trained, data_dir) -> None:
+    runner = CliRunner()
+    for kind, args, on in (("level", [], "noisy inputs sigma^2=0.09 (sigma=0.3)"),
+                           ("level", ["--noise-var", "0.16"], "noisy inputs sigma^2=0.16 (sigma=0.4)"),
+                           ("blind", [], "clean inputs")):
+        out = trained[kind][0]
+        result = runner.invoke(main, ["evaluate", str(out), "--data-dir", str(data_dir), *args])
+        assert result.exit_code == 0, result.output
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert result.stdout.startswith(f"{out} on test, {on}: psnr {metrics['psnr']:.2f} dB, ")
+
+
+def test_train_and_denoise_name_only_the_noise_forms_they_take(trained, data_dir) -> None:
+    runner = CliRunner()
+    train = runner.invoke(main, ["train", "--noise-var", "0.01,0.04", "--data-dir", str(data_dir)])
+    assert train.exit_code == 2
+    assert train.stderr.strip() == ("error: --noise-var '0.01,0.04' is a list of variances, which this command "
+                                    "does not take; give a variance like 0.09 or a blind range like 0.01:0.25")
+    bad = runner.invoke(main, ["train", "--noise-var", "x", "--data-dir", str(data_dir)])
+    assert bad.exit_code == 2 and "list" not in bad.stderr and "blind range like 0.01:0.25" in bad.stderr
+    run_dir = str(trained["level"][0])
+    denoise = runner.invoke(main, ["denoise", run_dir, "--noise-var", "0.01:0.25", "--data-dir", str(data_dir)])
+    assert denoise.exit_code == 2
+    assert denoise.stderr.strip() == ("error: --noise-var '0.01:0.25' is a blind range, which this command does "
+                                      "not take; give a variance like 0.09 or a comma list like 0.01,0.04,0.09")
+    bad = runner.invoke(main, ["denoise", run_dir, "--noise-var", "x", "--data-dir", str(data_dir)])
+    assert bad.exit_code == 2 and "range" not in bad.stderr and "comma list like" in bad.stderr
+
+
+def test_denoise_logs_each_score_and_compares_every_method_on_the_subset(trained, data_dir, monkeypatch) -> None:
+    """Without a terminal, a line per finished level and method (none with --quiet); the table says
+    which rows are on the fixed subset only, and subset_psnr is every row's psnr on that subset."""
+    # median stands in for bm3d (about 30 ms per image) as the method that runs on the subset only
+    monkeypatch.setitem(baselines.METHOD_INFO, "median",
+                        dataclasses.replace(baselines.METHOD_INFO["median"], uses_subset=True))
+    out = trained["level"][0]
+    args = ["denoise", str(out), "--noise-var", "0.04,0.09", "--baselines", "noisy,median", "--subset", "50",
+            "--data-dir", str(data_dir)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    n = len(data.load("mnist", "test", data_dir)[0])
+    lines = result.stderr.splitlines()
+    expected = [(v, m) for v in ("0.04 (sigma=0.2)", "0.09 (sigma=0.3)") for m in ("this model", "noisy", "median")]
+    assert len(lines) == len(expected)
+    for k, (line, (v, m)) in enumerate(zip(lines, expected), 1):
+        on = "the fixed subset of 50 test images" if m == "median" else f"{n:,} test images"
+        assert re.fullmatch(rf"\[{k}/6\] sigma\^2={re.escape(v)} {m}: psnr \d+\.\d\d dB on {on}, \d+\.\d s", line), line
+
+    rows = json.loads((out / "denoise.json").read_text())
+    idx = baselines.subset_indices(n, 50)
+    x_test, _ = data.load("mnist", "test", data_dir)
+    for r in rows:
+        assert r["subset_images"] == 50 and r["subset"] == (r["method"] == "median")
+        if r["method"] == "noisy":
+            noisy = noise.noisy_test_set(x_test, r["noise_var"])
+            assert r["subset_psnr"] == pytest.approx(psnr(noisy[idx], x_test[idx]), abs=1e-9)
+            assert r["psnr"] == pytest.approx(psnr(noisy, x_test), abs=1e-9)
+        if r["method"] == "median":
+            assert r["n_images"] == 50 and r["subset_psnr"] == r["psnr"]
+    table = (out / "denoise.md").read_text()
+    assert "| images | psnr | psnr_dataset | ssim | subset_psnr |" in table
+    assert table.count("| 50 (subset) |") == 2 and table.count(f"| {n:,} |") == 4
+    assert "subset_psnr: every row on the same fixed subset of 50 test images" in table
+
+    quiet = CliRunner().invoke(main, args + ["--quiet"])
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_denoise_refuses_an_unknown_baseline_before_scoring_anything(trained, data_dir) -> None:
+    out = trained["blind"][0]
+    result = CliRunner().invoke(main, ["denoise", str(out), "--baselines", "noisy,bm4d", "--data-dir", str(data_dir)])
+    assert result.exit_code == 2 and result.stderr.startswith("error: unknown baseline 'bm4d'; choose from noisy, ")
+    assert result.stderr.strip() == "error: unknown baseline 'bm4d'; choose from " + ", ".join(baselines.METHODS)
+    assert not (out / "denoise.json").exists() and not list(out.glob("denoise_*.png"))
+
+
+def test_the_study_help_gives_the_quick_presets_measured_time() -> None:
+    result = CliRunner().invoke(main, ["study", "--help"])
+    assert result.exit_code == 0
+    assert "quick: under 2 minutes on 2 cores" in " ".join(result.output.split())
+
+
+def test_a_study_trial_line_says_what_a_denoisers_psnr_is_on() -> None:
+    from aelab.study import trial_line
+
+    base = {"status": "ok", "wall_seconds": 9.14, "psnr": 20.071}
+    levels = [{"noise_var": v, "psnr": p} for v, p in ((0.01, 26.1), (0.04, 23.404), (0.09, 21.0), (0.25, 17.9))]
+    plain = {**base, "id": "a", "noise_var": None, "denoising": levels}
+    assert trial_line(1, 48, plain) == "[1/48] a ok: psnr 20.07 dB, 9.1 s"
+    level = {**base, "id": "mnist-w512-256-L100-noise0.04", "noise_var": 0.04, "denoising": levels}
+    assert trial_line(13, 48, level) == ("[13/48] mnist-w512-256-L100-noise0.04 ok: psnr 20.07 dB (clean inputs), "
+                                         "denoising psnr 23.40 dB at sigma^2=0.04, 9.1 s")
+    blind = {**base, "id": "b", "noise_var": [0.04, 0.09], "denoising": levels}
+    assert trial_line(14, 48, blind) == ("[14/48] b ok: psnr 20.07 dB (clean inputs), "
+                                         "denoising psnr 21.00-23.40 dB at sigma^2 0.04-0.09, 9.1 s")
+    method = {"id": "c", "status": "ok", "wall_seconds": 0.44, "noise_var": 0.04,
+              "rows": [{"method": "noisy", "psnr": 16.734, "n_images": 10000, "subset": False}]}
+    assert trial_line(20, 48, method) == "[20/48] c ok: denoising psnr 16.73 dB at sigma^2=0.04, 0.4 s"
+    bm3d = {**method, "rows": [{"method": "bm3d", "psnr": 22.1, "n_images": 1000, "subset": True}]}
+    assert trial_line(21, 48, bm3d) == ("[21/48] c ok: denoising psnr 22.10 dB at sigma^2=0.04 on the fixed subset "
+                                        "of 1,000 test images, 0.4 s")
