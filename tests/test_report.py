@@ -462,6 +462,16 @@ def test_differences_are_those_of_the_values_shown(tmp_path):
     assert (reg["none"]["zero code"], reg["l1 = 1e-05"]["zero code"]) == ("0.07 %", "0.11 %")
 
 
+def test_a_margin_over_pca_of_zero_as_shown_is_not_a_win(tmp_path):
+    study = make_study(tmp_path / "s", denoising=False)
+    _edit_rows(study, lambda r: r.update(psnr=19.004) if r["id"].startswith("mnist-pca-k30") else None)
+    ahead = findings.findings_text(findings.load_study(study), "mnist")
+    _edit_rows(study, lambda r: r.update(psnr=20.996) if r["id"].startswith("mnist-pca-k30") else None)
+    tied = findings.findings_text(findings.load_study(study), "mnist")  # the autoencoder: 21.00 as shown
+    assert "beats PCA at every L" in ahead and "equals PCA" not in ahead
+    assert "±0.00 dB at L = 30" in tied and "equals PCA at L = 30" in tied and "beats PCA at every L" not in tied
+
+
 def test_sections_say_which_test_images_they_are_on(tmp_path):
     """The compression and per-class numbers are on the study's test subset (300 images here),
     and the report says so instead of "test split"; without a subset it says the whole split."""

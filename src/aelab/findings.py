@@ -512,9 +512,12 @@ def _pca_sentence(study: Study, dataset: str) -> str:
     text = ("Margin over PCA with k = L (test psnr of the depth validation prefers at that L): "
             + _list([f"{signed(m)} dB at L = {latent}" for latent, m in margins]))
     behind = [str(latent) for latent, m in margins if m < 0]
+    level = [str(latent) for latent, m in margins if m == 0]  # equal as shown: not a win
     if behind:
         text += f"; the autoencoder falls short of PCA at L = {_list(behind)}"
-    else:
+    if level:
+        text += f"; it equals PCA at L = {_list(level)}"
+    if not behind and not level:
         text += "; the autoencoder beats PCA at every L"
     return text + "."
 
