@@ -19,8 +19,9 @@ from aelab import ConfigError, TrainingError, data, evaluate, fit, load_run, psn
 from aelab.baselines import fit_pca
 from aelab.model import PRESETS, DenseAutoencoder, ModelConfig
 from aelab.runs import atomic_save_tensors
-from aelab.training import (TrainConfig, adam_step, batch_norm_inputs, build_optimizer, evaluate_loss, init_model,
-                            learning_rate, recompute_batch_norm)
+from aelab.stacked import fit_stacked
+from aelab.training import (TrainConfig, adam_step, batch_norm_inputs, build_optimizer, denormals_flushed,
+                            evaluate_loss, init_model, learning_rate, recompute_batch_norm)
 from interrupt import Stop, stop_after
 
 N_TRAIN, N_VAL, N_TEST = 4000, 500, 500
@@ -39,6 +40,29 @@ def trained(mnist):
     """One depth-3, L=15 model trained briefly; shared by several tests."""
     x_train, x_val, _, _ = mnist
     return fit(ModelConfig.preset(3, 15), x_train, x_val, TrainConfig(epochs=8, threads=2), progress=False)
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_training_leaves_the_callers_denormal_mode_as_it_found_it(mnist, before):
+    """Training flushes denormals for speed; the flag belongs to the caller's CPU thread (numpy
+    reads it too), so fit and fit_stacked put it back, also when they fail."""
+    import numpy as np
+
+    x_train, x_val, _, _ = mnist
+    mc, config = ModelConfig.preset(3, 15), TrainConfig(epochs=1, threads=1)
+    try:
+        torch.set_flush_denormal(before)
+        fit(mc, x_train[:512], x_val[:64], config, progress=False)
+        assert denormals_flushed() is before
+        fit_stacked(mc, [(x_train[:512], x_val[:64], config)] * 2, progress=False)
+        assert denormals_flushed() is before
+        with pytest.raises(Stop):
+            fit(mc, x_train[:512], x_val[:64], TrainConfig(epochs=2, threads=1), progress=False,
+                on_epoch=stop_after(1))
+        assert denormals_flushed() is before
+        assert (float(np.float32(1e-40) * np.float32(1.0)) == 0.0) is before
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def test_presets_follow_the_protocol():

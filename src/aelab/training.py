@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
+import functools
 import json
 import math
 import os
@@ -573,9 +574,31 @@ def check_inputs(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.
             raise ConfigError(f"{name} has values that are not finite (NaN or inf); pixels must be in [0, 1]")
 
 
+def denormals_flushed() -> bool:
+    """Whether this thread's CPU flushes denormal (subnormal) floats to zero now: a float32
+    subnormal then reads as 0."""
+    return torch.tensor(1e-40, dtype=torch.float32).item() == 0.0
+
+
+def restores_denormals(fn: Callable) -> Callable:
+    """Decorate a function that calls `prepare`: the denormal flushing that prepare turns on for
+    speed is put back as it was when fn returns or raises. The flag is the CPU thread's, so it
+    would otherwise stay on for the caller's own arithmetic (numpy's too): a notebook that trained
+    a model would then read 1e-40 as 0."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        before = denormals_flushed()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_flush_denormal(before)
+    return wrapper
+
+
 def prepare(config: TrainConfig) -> tuple[torch.device, str]:
-    """Set this process up to train under `config` (threads, denormals flushed, freed memory kept
-    on a CPU) and return (device, precision "fp32" or "bf16")."""
+    """Set this process up to train under `config` (threads, denormals flushed: callers restore
+    the flag with `restores_denormals`, freed memory kept on a CPU) and return (device, precision
+    "fp32" or "bf16")."""
     device = resolve_device(config.device)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -648,6 +671,7 @@ def patience_exhausted(config: TrainConfig, epoch: int, best_epoch: int) -> bool
     return bool(config.patience) and epoch - max(best_epoch, counting_from) >= config.patience
 
 
+@restores_denormals
 def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, config: TrainConfig,
         history_path: str | Path | None = None, progress: bool | None = None,
         checkpoint_path: str | Path | None = None,
@@ -756,6 +780,7 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
                        seconds=elapsed, precision=precision)
 
 
+@restores_denormals
 def budget_epochs(model_config: ModelConfig, config: TrainConfig, n_train: int, seconds: float,
                   probe_steps: int = 30) -> int:
     """How many epochs of `config` fit in `seconds` of training on n_train images on this machine.
