@@ -209,20 +209,17 @@ TRAIN_FORMS = ("variance", "range")   # what `aelab train --noise-var` takes
 DENOISE_FORMS = ("variance", "list")  # what `aelab denoise --noise-var` takes
 
 
-@pytest.mark.parametrize("text", ["x", "", "2", "0.01,,0.04", "0.01:0.04,0.09", "0.01,0.04"])
-def test_train_noise_messages_name_only_a_variance_or_a_range(text: str) -> None:
+@pytest.mark.parametrize("accept, refused, ending", [
+    (TRAIN_FORMS, "0.01,0.04", "; give a variance like 0.09 or a blind range like 0.01:0.25"),
+    (DENOISE_FORMS, "0.01:0.25", "; give a variance like 0.09 or a comma list like 0.01,0.04,0.09"),
+])
+@pytest.mark.parametrize("text", ["x", "", "2", "0.01,,0.04", "0.01:0.04,0.09", None])
+def test_each_commands_noise_messages_name_only_the_forms_it_takes(accept, refused, ending, text) -> None:
+    text = refused if text is None else text  # the form the other command takes
     with pytest.raises(ConfigError) as info:
-        noise.parse_noise_var(text, accept=TRAIN_FORMS)
+        noise.parse_noise_var(text, accept=accept)
     assert repr(text) in str(info.value)
-    assert str(info.value).endswith("; give a variance like 0.09 or a blind range like 0.01:0.25")
-
-
-@pytest.mark.parametrize("text", ["x", "", "2", "0.01,,0.04", "0.01:0.04,0.09", "0.01:0.25"])
-def test_denoise_noise_messages_name_only_a_variance_or_a_list(text: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        noise.parse_noise_var(text, accept=DENOISE_FORMS)
-    assert repr(text) in str(info.value)
-    assert str(info.value).endswith("; give a variance like 0.09 or a comma list like 0.01,0.04,0.09")
+    assert str(info.value).endswith(ending)
 
 
 def test_each_command_takes_its_forms_and_refuses_the_others_saying_what_they_are() -> None:
