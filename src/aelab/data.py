@@ -242,7 +242,7 @@ def _candidates(name: str, data_dir: str | Path | None) -> list[tuple[str, str, 
     """The folders to search for a known dataset, in order, as (source, detail, folder)."""
     out = []
     if data_dir is not None:
-        out.append(("explicit dir", "--data-dir", Path(data_dir).expanduser() / name))
+        out.append(("explicit dir", "--data-dir / data_dir=", Path(data_dir).expanduser() / name))
     elif os.environ.get("AELAB_DATA_DIR"):
         out.append(("explicit dir", "AELAB_DATA_DIR",
                     Path(os.environ["AELAB_DATA_DIR"]).expanduser() / name))
