@@ -14,6 +14,7 @@ the quick study is not run a second time.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import time
@@ -63,6 +64,25 @@ def test_committed_notebook_has_no_outputs():
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code and "parameters" in code[0].metadata.get("tags", [])
     assert all(not c.outputs and c.execution_count is None for c in code), "clear the notebook's outputs"
+
+
+def test_notebook_text_names_files_that_exist_and_the_presets_activation():
+    """The markdown points at documents the repository has (the protocol is docs/protocol.md; there is
+    no SPEC.md) and names the preset's real hidden activation (SiLU, the recipe), not ReLU."""
+    nbformat = pytest.importorskip("nbformat")
+    from aelab import ModelConfig
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    named = set(re.findall(r"`([\w./-]+\.md)`", text)) | set(re.findall(r"\]\(([^)#]+\.md)\)", text))
+    assert "../docs/protocol.md" in named and "../docs/recipe.md" in named
+    for name in named - {"report.md"}:  # report.md is what a study writes; a link is relative to the notebook
+        assert any((root / name).is_file() for root in (NOTEBOOK.parent, NOTEBOOK.parents[1])), name
+    preset = next(c.source for c in nb.cells if c.cell_type == "markdown" and "depth-3 preset" in c.source)
+    activation = {"silu": "SiLU", "relu": "ReLU"}[ModelConfig.preset(3, 30).activation]
+    assert f"hidden layers follow aelab's training recipe: {activation}" in preset
+    assert "ReLU hidden layers, sigmoid" not in preset
+    assert 'activation="relu")` gives the\nprotocol\'s plain model' in preset
 
 
 def test_lab_notebook_runs(quick_study, data_dir, tmp_path, monkeypatch):
