@@ -472,6 +472,42 @@ def test_a_margin_over_pca_of_zero_as_shown_is_not_a_win(tmp_path):
     assert "±0.00 dB at L = 30" in tied and "equals PCA at L = 30" in tied and "beats PCA at every L" not in tied
 
 
+def _denoise_with(study: Path, arch: dict, widths: list[int], latent: int) -> str:
+    """The Denoising section of report.md after the study's denoising.architecture is set to arch and
+    its denoisers to widths / latent (the compression winner stays depth 5, widths [512, 384, 256, 128],
+    L = 30)."""
+    summary = json.loads((study / "summary.json").read_text())
+    summary["study"]["denoising"]["architecture"] = arch
+    (study / "summary.json").write_text(json.dumps(summary))
+    _edit_rows(study, lambda r: r.update(widths=widths, latent=latent, depth=len(widths) + 1)
+               if r["phase"] in ("denoise", "blind") else None)
+    _, md = report.write_report(study)
+    return " ".join(_section(md.read_text(), "Denoising").split())
+
+
+def test_denoiser_architecture_is_compared_with_the_winner_as_it_is(tmp_path):
+    """denoising.architecture equal to the grid's winner is said to be the same; a different one is
+    described by what differs, and "a wider first layer denoises better" only when it is wider."""
+    study = make_study(tmp_path / "s")
+    same = _denoise_with(study, {"depth": 5, "latent": 30}, [512, 384, 256, 128], 30)
+    assert ("The denoisers use widths [512, 384, 256, 128] with L = 30 (depth 5), set by the study's "
+            "denoising.architecture {'depth': 5, 'latent': 30}, the same as the compression study's best "
+            "(validation psnr); trained 3 epochs.") in same
+    assert "not the compression study's best" not in same and "wider" not in same
+    narrower = _denoise_with(study, {"depth": 3, "latent": 30}, [256, 128], 30)
+    assert ("set by the study's denoising.architecture {'depth': 3, 'latent': 30}, not the compression study's "
+            "best (widths [512, 384, 256, 128], L = 30): a narrower first layer (256 units against 512) and fewer "
+            "hidden layers (2 against 4); trained 3 epochs.") in narrower
+    assert "wider" not in narrower and "denoises better" not in narrower
+    wider = _denoise_with(study, {"widths": [1024, 384, 256, 128], "latent": 100}, [1024, 384, 256, 128], 100)
+    assert ("not the compression study's best (widths [512, 384, 256, 128], L = 30): a wider first layer (1024 "
+            "units against 512) and a larger code (L = 100 against 30); a wider first layer denoises better "
+            "(docs/recipe.md, \"Denoisers\"); trained 3 epochs.") in wider
+    inner = _denoise_with(study, {"widths": [512, 256, 256, 64], "latent": 15}, [512, 256, 256, 64], 15)
+    assert ("best (widths [512, 384, 256, 128], L = 30): other inner widths ([256, 256, 64] against [384, 256, "
+            "128]) and a smaller code (L = 15 against 30); trained") in inner
+
+
 def test_sections_say_which_test_images_they_are_on(tmp_path):
     """The compression and per-class numbers are on the study's test subset (300 images here),
     and the report says so instead of "test split"; without a subset it says the whole split."""

@@ -495,6 +495,30 @@ def _level_header(var: float) -> str:
     return f"σ²={var:g} (σ={math.sqrt(var):.2f})"
 
 
+def _architecture_change(den: dict, best: dict) -> str | None:
+    """How the denoisers' architecture (a result row: widths, latent L) differs from the compression
+    study's best, in words ("a wider first layer (512 units against 256) and a larger code (L = 100
+    against 30)"); None when the widths and L are the same. Only a wider first layer cites the
+    recipe's finding that one denoises better (docs/recipe.md, "Denoisers")."""
+    dw, bw = list(den.get("widths") or []), list(best.get("widths") or [])
+    dl, bl = den.get("latent"), best.get("latent")
+    if dw == bw and dl == bl:
+        return None
+    parts, wider = [], bool(dw and bw and dw[0] > bw[0])
+    if dw and bw and dw[0] != bw[0]:
+        parts.append(f"a {'wider' if wider else 'narrower'} first layer ({dw[0]} units against {bw[0]})")
+    if len(dw) != len(bw):
+        parts.append(f"{'more' if len(dw) > len(bw) else 'fewer'} hidden layers ({len(dw)} against {len(bw)})")
+    elif dw[1:] != bw[1:]:
+        parts.append(f"other inner widths ({dw[1:]} against {bw[1:]})")
+    if is_number(dl) and is_number(bl) and dl != bl:
+        parts.append(f"a {'larger' if dl > bl else 'smaller'} code (L = {dl} against {bl})")
+    if not parts:  # a row without widths or L: nothing to compare
+        return "an architecture that differs from it"
+    text = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+    return text + ("; a wider first layer denoises better (docs/recipe.md, \"Denoisers\")" if wider else "")
+
+
 def _denoiser_architecture(study: Study, dataset: str) -> str:
     dens = [r for r in ok_rows(study, dataset, "ae") if r.get("phase") in ("denoise", "blind")]
     if not dens:
@@ -507,9 +531,12 @@ def _denoiser_architecture(study: Study, dataset: str) -> str:
     else:
         source = f"set by the study's denoising.architecture {arch}"
         best = winner(study, dataset)
-        if best is not None:
+        change = None if best is None else _architecture_change(r, best)
+        if best is not None and change is None:
+            source += ", the same as the compression study's best (validation psnr)"
+        elif best is not None:
             source += (f", not the compression study's best (widths {best.get('widths')}, L = {best.get('latent')}): "
-                       "a wider first layer denoises better (docs/recipe.md, \"Denoisers\")")
+                       f"{change}")
     text = (f"The denoisers use widths {r.get('widths')} with L = {r.get('latent')} (depth {r.get('depth')}), "
             f"{source}")
     if den_cfg.get("model"):
