@@ -71,6 +71,15 @@ def test_pca_full_rank_reconstructs_exactly_and_error_falls_with_k() -> None:
     assert torch.allclose(B.fit_pca(x, 5).components.abs(), full.components[:5].abs(), atol=1e-8)
 
 
+def test_pca_refuses_more_components_than_the_images_span() -> None:
+    x = torch.rand(100, 784)
+    with pytest.raises(ConfigError, match=r"PCA k=500 needs at least k \+ 1 = 501 training images .* got 100"):
+        B.fit_pca(x, 500)
+    assert B.fit_pca(x, 99).k == 99
+    with pytest.raises(ConfigError, match=r"x_train has pixels from [0-9.]+ to [0-9.]+; aelab.s pixels are in \[0, 1\]"):
+        B.fit_pca(x * 255, 10)
+
+
 def test_pca_rejects_bad_k() -> None:
     x = blobs(20, 0, size=8)
     for bad in (0, 65, 2.5, True):

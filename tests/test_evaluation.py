@@ -53,3 +53,43 @@ def test_a_model_on_cuda_is_scored_there_with_the_cpus_numbers():
     on_cpu = score_levels(model, x, [0.04], (28, 28), subset=500)
     on_gpu = score_levels(copy.deepcopy(model).cuda(), x, [0.04], (28, 28), subset=500)
     assert on_gpu[0] == pytest.approx(on_cpu[0], rel=1e-5)
+
+
+def test_an_output_with_nan_values_scores_nan_not_a_perfect_100_db():
+    from aelab.evaluation import image_metrics, psnr
+
+    x = torch.rand(4, 784)
+    x_hat = x.clone()
+    x_hat[0] = float("nan")
+    assert psnr(x, x) == 100.0  # exact: the protocol's 100 dB
+    assert np.isnan(psnr(x_hat, x)) and np.isnan(image_metrics(x_hat, x)["psnr_dataset"])
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda x, y: {"x": x * 255}, r"^x has pixels from [0-9.]+ to [0-9.]+; aelab's pixels are in \[0, 1\] \(divide 0-255"),
+    (lambda x, y: {"x": x.index_put((torch.tensor([0]), torch.tensor([0])), torch.tensor(float("nan")))},
+     "^x has values that are not finite"),
+    (lambda x, y: {"x": x.reshape(-1, 28, 28)}, r"^x has shape \(20, 28, 28\); expected \(N, 784\); flatten"),
+    (lambda x, y: {"y": y[:5]}, r"^y has shape \(5,\); give one label per image of x: \(20,\)"),
+    (lambda x, y: {"image_shape": (16, 16)}, r"^image_shape \(16, 16\) has 256 pixels but the images have 784"),
+    (lambda x, y: {"x_in": x[:3]}, "^x_in has 3 images but x has 20"),
+])
+def test_evaluate_refuses_inputs_that_do_not_fit_naming_the_argument(change, words):
+    from aelab import ConfigError, evaluate
+    from aelab.model import DenseAutoencoder, ModelConfig
+
+    model = DenseAutoencoder(ModelConfig.preset(3, 15))
+    x, y = torch.rand(20, 784), torch.randint(0, 10, (20,))
+    args = {"x": x, "y": y, "image_shape": (28, 28), **change(x, y)}
+    with pytest.raises(ConfigError, match=words):
+        evaluate(model, args.pop("x"), **args)
+
+
+def test_the_metrics_refuse_clean_images_outside_0_1():
+    from aelab import ConfigError
+    from aelab.evaluation import psnr
+
+    x = torch.rand(3, 784)
+    with pytest.raises(ConfigError, match=r"^x \(the clean images\) has pixels from"):
+        psnr(x, x * 255)
+    assert psnr(x * 255, x) < 10  # outputs are clipped to [0, 1] first, as the protocol says: no error

@@ -157,14 +157,19 @@ def fit_pca(x_train: torch.Tensor, k: int) -> PCA:
     """Fit PCA with k components on training images x_train (N, D) in [0, 1].
 
     Uses the float64 covariance (chunked) and torch.linalg.eigh; about 3 s for 55,000 x 784 on
-    one CPU core. k must be in [1, D]. Returns a PCA (float64 on the CPU).
+    one CPU core. k must be in [1, D] and below N (N images span at most N - 1 directions around
+    their mean; more components would be arbitrary). Returns a PCA (float64 on the CPU).
     """
+    evaluation.check_images(x_train, "x_train")
     x = x_train.detach().cpu()
     n, d = x.shape
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k <= d:
         raise ConfigError(f"PCA k={k!r} is not allowed: it must be an integer between 1 and D={d}")
     if n < 2:
         raise ConfigError(f"PCA needs at least 2 training images; got {n}")
+    if k > n - 1:
+        raise ConfigError(f"PCA k={k} needs at least k + 1 = {k + 1} training images (N images span at most N - 1 "
+                          f"directions around their mean); got {n}: give more images or a smaller k")
     mean = _chunked_mean(x)
     cov = _chunked_cross(x, x, mean, mean) / (n - 1)
     evals, evecs = torch.linalg.eigh(cov)
@@ -620,7 +625,7 @@ def denoising_baselines(x_train: torch.Tensor, x_val: torch.Tensor, x_test: torc
     pca_seconds = 0.0
     if "pca" in methods and pca is None:
         t0 = time.perf_counter()
-        k_max = min(x_train.shape[1], max(METHOD_INFO["pca"].grid) * 2)
+        k_max = min(x_train.shape[1], max(METHOD_INFO["pca"].grid) * 2, len(x_train) - 1)  # fit_pca's limits
         pca = fit_pca(x_train, k_max)
         pca_seconds = time.perf_counter() - t0
         _report(progress, f"PCA fitted with k={k_max} in {pca_seconds:.1f} s")

@@ -9,26 +9,58 @@ import math
 
 import torch
 
+from .errors import ConfigError
+
 PERFECT_PSNR_DB = 100.0  # the protocol's value for an image reconstructed exactly (MSE_i = 0)
 ZERO_THRESHOLD = 1e-3  # |E_j| below this counts as a zero code entry
+
+
+def check_images(x, name: str, dim: int | None = None, pixels: bool = True) -> None:
+    """Refuse what is not a batch of images as aelab takes them: a float torch tensor (N, D) (D =
+    dim when given) of finite values, with pixels in [0, 1] when `pixels` (clean images; a
+    denoiser's unclipped noisy inputs may leave that range). Raises ConfigError naming `name`, the
+    problem and the fix; 0-255 pixels would otherwise give confidently wrong PSNRs around -38 dB."""
+    if not isinstance(x, torch.Tensor):
+        raise ConfigError(f"{name} is a {type(x).__name__}, not a torch tensor; convert it, e.g. "
+                          f"torch.from_numpy(a).float() / 255 for uint8 pixels (aelab.load gives tensors)")
+    want = f"(N, {dim})" if dim is not None else "(N, D)"
+    if x.ndim != 2 or (dim is not None and x.shape[1] != dim):
+        hint = (f"; flatten images with x.reshape(len(x), -1)" if x.ndim > 2 else "")
+        raise ConfigError(f"{name} has shape {tuple(x.shape)}; expected {want}{hint}")
+    if not x.is_floating_point():
+        raise ConfigError(f"{name} has dtype {x.dtype}; give float pixels in [0, 1] "
+                          f"(x.float() / 255 for 0-255 images)")
+    if x.numel() == 0:
+        return
+    lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ConfigError(f"{name} has values that are not finite (NaN or inf); pixels must be in [0, 1]")
+    if pixels and (lo < 0 or hi > 1):
+        raise ConfigError(f"{name} has pixels from {lo:g} to {hi:g}; aelab's pixels are in [0, 1] "
+                          f"(divide 0-255 images by 255)")
 
 
 def mse_per_image(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Mean squared error of each image over its pixels, after clipping x_hat to [0, 1].
 
-    Takes two (N, D) tensors with pixels in [0, 1]; returns N float64 values (pixel^2 units) on
-    x_hat's device (x is moved there: a GPU scores its own outputs without copying them back).
+    Takes two (N, D) tensors: outputs x_hat and clean images x with pixels in [0, 1] (anything
+    else is a ConfigError, `check_images`); returns N float64 values (pixel^2 units) on x_hat's
+    device (x is moved there: a GPU scores its own outputs without copying them back). An output
+    with NaN values gives NaN, never a score.
     """
-    if x_hat.shape != x.shape:
-        raise ValueError(f"x_hat has shape {tuple(x_hat.shape)} but x has {tuple(x.shape)}; they must match")
+    check_images(x, "x (the clean images)")
+    if not isinstance(x_hat, torch.Tensor) or x_hat.shape != x.shape:
+        raise ConfigError(f"x_hat has shape {tuple(getattr(x_hat, 'shape', ()))} but x has {tuple(x.shape)}; "
+                          f"they must match")
     diff = x_hat.detach().to(torch.float64).clamp(0, 1) - x.detach().to(x_hat.device, torch.float64)
     return diff.pow(2).flatten(1).mean(1)
 
 
 def psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB on the [0, 1] scale of each MSE value; an MSE of 0 counts as 100 dB."""
+    """PSNR in dB on the [0, 1] scale of each MSE value; an MSE of 0 counts as 100 dB, a NaN one
+    (an output with NaN values) stays NaN."""
     safe = mse.clamp_min(1e-300)
-    return torch.where(mse > 0, 10 * torch.log10(1.0 / safe), torch.full_like(mse, PERFECT_PSNR_DB))
+    return torch.where(mse == 0, torch.full_like(mse, PERFECT_PSNR_DB), 10 * torch.log10(1.0 / safe))
 
 
 def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
@@ -55,9 +87,11 @@ def ssim_per_image(x_hat: torch.Tensor, x: torch.Tensor, image_shape: tuple[int,
     Computed on x_hat's device (x is moved there); returns the values on that device."""
     h, w = image_shape
     if h < SSIM_WINDOW or w < SSIM_WINDOW:
-        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels; these are {h}x{w}")
+        raise ConfigError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels; these are {h}x{w}")
+    check_images(x, "x (the clean images)")
     if x_hat.shape != x.shape or x.shape[-1] != h * w:
-        raise ValueError(f"x_hat has shape {tuple(x_hat.shape)} and x {tuple(x.shape)}; both must be (N, {h * w})")
+        raise ConfigError(f"x_hat has shape {tuple(x_hat.shape)} and x {tuple(x.shape)}; with image_shape "
+                          f"{(h, w)} both must be (N, {h * w}): give the images' (height, width)")
     n_win = SSIM_WINDOW ** 2
     cov_norm = n_win / (n_win - 1)
     c1, c2 = SSIM_K1 ** 2, SSIM_K2 ** 2  # (K * data range)^2 with data range 1
@@ -162,12 +196,25 @@ def image_metrics(x_hat: torch.Tensor, x: torch.Tensor, image_shape: tuple[int, 
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
              image_shape: tuple[int, int] | None = None, x_in: torch.Tensor | None = None,
              class_names: list[str] | None = None) -> dict:
-    """Evaluate an autoencoder on clean images x (N, D) in [0, 1].
+    """Evaluate an autoencoder on clean images x (N, D) in [0, 1] (y: their (N,) labels, for the
+    per-class psnr; image_shape: (height, width), for SSIM). Inputs that do not fit are a
+    ConfigError naming the argument (`check_images`).
 
     x_in: the model's inputs when they differ from x (noisy images, for a denoiser); the outputs
     are always scored against the clean x. Returns `image_metrics` plus "code": the code's
     sparsity (`code_sparsity`). The metrics are computed on the model's device.
     """
+    dim = getattr(getattr(model, "config", None), "input_dim", None)
+    check_images(x, "x", dim)
+    if x_in is not None:
+        check_images(x_in, "x_in", x.shape[1], pixels=False)
+        if len(x_in) != len(x):
+            raise ConfigError(f"x_in has {len(x_in)} images but x has {len(x)}; give the model's input for each")
+    if y is not None and (not isinstance(y, torch.Tensor) or y.shape != (len(x),)):
+        raise ConfigError(f"y has shape {tuple(getattr(y, 'shape', ()))}; give one label per image of x: ({len(x)},)")
+    if image_shape is not None and math.prod(image_shape) != x.shape[1]:
+        raise ConfigError(f"image_shape {tuple(image_shape)} has {math.prod(image_shape)} pixels but the images "
+                          f"have {x.shape[1]}; give their (height, width), e.g. (28, 28) for 784")
     x_hat, code = reconstruct(model, x if x_in is None else x_in, return_code=True, keep_on_device=True)
     out = image_metrics(x_hat, x, image_shape, y, class_names)
     out["code"] = code_sparsity(code)

@@ -563,15 +563,20 @@ def _show_progress(progress: bool | None) -> bool:
 
 
 def check_inputs(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor) -> None:
-    """Refuse training data that does not fit the model: (N, D) train and (N>0, D) val tensors of
-    finite pixels, D = model_config.input_dim (ConfigError naming the tensor and the shape)."""
-    if x_train.ndim != 2 or x_train.shape[1] != model_config.input_dim:
-        raise ConfigError(f"x_train has shape {tuple(x_train.shape)}; expected (N, {model_config.input_dim})")
-    if x_val.ndim != 2 or x_val.shape[1] != model_config.input_dim or len(x_val) == 0:
-        raise ConfigError(f"x_val has shape {tuple(x_val.shape)}; expected (N>0, {model_config.input_dim})")
+    """Refuse training data that does not fit the model: float (N, D) train and (N>0, D) val
+    tensors of pixels in [0, 1], D = model_config.input_dim (ConfigError naming the tensor, the
+    problem and the fix, `evaluation.check_images`)."""
+    from .evaluation import check_images
+
+    d = model_config.input_dim
     for name, x in (("x_train", x_train), ("x_val", x_val)):
-        if not bool(torch.isfinite(x).all()):
-            raise ConfigError(f"{name} has values that are not finite (NaN or inf); pixels must be in [0, 1]")
+        if isinstance(x, torch.Tensor) and x.ndim == 2 and x.shape[1] != d:
+            raise ConfigError(f"{name} has shape {tuple(x.shape)} but the model takes {d} pixels per image; build it "
+                              f"for {x.shape[1]}-pixel images, e.g. ModelConfig.preset(depth, latent, "
+                              f"input_dim={x.shape[1]})")
+        check_images(x, name, d)
+    if len(x_val) == 0:
+        raise ConfigError(f"x_val has shape {tuple(x_val.shape)}; expected (N>0, {d}): validation needs images")
 
 
 def denormals_flushed() -> bool:
