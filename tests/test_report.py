@@ -462,6 +462,29 @@ def test_differences_are_those_of_the_values_shown(tmp_path):
     assert (reg["none"]["zero code"], reg["l1 = 1e-05"]["zero code"]) == ("0.07 %", "0.11 %")
 
 
+def test_ties_are_decided_on_the_difference_as_shown(tmp_path):
+    """A change shown as +0.05 dB (raw +0.0486) is a change, not a tie: ties are changes under
+    TOLERANCE_DB (0.05 dB) as shown, so the words beside a printed difference never contradict it."""
+    assert [findings.change_sign(d) for d in (0.05, -0.05, 0.04, -0.04, 0.0, 1.2)] == [1, -1, 0, 0, 0, 1]
+    assert findings.change_sign(findings.shown_delta(21.2986, 20.95)) == 1  # 21.30 − 20.95: +0.35
+    study = make_study(tmp_path / "s", denoising=False)
+    l1 = "mnist-d5-L30-l1_1e-05-0000abcd"  # psnr 20.95; the unregularized model: gap 0.30, drop −0.40 dB
+    psnr = {"mnist-d5-L15-0000abcd": 18.0486}  # depth 3 at L = 15: 18.00, so depth 5 minus depth 3 is +0.05
+    _edit_rows(study, lambda r: r.update(psnr=psnr[r["id"]]) if r["id"] in psnr else
+               r.update(train_psnr=20.95 + 0.3486, noisy_psnr=20.95 - 0.3514) if r["id"] == l1 else None)
+    text = findings.findings_text(findings.load_study(study), "mnist")
+    assert "Depth 5 minus depth 3 (test psnr): +0.05 dB at L = 15 and +1.00 dB at L = 30; depth 5 wins at every L" in text
+    _, md_path = report.write_report(study)
+    claim = _section(md_path.read_text(), "Regularization").split("**Testing the claim**", 1)[1]
+    assert ("l1 = 1e-05: train−test gap 0.30 → 0.35 dB (wider: more overfitting); drop from clean to noisy input "
+            "−0.40 → −0.35 dB (+0.05 dB, smaller: more robust; noisy-input psnr 20.60 → 20.60 dB, clean psnr "
+            "21.00 → 20.95 dB): partly supports the claim.") in claim
+    psnr["mnist-d5-L15-0000abcd"] = 17.9551  # shown 17.96: −0.04 dB, a tie
+    _edit_rows(study, lambda r: r.update(psnr=psnr[r["id"]]) if r["id"] in psnr else None)
+    text = findings.findings_text(findings.load_study(study), "mnist")
+    assert "−0.04 dB at L = 15 and +1.00 dB at L = 30; depth 5 wins at L = 30 and ties elsewhere" in text
+
+
 def test_a_margin_over_pca_of_zero_as_shown_is_not_a_win(tmp_path):
     study = make_study(tmp_path / "s", denoising=False)
     _edit_rows(study, lambda r: r.update(psnr=19.004) if r["id"].startswith("mnist-pca-k30") else None)

@@ -29,7 +29,7 @@ PSNR_DATASET_LABEL = "psnr_dataset = PSNR of the mean MSE (dB), what papers quot
 AE_METHODS = ("dae", "dae-blind", "ae")  # the autoencoder rows of the denoising table
 AE_LABELS = {"dae": "dae (per-level)", "dae-blind": "dae-blind (all levels)",
              "ae": "ae (plain, noisy input)"}
-TOLERANCE_DB = 0.05  # PSNR changes smaller than this count as "no change" in the generated text
+TOLERANCE_DB = 0.05  # PSNR changes under this, as shown to 0.01 dB, count as "no change" (`change_sign`)
 DASH = "–"
 SECTION_FAILED = "This section could not be built from the study's files"
 
@@ -380,6 +380,16 @@ def shown_delta(a, b, digits: int = 2, scale: float = 1.0):
     return round(round(scale * a, digits) - round(scale * b, digits), digits)
 
 
+def change_sign(d) -> int:
+    """+1 for a rise, -1 for a fall, 0 for a tie: how the generated text classifies a PSNR difference
+    d (dB) that it prints beside the words, d being the difference as shown (`shown_delta`, to 0.01
+    dB). A tie is a change under TOLERANCE_DB as shown, so a printed +0.05 dB is a rise and a printed
+    −0.04 dB a tie: the words agree with the number (a raw +0.0486 dB shown as +0.05 is a rise).
+    Compared in hundredths of a dB, so a float just under 0.05 cannot turn a shown 0.05 into a tie."""
+    steps, tolerance = round(100 * d), round(100 * TOLERANCE_DB)
+    return 0 if abs(steps) < tolerance else (1 if steps > 0 else -1)
+
+
 def noisy_drop(r: dict):
     """Noisy-input psnr minus clean test psnr (dB, usually negative; of the values as shown, see
     `shown_delta`): what the robustness check's noise costs this model. A model that is better on
@@ -470,8 +480,8 @@ def _depth_sentence(study: Study, dataset: str) -> str:
         return ""
     text = (f"Depth {deep} minus depth {shallow} (test psnr): "
             + _list([f"{signed(d)} dB at L = {latent}" for latent, d in diffs]) + "; ")
-    loses = [latent for latent, d in diffs if d < -TOLERANCE_DB]
-    wins = [latent for latent, d in diffs if d > TOLERANCE_DB]
+    loses = [latent for latent, d in diffs if change_sign(d) < 0]
+    wins = [latent for latent, d in diffs if change_sign(d) > 0]
     if loses and not wins:
         text += f"depth {deep} loses at every L it was tried" if len(loses) == len(diffs) else (
             f"depth {deep} loses at L = {_list([str(v) for v in loses])} and ties elsewhere")
@@ -482,7 +492,7 @@ def _depth_sentence(study: Study, dataset: str) -> str:
         text += (f"depth {deep} wins at L = {_list([str(v) for v in wins])} but loses at "
                  f"L = {_list([str(v) for v in loses])}")
     else:
-        text += f"the two depths are within {TOLERANCE_DB} dB everywhere"
+        text += f"the two depths differ by less than {TOLERANCE_DB} dB everywhere"
     epochs = {d: sorted({r.get("epochs_run") for r in rows if r.get("depth") == d} - {None}) for d in (shallow, deep)}
     if epochs[shallow] and epochs[deep] and epochs[shallow] != epochs[deep]:
         text += (f" (budgets differ: depth {shallow} ran {'/'.join(map(str, epochs[shallow]))} epochs, depth {deep} "

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import figures
 from .findings import (AE_LABELS, AE_METHODS, DASH, PSNR_DATASET_LABEL, PSNR_LABEL, SECTION_FAILED, Study,
-                       TOLERANCE_DB, arch_label, baseline_info, best_by_val, dataset_name, db,
+                       TOLERANCE_DB, arch_label, baseline_info, best_by_val, change_sign, dataset_name, db,
                        denoising_rows, equal_floats, findings, fmt_csv, fmt_duration, fmt_int, fmt_pct, fmt_secs,
                        full_images, grid_rows, has_pca, is_number, load_study, noisy_drop, ok_rows, on_subset,
                        pca_rows, regularization_rows, regularizer_choices, shown_delta, signed, slug, test_images,
@@ -166,11 +166,10 @@ def _claim_verdict(label: str, r: dict, base: dict) -> str:
     ddrop = shown_delta(noisy_drop(r), noisy_drop(base))
     if dgap is None or ddrop is None:
         return f"{label}: not enough numbers to test the claim."
-    overfit = ("narrower: less overfitting" if dgap < -TOLERANCE_DB else
-               "wider: more overfitting" if dgap > TOLERANCE_DB else "unchanged")
-    robust = ("smaller: more robust" if ddrop > TOLERANCE_DB else "larger: less robust" if ddrop < -TOLERANCE_DB
-              else "unchanged")
-    supported = (dgap < -TOLERANCE_DB) + (ddrop > TOLERANCE_DB)
+    gap_sign, drop_sign = change_sign(dgap), change_sign(ddrop)  # of the differences as shown
+    overfit = {-1: "narrower: less overfitting", 1: "wider: more overfitting", 0: "unchanged"}[gap_sign]
+    robust = {1: "smaller: more robust", -1: "larger: less robust", 0: "unchanged"}[drop_sign]
+    supported = (gap_sign < 0) + (drop_sign > 0)
     verdict = {2: "supports the claim", 1: "partly supports the claim", 0: "does not support the claim"}[supported]
     return (f"{label}: train−test gap {db(train_test_gap(base))} → {db(train_test_gap(r))} dB ({overfit}); "
             f"drop from clean to noisy input {signed(noisy_drop(base))} → {signed(noisy_drop(r))} dB "
