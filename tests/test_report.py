@@ -531,6 +531,22 @@ def test_denoiser_architecture_is_compared_with_the_winner_as_it_is(tmp_path):
             "128]) and a smaller code (L = 15 against 30); trained") in inner
 
 
+def test_a_denoising_margin_of_zero_as_shown_is_a_tie(tmp_path):
+    """The best autoencoder at σ² = 0.04 (dae, 20.60 dB) against linear at 20.604 dB (20.60 as shown):
+    the margin is 0.00 dB, so it equals the baseline; it neither trails it nor loses there."""
+    study = make_study(tmp_path / "s")
+    rows = json.loads((study / "denoising.json").read_text())
+    for d in rows:
+        if d["method"] == "linear" and d["noise_var"] == 0.04:
+            d["psnr"] = 20.604
+    (study / "denoising.json").write_text(json.dumps(rows))
+    text = findings.findings_text(findings.load_study(study), "mnist")
+    assert ("at σ² = 0.04 (σ = 0.20) the best autoencoder (dae, 20.60 dB) equals the best baseline (linear, "
+            "20.60 dB); at σ² = 0.16 (σ = 0.40) the best autoencoder (dae, 19.40 dB) leads the best baseline "
+            "(linear, 16.40 dB) by 3.00 dB. The autoencoders equal the best baseline at σ² = 0.04.") in text
+    assert "trails" not in text and "lose at" not in text and "win at every level" not in text
+
+
 def test_sections_say_which_test_images_they_are_on(tmp_path):
     """The compression and per-class numbers are on the study's test subset (300 images here),
     and the report says so instead of "test split"; without a subset it says the whole split."""

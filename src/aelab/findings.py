@@ -600,16 +600,19 @@ def _denoising_sentence(study: Study, dataset: str) -> str:
     if not margins:
         return ""
     parts = []
-    for m in margins:
-        verb = "leads" if m["margin"] > 0 else "trails"
+    for m in margins:  # margin: of the two psnr as shown, so 0.00 is a tie, neither a lead nor a loss
+        verb = "leads" if m["margin"] > 0 else "trails" if m["margin"] < 0 else "equals"
         parts.append(f"at σ² = {m['noise_var']:g} (σ = {m['sigma']:.2f}) the best autoencoder ({m['ae_method']}, "
-                     f"{db(m['ae_psnr'])} dB) {verb} the best baseline ({m['baseline']}, {db(m['baseline_psnr'])} dB) "
-                     f"by {abs(m['margin']):.2f} dB")
+                     f"{db(m['ae_psnr'])} dB) {verb} the best baseline ({m['baseline']}, {db(m['baseline_psnr'])} dB)"
+                     + (f" by {abs(m['margin']):.2f} dB" if m["margin"] else ""))
     text = "Denoising (psnr): " + "; ".join(parts) + "."
-    losses = [f"{m['noise_var']:g}" for m in margins if m["margin"] <= 0]
+    losses = [f"{m['noise_var']:g}" for m in margins if m["margin"] < 0]
+    level = [f"{m['noise_var']:g}" for m in margins if m["margin"] == 0]
     if losses:
         text += f" The autoencoders lose at σ² = {_list(losses)}."
-    else:
+    if level:
+        text += f" The autoencoders equal the best baseline at σ² = {_list(level)}."
+    if not losses and not level:
         text += " The autoencoders win at every level."
     gaps = []
     for var in variances_of(study, dataset):
