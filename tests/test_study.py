@@ -65,6 +65,24 @@ def test_a_study_file_that_is_not_text_is_refused_by_name(tmp_path):
         load_study(path)
 
 
+def test_a_budget_the_file_sets_applies_to_every_budget_it_leaves_out(monkeypatch):
+    """A small study written with epochs {3: 3} must not train 100 epochs on a GPU, nor its
+    denoisers their default 50; budgets the file sets itself stay as set."""
+    import aelab.study as study_mod
+
+    for on_gpu in (False, True):
+        monkeypatch.setattr(study_mod, "_on_gpu", lambda c, on_gpu=on_gpu: on_gpu)
+        small = study_from_dict({"epochs": {3: 3, 5: 2}})
+        assert [study_mod._epochs(small, d, denoise) for d in (3, 5) for denoise in (False, True)] == [3, 3, 2, 2]
+        own = study_from_dict({"epochs": {3: 3, 5: 2}, "denoising": {"epochs": 7}})
+        assert [study_mod._epochs(own, 3), study_mod._epochs(own, 3, True)] == [3, 7]
+        both = study_from_dict({"epochs": 3, "gpu_epochs": 9, "denoising": {"gpu_epochs": 11}})
+        assert [study_mod._epochs(both, 3), study_mod._epochs(both, 3, True)] == ([9, 11] if on_gpu else [3, 3])
+        lab = study_from_dict({})  # the lab's defaults: 30 / 100 epochs, denoisers 50 (depth 3) / 100
+        assert [study_mod._epochs(lab, 3), study_mod._epochs(lab, 3, True)] == ([100, 100] if on_gpu else [30, 50])
+        assert study_from_dict(small.to_dict()) == small  # study.yaml reads back as the same study
+
+
 def test_yaml_exponents_without_a_dot_are_numbers(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("l2: [1e-6, 1e-5]\nl1: [3e-4]\nrobustness_var: 1e-2\n")

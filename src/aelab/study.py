@@ -54,7 +54,8 @@ class DenoiseConfig:
     "best" (the compression part's best, by validation psnr); model, train: overrides of the model
     and training configs for the denoisers; baselines: methods to compare; subset: test images
     the slow baselines run on (the autoencoders are scored on the same subset too); epochs,
-    gpu_epochs: the denoisers' budget per depth (default: the study's); blind_epochs_factor: the
+    gpu_epochs: the denoisers' budget per depth on a CPU and on a GPU (None: the study's; a study
+    file that sets only some budgets, `study_from_dict`); blind_epochs_factor: the
     blind denoiser's budget as a multiple of those (it learns every level at once)."""
 
     variances: list[float] = field(default_factory=lambda: [0.01, 0.04, 0.09, 0.16, 0.25])
@@ -74,7 +75,7 @@ class StudyConfig:
     """A study. datasets, depths (3 and/or 5, the protocol's presets), latents: the grid;
     model / train: overrides of ModelConfig / TrainConfig for every trial; epochs: per-depth
     training budget {depth: epochs} on the CPU, gpu_epochs the same on a GPU (the "full"
-    budget; defaults to epochs); l2, l1: strengths tried on the best architecture; combined:
+    budget, 100 by default; None: epochs, as when a study file sets epochs alone); l2, l1: strengths tried on the best architecture; combined:
     also train the best l2 with the best l1; pca: PCA baselines at k = every latent; denoising:
     the denoising part (None to skip); subset: optional {train|val|test: n} to use only the
     first n images of a split (quick looks and tests); robustness_var: the noise variance of
@@ -270,10 +271,24 @@ def _from_mapping(cls, data: dict, where: str):
 def study_from_dict(data: dict, where: str = "study") -> StudyConfig:
     """Build and validate a StudyConfig from a mapping (as read from YAML).
 
+    A budget the mapping sets applies to every budget it leaves out: with `epochs` and no
+    `gpu_epochs`, a GPU trains the same epochs (not the default 100), and the denoisers, without
+    their own `denoising.epochs`, train the study's; `denoising.epochs` without
+    `denoising.gpu_epochs` holds on a GPU too. (A quick study written with epochs {3: 3} would
+    otherwise train 100 epochs on a GPU, and its denoisers 50 on a CPU.)
+
     Raises ConfigError naming the key, the value and what is allowed."""
     data = _from_mapping(StudyConfig, data or {}, where)
+    if "epochs" in data:
+        data.setdefault("gpu_epochs", None)  # None: the study's epochs on a GPU too
+        if data.get("denoising", {}) is not None:
+            den = data.setdefault("denoising", {})
+            if isinstance(den, dict) and "epochs" not in den:
+                den.update({"epochs": None, "gpu_epochs": den.get("gpu_epochs")})  # None: the study's budget
     if "denoising" in data and data["denoising"] is not None:
         den = _from_mapping(DenoiseConfig, data["denoising"], f"{where}: key 'denoising'")
+        if "epochs" in den:
+            den.setdefault("gpu_epochs", None)  # None: its epochs on a GPU too
         data["denoising"] = DenoiseConfig(**den)
     return StudyConfig(**data)
 
