@@ -326,6 +326,69 @@ def test_not_an_npz(tmp_path: Path) -> None:
         data.load(str(tmp_path / "broken.npz"), "train")
 
 
+@pytest.mark.parametrize("content, what", [
+    (b"x,y\n1,2\n", "it looks like a text file"),
+    (b"", "it is empty"),
+    (b"\x00\x01\x02\x03\xff\xfe\xfd\xfc", "it starts with 00 01 02 03 ff fe fd fc"),
+])
+def test_a_file_named_npz_that_is_not_one(tmp_path: Path, content: bytes, what: str) -> None:
+    """A text (or other non-zip) file named .npz: aelab's own message naming the file and what an .npz
+    for aelab holds, not numpy's advice to load it unsafely with allow_pickle=."""
+    path = tmp_path / "notes.npz"
+    path.write_bytes(content)
+    with pytest.raises(DataError) as info:
+        data.load(str(path), "train")
+    message = str(info.value)
+    assert message.startswith(f"{path} is not an .npz archive (a zip file, which starts with 'PK'): {what}; ")
+    assert message.endswith("an .npz dataset for aelab holds x, a uint8 array of shape (N, H, W), and optionally y, "
+                            "integer labels of shape (N,); or x_train and x_test (and y_train, y_test). "
+                            "numpy.savez(PATH, x=x, y=y) writes one")
+    assert "allow_pickle" not in message and "pickle" not in message
+
+
+def test_an_npz_of_pickled_objects_or_one_npy_array_is_refused_by_name(tmp_path: Path) -> None:
+    np.savez(tmp_path / "objects.npz", x=np.array([{"image": 1}], dtype=object))
+    with pytest.raises(DataError) as info:
+        data.load(str(tmp_path / "objects.npz"), "train")
+    assert str(info.value).startswith(f"{tmp_path / 'objects.npz'}, array 'x' holds Python objects (pickled), "
+                                      "which aelab does not load: an .npz dataset for aelab holds x, a uint8 array")
+    assert "allow_pickle" not in str(info.value)
+    np.save(tmp_path / "one.npy", np.zeros((20, 4, 4), np.uint8))
+    (tmp_path / "one.npy").rename(tmp_path / "one.npz")
+    with pytest.raises(DataError, match=r"one\.npz is a single \.npy array, not an \.npz archive: an \.npz dataset"):
+        data.load(str(tmp_path / "one.npz"), "train")
+
+
+def test_a_dataset_too_small_for_every_split_is_refused_at_load(tmp_path: Path) -> None:
+    """5 images would split train 4, val 0, test 1: refused when loaded (any split, and by ensure,
+    which a study runs first), saying how many images the splits need; 14 is the fewest that give
+    every split an image."""
+    small = write_npz(tmp_path / "five.npz", n=5, size=8)
+    for call in (lambda: data.load(str(small), "train"), lambda: data.load(str(small), "test"),
+                 lambda: data.ensure(str(small))):
+        with pytest.raises(DataError) as info:
+            call()
+        assert str(info.value) == (
+            f"{small}, array 'x' holds 5 images, too few to split: aelab splits one pool in file order into test "
+            "(the last round(N / 7)), val (the last rest // 12 of the others) and train, which would give train 4, "
+            "val 0, test 1. Every split needs an image: give at least 14 images (train 11, val 1, test 2); the "
+            "protocol's 70,000 split 55,000 / 5,000 / 10,000")
+    with pytest.raises(DataError, match=r"holds 13 images, too few to split: .* train 11, val 0, test 2\."):
+        data.load(str(write_npz(tmp_path / "thirteen.npz", n=13, size=8)), "val")
+    fourteen = str(write_npz(tmp_path / "fourteen.npz", n=14, size=8))
+    assert [len(data.load(fourteen, s)[0]) for s in data.SPLITS] == [11, 1, 2]
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "tt.npz", x_train=make_images(np.arange(11) % 10, rng, size=8),
+             x_test=make_images(np.arange(3) % 10, rng, size=8))
+    with pytest.raises(DataError, match=r"array 'x_train' holds 11 training images, too few to split: validation "
+                                        r"is the last n // 12 of them, so it would get none \(train 11, val 0\)\. "
+                                        r"The training file needs at least 12 images"):
+        data.load(str(tmp_path / "tt.npz"), "train")
+    images = write_idx(tmp_path / "few-images-idx3-ubyte.gz", make_images(np.arange(6) % 10, rng, size=8))
+    with pytest.raises(DataError, match=r"few-images-idx3-ubyte\.gz holds 6 images, too few to split"):
+        data.load(str(images), "train")
+
+
 def test_folder_with_standard_names(tmp_path: Path) -> None:
     write_dataset(tmp_path, "mine", 120, 24)
     folder = str(tmp_path / "mine")

@@ -96,6 +96,15 @@ TIMEOUT = 30.0  # seconds a download may wait for the server before the next mir
 USER_AGENT = "aelab-data/0.1 (Python urllib)"
 _CHUNK = 1 << 16
 _GZIP_MAGIC = b"\x1f\x8b"
+_ZIP_MAGIC = b"PK"  # an .npz is a zip archive (np.savez); a .npy array starts with \x93NUMPY
+_NPY_MAGIC = b"\x93NUMPY"
+NPZ_LAYOUT = ("an .npz dataset for aelab holds x, a uint8 array of shape (N, H, W), and optionally y, integer "
+              "labels of shape (N,); or x_train and x_test (and y_train, y_test). numpy.savez(PATH, x=x, y=y) "
+              "writes one")
+# The fewest images whose splits all get one: a single pool of 14 splits train 11 / val 1 / test 2
+# (test = round(N / 7), val = rest // 12), and a training file of 12 splits train 11 / val 1.
+MIN_POOL_IMAGES = 14
+MIN_TRAIN_FILE_IMAGES = 12
 _IDX_TYPES = {  # IDX type byte -> numpy dtype (IDX stores multi-byte values big-endian)
     0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
     0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8"),
@@ -332,15 +341,31 @@ def _check_labels(y: np.ndarray | None, where: str, x: np.ndarray, x_where: str
 
 def _make_pool(x_train: np.ndarray, y_train: np.ndarray | None, x_test: np.ndarray,
                y_test: np.ndarray | None, train_where: str, test_where: str) -> _Pool:
+    """A training file and a test file (each already checked to hold images). DataError when their
+    image sizes differ, or when the training file is too small to leave validation an image."""
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(f"{train_where} holds {x_train.shape[1:]} images but {test_where} "
                         f"holds {x_test.shape[1:]} images; both must have the same size")
+    n = len(x_train)
+    if n < MIN_TRAIN_FILE_IMAGES:
+        raise DataError(f"{train_where} holds {n} training image{'s' if n != 1 else ''}, too few to split: "
+                        f"validation is the last n // 12 of them, so it would get none (train {n}, val 0). "
+                        f"The training file needs at least {MIN_TRAIN_FILE_IMAGES} images (train 11, val 1); "
+                        "add images (the protocol's 60,000 split 55,000 / 5,000)")
     return _Pool(x_train, y_train, x_test, y_test)
 
 
-def _single_pool(x: np.ndarray, y: np.ndarray | None) -> _Pool:
-    """Split one pool in file order: the last round(N/7) images are the test file."""
-    rest = len(x) - round(len(x) / 7)
+def _single_pool(x: np.ndarray, y: np.ndarray | None, where: str) -> _Pool:
+    """Split one pool in file order: the last round(N/7) images are the test file. DataError
+    naming `where` when a split would be empty (fewer than MIN_POOL_IMAGES images)."""
+    n = len(x)
+    rest = n - round(n / 7)
+    if n < MIN_POOL_IMAGES:
+        raise DataError(f"{where} holds {n} image{'s' if n != 1 else ''}, too few to split: aelab splits one pool "
+                        "in file order into test (the last round(N / 7)), val (the last rest // 12 of the others) "
+                        f"and train, which would give train {rest - rest // 12}, val {rest // 12}, test {n - rest}. "
+                        f"Every split needs an image: give at least {MIN_POOL_IMAGES} images (train 11, val 1, "
+                        "test 2); the protocol's 70,000 split 55,000 / 5,000 / 10,000")
     return _Pool(x[:rest], None if y is None else y[:rest],
                  x[rest:], None if y is None else y[rest:])
 
@@ -428,18 +453,43 @@ def _idx_pool(path: Path) -> _Pool:
             if (y_path := path.with_name(label_name)).is_file():
                 y = _check_labels(read_idx(y_path), str(y_path), x, str(path))
                 break
-    return _single_pool(x, y)
+    return _single_pool(x, y, str(path))
 
 
 @functools.lru_cache(maxsize=4)
 def _npz_arrays(path: str, mtime_ns: int, size: int) -> dict[str, np.ndarray]:
+    """The arrays of an .npz file. DataError naming the file and what an .npz for aelab holds
+    (`NPZ_LAYOUT`) when it is not a zip archive (a text file, a single .npy array), is corrupt, or
+    holds pickled Python objects (never loaded: numpy's advice to load them with allow_pickle=
+    does not apply to a dataset)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if head.startswith(_NPY_MAGIC):
+        raise DataError(f"{path} is a single .npy array, not an .npz archive: {NPZ_LAYOUT}")
+    if not head.startswith(_ZIP_MAGIC):
+        kind = ("it is empty" if not head else "it looks like a text file" if all(
+            32 <= b < 127 or b in b"\t\r\n" for b in head) else f"it starts with {head.hex(' ')}")
+        raise DataError(f"{path} is not an .npz archive (a zip file, which starts with 'PK'): {kind}; {NPZ_LAYOUT}")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            if not hasattr(archive, "files"):
-                raise ValueError("it holds a single array, not an .npz archive")
-            return {key: archive[key] for key in archive.files}
+            arrays = {}
+            for key in archive.files:
+                try:
+                    arrays[key] = archive[key]
+                except ValueError as exc:
+                    if "allow_pickle" not in str(exc) and "Object arrays" not in str(exc):
+                        raise
+                    raise DataError(f"{path}, array {key!r} holds Python objects (pickled), which aelab does not "
+                                    f"load: {NPZ_LAYOUT}") from None
+            return arrays
+    except DataError:
+        raise
     except Exception as exc:  # np.load raises many types for files it cannot parse
-        raise DataError(f"cannot read {path} as an .npz archive: {exc}") from None
+        raise DataError(f"cannot read {path} as an .npz archive ({type(exc).__name__}: {exc}); the file is "
+                        f"corrupt or not written by numpy.savez: {NPZ_LAYOUT}") from None
 
 
 def _npz_pool(path: Path) -> _Pool:
@@ -458,14 +508,12 @@ def _npz_pool(path: Path) -> _Pool:
 
     if "x" in arrays:
         x = get("x")
-        return _single_pool(x, get("y", x))
+        return _single_pool(x, get("y", x), f"{path}, array 'x'")
     if "x_train" in arrays and "x_test" in arrays:
         x_train, x_test = get("x_train"), get("x_test")
         return _make_pool(x_train, get("y_train", x_train), x_test, get("y_test", x_test),
                           f"{path}, array 'x_train'", f"{path}, array 'x_test'")
-    raise DataError(f"{path} has no array 'x' (it holds {sorted(arrays) or 'no arrays'}): an "
-                    ".npz dataset needs x, a uint8 array of shape (N, H, W), and optionally y, "
-                    "integer labels of shape (N,); or x_train and x_test (and y_train, y_test)")
+    raise DataError(f"{path} has no array 'x' (it holds {sorted(arrays) or 'no arrays'}): {NPZ_LAYOUT}")
 
 
 # ----------------------------------------------------------------------------- loading
@@ -523,7 +571,9 @@ def load(name: str, split: str, data_dir: str | Path | None = None,
 
     Returns (images, labels): images a contiguous float32 tensor (N, H*W) with pixels in
     [0, 1] (uint8 / 255), labels an int64 tensor (N,) or None when the data has no labels.
-    Raises DataError when the data is missing, corrupt or malformed, or the split unknown.
+    Raises DataError when the data is missing, corrupt or malformed, too small for every split to
+    get an image (your own data: at least MIN_POOL_IMAGES = 14 in one pool, MIN_TRAIN_FILE_IMAGES
+    = 12 in a training file), or the split unknown.
     """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}: the splits are {', '.join(SPLITS)}")
