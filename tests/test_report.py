@@ -547,6 +547,17 @@ def test_a_denoising_margin_of_zero_as_shown_is_a_tie(tmp_path):
     assert "trails" not in text and "lose at" not in text and "win at every level" not in text
 
 
+@pytest.mark.parametrize("gpu, words", [
+    ({"3": 100, "5": 100}, "epochs (depth 3: 3, depth 5: 3 on a CPU; depth 3: 100, depth 5: 100 on a GPU);"),
+    (None, "epochs (depth 3: 3, depth 5: 3);"),  # null: a GPU trains the same epochs
+    ({"3": 3, "5": 3}, "epochs (depth 3: 3, depth 5: 3);"),
+])
+def test_the_header_gives_the_gpu_budget_beside_the_cpu_one(tmp_path, gpu, words):
+    study = findings.load_study(make_study(tmp_path / "s", denoising=False))
+    study.config["gpu_epochs"] = gpu
+    assert words in str(report.header_section(study))
+
+
 def test_sections_say_which_test_images_they_are_on(tmp_path):
     """The compression and per-class numbers are on the study's test subset (300 images here),
     and the report says so instead of "test split"; without a subset it says the whole split."""

@@ -48,10 +48,16 @@ def header_section(study: Study) -> list:
              + (f", {len(failed_trials(study))} failed" if failed_trials(study) else "") + ". "
              + (f"Wall time over every run of the study: {fmt_duration(wall)}. " if is_number(wall) else "")
              + _training_time_text(study)]
-    epochs = c.get("epochs")
     depths = [str(d) for d in c.get("depths") or []]
-    if isinstance(epochs, dict):
-        epochs = ", ".join(f"depth {k}: {v}" for k, v in epochs.items() if not depths or str(k) in depths)
+
+    def per_depth(budget) -> str:
+        if isinstance(budget, dict):
+            return ", ".join(f"depth {k}: {v}" for k, v in budget.items() if not depths or str(k) in depths)
+        return str(budget)
+
+    epochs = per_depth(c.get("epochs"))
+    if c.get("gpu_epochs") and per_depth(c["gpu_epochs"]) != epochs:  # the budget a GPU trains for instead
+        epochs = f"{epochs} on a CPU; {per_depth(c['gpu_epochs'])} on a GPU"
     grid = (f"Grid: depths {fmt_csv(c.get('depths'))} × latent sizes {fmt_csv(c.get('latents'))}; epochs ({epochs}); "
             f"l2 {fmt_csv(c.get('l2'))}; l1 {fmt_csv(c.get('l1'))}"
             + ("; subsets " + ", ".join(f"{k} {v:,}" for k, v in c["subset"].items()) if c.get("subset") else "")
