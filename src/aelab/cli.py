@@ -286,19 +286,26 @@ def study(study_file, preset, out, data_dir, executor, workers, address, cpus_pe
     options = {}
     if executor == "ray":
         options = {"address": address, "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial}
-    previous = signal.signal(signal.SIGTERM, _terminated)  # a scheduler's stop: as Ctrl-C, workers stopped
+    # Ctrl-C, or a scheduler's SIGTERM: the first one stops the study (workers stopped, finished
+    # trials kept); from then on both are ignored, so a second one (an impatient Ctrl-C, or
+    # `timeout`, which signals the process and then its group) cannot cut the stop short
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, _stop_once),
+                signal.SIGTERM: signal.signal(signal.SIGTERM, _stop_once)}
+    stopped = False
     try:
         summary = study_mod.run_study(config, out, data_dir=data_dir, executor=executor, workers=workers,
                                       progress=False if quiet else None, **options)
     except KeyboardInterrupt as exc:
-        for signum in (signal.SIGINT, signal.SIGTERM):  # the study has stopped: a second signal must not
-            signal.signal(signum, signal.SIG_IGN)  # turn the exit into a traceback or click's "Aborted!"
+        stopped = True
+        _ignore_stops()
         how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
         click.secho(f"\n{how}: finished trials are saved in {out}; rerun the same command to resume",
                     fg="yellow", err=True)
         sys.exit(143 if isinstance(exc, _Terminated) else 130)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if not stopped:  # the process goes on (a test, a caller of main()): its own handlers back
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
     failed = summary["failed"]
     click.echo(f"{out}: {summary['trials_done']}/{summary['trials_total']} trials"
                + (f", {len(failed)} failed" if failed else "")
@@ -313,8 +320,17 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM (e.g. a batch scheduler's time limit) during a study: stops it the way Ctrl-C does."""
 
 
-def _terminated(signum, frame) -> None:
-    raise _Terminated()
+def _ignore_stops() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _stop_once(signum, frame) -> None:
+    """The study command's SIGINT / SIGTERM handler: ignore both from now on, then stop the study
+    (KeyboardInterrupt, or _Terminated for SIGTERM). Ignoring first leaves no moment in which a
+    second signal could interrupt the stop."""
+    _ignore_stops()
+    raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def _failure_reasons(failed: list[dict], shown: int = 3) -> str:

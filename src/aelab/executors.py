@@ -59,9 +59,7 @@ def _ignore_sigint() -> None:
 @contextlib.contextmanager
 def signals_ignored(*signums: int):
     """Ignore the signals `signums` (e.g. signal.SIGINT) while the block runs, then restore their
-    handlers. Only the main thread can set handlers; elsewhere the block just runs. A process
-    started inside the block starts with them ignored (an ignored signal stays ignored across
-    exec, and Python then installs no Ctrl-C handler of its own)."""
+    handlers. Only the main thread can set handlers; elsewhere the block just runs."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -71,6 +69,21 @@ def signals_ignored(*signums: int):
     finally:
         for s, handler in previous:
             signal.signal(s, signal.SIG_DFL if handler is None else handler)
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    """Hold Ctrl-C back while the block runs (this thread; it arrives when the block ends, not
+    lost). A process started inside the block starts with it blocked: the signal mask survives
+    fork and exec, so a worker cannot be stopped by Ctrl-C before its initializer ignores it."""
+    if not hasattr(signal, "pthread_sigmask"):  # not on POSIX
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 _EVENTS = None  # in a worker process: the pool's progress queue (set by _init_worker)
@@ -145,7 +158,7 @@ class LocalPoolExecutor:
         pool = self._cpu_pool if side == "cpu" else self._pool
         # submit may start a worker; one that gets Ctrl-C while it imports (a terminal sends it to
         # the whole process group) would print a traceback before its initializer ignores it
-        with signals_ignored(signal.SIGINT):
+        with _sigint_blocked():
             future = pool.submit(_run_job, job, self.study_dir, self.data_dir)
         self.submitted[side] += 1
         self._running[side].append(future)
