@@ -521,12 +521,12 @@ def _pca_sentence(study: Study, dataset: str) -> str:
         return ""
     text = ("Margin over PCA with k = L (test psnr of the depth validation prefers at that L): "
             + _list([f"{signed(m)} dB at L = {latent}" for latent, m in margins]))
-    behind = [str(latent) for latent, m in margins if m < 0]
-    level = [str(latent) for latent, m in margins if m == 0]  # equal as shown: not a win
+    behind = [str(latent) for latent, m in margins if change_sign(m) < 0]
+    level = [str(latent) for latent, m in margins if change_sign(m) == 0]  # a tie by the header's rule
     if behind:
         text += f"; the autoencoder falls short of PCA at L = {_list(behind)}"
     if level:
-        text += f"; it equals PCA at L = {_list(level)}"
+        text += f"; it ties with PCA (within {TOLERANCE_DB} dB) at L = {_list(level)}"
     if not behind and not level:
         text += "; the autoencoder beats PCA at every L"
     return text + "."
@@ -606,12 +606,12 @@ def _denoising_sentence(study: Study, dataset: str) -> str:
                      f"{db(m['ae_psnr'])} dB) {verb} the best baseline ({m['baseline']}, {db(m['baseline_psnr'])} dB)"
                      + (f" by {abs(m['margin']):.2f} dB" if m["margin"] else ""))
     text = "Denoising (psnr): " + "; ".join(parts) + "."
-    losses = [f"{m['noise_var']:g}" for m in margins if m["margin"] < 0]
-    level = [f"{m['noise_var']:g}" for m in margins if m["margin"] == 0]
+    losses = [f"{m['noise_var']:g}" for m in margins if change_sign(m["margin"]) < 0]
+    level = [f"{m['noise_var']:g}" for m in margins if change_sign(m["margin"]) == 0]  # ties, as the header says
     if losses:
         text += f" The autoencoders lose at σ² = {_list(losses)}."
     if level:
-        text += f" The autoencoders equal the best baseline at σ² = {_list(level)}."
+        text += f" The autoencoders tie with the best baseline (within {TOLERANCE_DB} dB) at σ² = {_list(level)}."
     if not losses and not level:
         text += " The autoencoders win at every level."
     gaps = []
