@@ -706,22 +706,19 @@ def trial_line(n_done: int, total: int, row: dict) -> str:
     if row.get("status") != "ok":
         return f"{head} failed: {error_headline(row)}"
 
-    def number(x) -> bool:
-        return isinstance(x, (int, float)) and not isinstance(x, bool)
-
     nv, parts = row.get("noise_var"), []
     if "rows" in row:  # a baselines trial holds its methods' rows, each scored on noisy inputs of noise_var
-        scored = [r for r in row.get("rows") or [] if number(r.get("psnr"))]
-        if len(scored) == 1 and number(nv):
+        scored = [r for r in row.get("rows") or [] if _number(r.get("psnr"))]
+        if len(scored) == 1 and _number(nv):
             r = scored[0]
             on = f" on the fixed subset of {r.get('n_images', 0):,} test images" if r.get("subset") else ""
             parts.append(f"denoising psnr {r['psnr']:.2f} dB at sigma^2={nv:g}{on}")
-    elif number(row.get("psnr")):
+    elif _number(row.get("psnr")):
         if nv is None:
             parts.append(f"psnr {row['psnr']:.2f} dB")
         else:
             parts.append(f"psnr {row['psnr']:.2f} dB (clean inputs)")
-            levels = [d for d in row.get("denoising") or [] if number(d.get("psnr")) and number(d.get("noise_var"))]
+            levels = [d for d in row.get("denoising") or [] if _number(d.get("psnr")) and _number(d.get("noise_var"))]
             if isinstance(nv, (list, tuple)) and len(nv) == 2:
                 inside = [d["psnr"] for d in levels if nv[0] <= d["noise_var"] <= nv[1]]
                 if inside:
