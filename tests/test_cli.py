@@ -138,6 +138,25 @@ def test_denoise_logs_each_score_and_compares_every_method_on_the_subset(trained
     assert quiet.exit_code == 0 and quiet.stderr == ""
 
 
+def test_denoise_fits_the_pca_baseline_once_for_every_level(trained, data_dir, monkeypatch) -> None:
+    """The PCA projection baseline is fitted on the training split once, not once per level, and
+    scores what a fit of its own at each level scores."""
+    fits = []
+    monkeypatch.setattr(baselines, "fit_pca", lambda *a, _fit=baselines.fit_pca: fits.append(a[1]) or _fit(*a))
+    out = trained["plain"][0]
+    result = CliRunner().invoke(main, ["denoise", str(out), "--noise-var", "0.04,0.16", "--baselines", "pca",
+                                       "--subset", "50", "--data-dir", str(data_dir), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert len(fits) == 1
+    rows = [r for r in json.loads((out / "denoise.json").read_text()) if r["method"] == "pca"]
+    x_train, x_val, x_test = (data.load("mnist", split, data_dir)[0] for split in ("train", "val", "test"))
+    for r in rows:
+        alone = baselines.denoising_baselines(x_train, x_val, x_test, r["noise_var"], (28, 28), methods=["pca"],
+                                              subset=50, with_ssim=False)[0]
+        assert (r["param"], r["psnr"], r["subset_psnr"]) == (alone.param, alone.psnr, alone.subset_psnr)
+    assert len(rows) == 2 and len(fits) == 3
+
+
 def test_denoise_refuses_an_unknown_baseline_before_scoring_anything(trained, data_dir) -> None:
     out = trained["blind"][0]
     result = CliRunner().invoke(main, ["denoise", str(out), "--baselines", "noisy,bm4d", "--data-dir", str(data_dir)])

@@ -144,6 +144,7 @@ def denoise_run(run_dir: str | Path, variances: list[float], methods: list[str] 
             clock["t"] = now
 
     rows = []
+    pca = baselines.denoising_pca(x_train) if "pca" in names else None  # once, not once per level
     try:
         for var in variances:
             bar.set_postfix_str(f"σ²={var:g} this model")
@@ -160,7 +161,7 @@ def denoise_run(run_dir: str | Path, variances: list[float], methods: list[str] 
                 finished(rows[-1], later[0] if later else None)
 
             baselines.denoising_baselines(x_train, x_val, x_test, var, shape, seed=seed, methods=names,
-                                          subset=subset, on_result=on_result)
+                                          subset=subset, on_result=on_result, pca=pca)
     finally:
         bar.close()
     atomic_write_json(Path(run_dir) / "denoise.json", rows)
