@@ -83,6 +83,23 @@ def test_a_budget_the_file_sets_applies_to_every_budget_it_leaves_out(monkeypatc
         assert study_from_dict(small.to_dict()) == small  # study.yaml reads back as the same study
 
 
+def test_gpu_epochs_alone_is_the_denoisers_budget_on_a_gpu_too(monkeypatch):
+    """docs/study.md: denoising.gpu_epochs left out is denoising.epochs when set, else the study's:
+    a file that sets only gpu_epochs {3: 10} must not train its denoisers the default 100 on a GPU,
+    and on a CPU everything keeps its default budget."""
+    import aelab.study as study_mod
+
+    text = {"gpu_epochs": {3: 10, 5: 8}}
+    for on_gpu, want in ((True, [10, 10, 8, 8]), (False, [30, 50, 30, 30])):
+        monkeypatch.setattr(study_mod, "_on_gpu", lambda c, on_gpu=on_gpu: on_gpu)
+        c = study_from_dict(dict(text))
+        assert [study_mod._epochs(c, d, denoise) for d in (3, 5) for denoise in (False, True)] == want
+        own = study_from_dict({"gpu_epochs": 10, "denoising": {"epochs": 7}})
+        assert study_mod._epochs(own, 3, True) == 7  # denoising.epochs set: it holds on a GPU too
+        assert study_from_dict(c.to_dict()) == c
+    assert text == {"gpu_epochs": {3: 10, 5: 8}}  # the caller's mapping is left as it was
+
+
 def test_yaml_exponents_without_a_dot_are_numbers(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("l2: [1e-6, 1e-5]\nl1: [3e-4]\nrobustness_var: 1e-2\n")

@@ -274,7 +274,8 @@ def study_from_dict(data: dict, where: str = "study") -> StudyConfig:
     A budget the mapping sets applies to every budget it leaves out: with `epochs` and no
     `gpu_epochs`, a GPU trains the same epochs (not the default 100), and the denoisers, without
     their own `denoising.epochs`, train the study's; `denoising.epochs` without
-    `denoising.gpu_epochs` holds on a GPU too. (A quick study written with epochs {3: 3} would
+    `denoising.gpu_epochs` holds on a GPU too; `gpu_epochs` alone is the denoisers' budget on a
+    GPU as well (on a CPU they keep their default). (A quick study written with epochs {3: 3} would
     otherwise train 100 epochs on a GPU, and its denoisers 50 on a CPU.)
 
     Raises ConfigError naming the key, the value and what is allowed."""
@@ -285,6 +286,10 @@ def study_from_dict(data: dict, where: str = "study") -> StudyConfig:
             den = data.setdefault("denoising", {})
             if isinstance(den, dict) and "epochs" not in den:
                 den.update({"epochs": None, "gpu_epochs": den.get("gpu_epochs")})  # None: the study's budget
+    elif data.get("gpu_epochs") is not None and data.get("denoising", {}) is not None:
+        den = data.get("denoising", {})
+        if isinstance(den, dict) and "epochs" not in den and "gpu_epochs" not in den:
+            data["denoising"] = {**den, "gpu_epochs": data["gpu_epochs"]}  # a GPU's: the study's
     if "denoising" in data and data["denoising"] is not None:
         den = _from_mapping(DenoiseConfig, data["denoising"], f"{where}: key 'denoising'")
         if "epochs" in den:
