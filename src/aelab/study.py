@@ -240,6 +240,12 @@ def _validate_denoising(d: DenoiseConfig) -> None:
         if not ok or ("depth" in arch and arch["depth"] not in PRESETS):
             raise _bad("denoising.architecture", arch,
                        "give 'best', {depth: 3|5, latent: L} or {widths: [w1, w2, ...], latent: L}")
+        if "widths" in arch:
+            _positive_ints("denoising.architecture.widths", arch["widths"],
+                           "give the hidden widths as a list of whole numbers >= 1, e.g. [512, 256]")
+        latent = arch["latent"]
+        if not isinstance(latent, int) or isinstance(latent, bool) or latent < 1:
+            raise _bad("denoising.architecture.latent", latent, "give the latent size L, a whole number >= 1, e.g. 100")
     if not isinstance(d.baselines, list) or any(b not in ALL_BASELINES for b in d.baselines):
         raise _bad("denoising.baselines", d.baselines, f"choose from {', '.join(ALL_BASELINES)}")
     if not isinstance(d.subset, int) or isinstance(d.subset, bool) or d.subset < 1:
