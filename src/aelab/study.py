@@ -181,6 +181,7 @@ def _validate(c: StudyConfig) -> None:
     for key in ("epochs", "noise_var", "seed", "device", "threads"):
         if key in c.train:
             raise _bad(f"train.{key}", c.train[key], f"set '{key}' at the top level of the study, not under train")
+    _no_planned_keys("", c.model, c.train)
     _check_overrides("model", c.model, "train", c.train)
     c.epochs = _epochs_map("epochs", c.epochs)
     if c.gpu_epochs is not None:
@@ -208,6 +209,23 @@ def _validate(c: StudyConfig) -> None:
         raise _bad("device", c.device, "give auto, cpu or cuda")
     if c.denoising is not None:
         _validate_denoising(c.denoising)
+
+
+def _no_planned_keys(prefix: str, model: dict, train: dict) -> None:
+    """Refuse the override keys the study sets for every trial itself (they would be silently
+    replaced): the architecture (model input_dim, widths, latent) and the penalties (train l2, l1)."""
+    if not isinstance(model, dict) or not isinstance(train, dict):
+        return  # _check_overrides names the key
+    where = "denoising.architecture" if prefix else "depths and latents (the denoisers': denoising.architecture)"
+    for key in ("input_dim", "widths", "latent"):
+        if key in model:
+            raise _bad(f"{prefix}model.{key}", model[key], f"the study sets each trial's architecture from {where}; "
+                       "input_dim comes from the dataset")
+    for key in ("l2", "l1"):
+        if key in train:
+            raise _bad(f"{prefix}train.{key}", train[key], "the denoisers train without penalties" if prefix else
+                       f"the study sets each trial's penalties: list the strengths to try in the top-level "
+                       f"'{key}' key, e.g. {key}: [1e-5]")
 
 
 def _check_overrides(*pairs) -> None:
@@ -260,6 +278,7 @@ def _validate_denoising(d: DenoiseConfig) -> None:
         if key in d.train:
             raise _bad(f"denoising.train.{key}", d.train[key],
                        "set epochs with denoising.epochs; noise with denoising.variances / blind")
+    _no_planned_keys("denoising.", d.model, d.train)
     _check_overrides("denoising.model", d.model, "denoising.train", d.train)
 
 
