@@ -190,3 +190,17 @@ def test_a_study_trial_line_says_what_a_denoisers_psnr_is_on() -> None:
     bm3d = {**method, "rows": [{"method": "bm3d", "psnr": 22.1, "n_images": 1000, "subset": True}]}
     assert trial_line(21, 48, bm3d) == ("[21/48] c ok: denoising psnr 22.10 dB at sigma^2=0.04 on the fixed subset "
                                         "of 1,000 test images, 0.4 s")
+
+
+def test_study_refuses_workers_below_one(monkeypatch) -> None:
+    """--workers 0 (or -2) is refused by name, as the study file's `workers: 0` is; it used to run the
+    study one trial at a time as if no --workers had been given."""
+    import aelab.study as study_mod
+
+    ran = []
+    monkeypatch.setattr(study_mod, "run_study", lambda *a, **k: ran.append(k) or {
+        "failed": [], "trials_done": 0, "trials_total": 0})
+    for value in ("0", "-2"):
+        result = CliRunner().invoke(main, ["study", "--preset", "quick", "--out", "unused", "--workers", value])
+        assert result.exit_code == 2 and "--workers" in result.output, result.output
+    assert ran == []

@@ -262,7 +262,8 @@ def denoise(run_dir: Path, noise_vars: str, methods: str, subset: int, seed: int
               help="Study folder (default: runs/<study name>). Rerun the same command to resume.")
 @DATA_DIR
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
-@click.option("--workers", type=int, default=None, help="Trials side by side (default: the study's 'workers').")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Trials side by side (default: the study's 'workers').")
 @click.option("--address", default=None, help="Ray cluster address (with --executor ray; default: start one).")
 @click.option("--cpus-per-trial", type=float, default=None, help="Ray: CPUs per trial (default: the study's threads).")
 @click.option("--gpus-per-trial", type=float, default=0, show_default=True, help="Ray: GPUs per trial.")
