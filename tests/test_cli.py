@@ -204,3 +204,17 @@ def test_study_refuses_workers_below_one(monkeypatch) -> None:
         result = CliRunner().invoke(main, ["study", "--preset", "quick", "--out", "unused", "--workers", value])
         assert result.exit_code == 2 and "--workers" in result.output, result.output
     assert ran == []
+
+
+def test_study_refuses_ray_options_without_the_ray_executor(monkeypatch) -> None:
+    """--gpus-per-trial, --cpus-per-trial and --address are Ray's (docs/ray.md); without --executor ray
+    they were silently ignored (a study given --gpus-per-trial 1 ran as if it had not been)."""
+    import aelab.study as study_mod
+
+    ran = []
+    monkeypatch.setattr(study_mod, "run_study", lambda *a, **k: ran.append(k) or {
+        "failed": [], "trials_done": 0, "trials_total": 0})
+    for extra in (["--gpus-per-trial", "1"], ["--cpus-per-trial", "2"], ["--address", "auto"]):
+        result = CliRunner().invoke(main, ["study", "--preset", "quick", "--out", "unused", *extra])
+        assert result.exit_code == 2 and extra[0] in result.output and "--executor ray" in result.output, result.output
+    assert ran == []

@@ -278,6 +278,13 @@ def study(study_file, preset, out, data_dir, executor, workers, address, cpus_pe
 
     if study_file is not None and preset is not None:
         raise click.UsageError("give a STUDY_FILE or --preset, not both")
+    ctx = click.get_current_context()
+    ray_only = [f"--{name.replace('_', '-')}" for name in ("address", "cpus_per_trial", "gpus_per_trial")
+                if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+    if ray_only and executor != "ray":  # the local executor has no use for them: say so, not ignore them
+        verb = "apply" if len(ray_only) > 1 else "applies"
+        raise click.UsageError(f"{', '.join(ray_only)} only {verb} with --executor ray (docs/ray.md); the local "
+                               f"executor runs --workers trials side by side and trains on the study's device")
     config = study_mod.load_study(study_file) if study_file else study_mod.preset(preset or "default")
     if device is not None or stack is not None:
         config.device = config.device if device is None else device
