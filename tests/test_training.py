@@ -535,6 +535,27 @@ def test_bad_inputs_are_refused_naming_the_problem_and_the_fix(mnist, make, word
         fit(ModelConfig.preset(3, 15), make(x_train[:64].clone()), x_val, TrainConfig(epochs=1), progress=False)
 
 
+@pytest.mark.parametrize("n, batch_size, words", [
+    (257, 256, r"257 training images in batches of 256 leave a last batch of one image, which batch norm cannot "
+               r"train on; choose another batch size, e\.g\. 257 \(--batch-size"),
+    (64, 1, r"64 training images in batches of 1 leave batches of one image.*e\.g\. 2 "),
+    (1, 256, r"x_train holds one image, which batch norm cannot train on"),
+    (0, 256, r"x_train has shape \(0, 784\); expected \(N>0, 784\): training needs images"),
+])
+def test_a_training_split_batch_norm_cannot_train_on_is_refused_up_front(mnist, n, batch_size, words):
+    """A last batch of one image (55,000 MNIST images in batches of 97, 63, 81...) used to stop at the end of
+    the first epoch with PyTorch's "Expected more than 1 value per channel"; an empty split with a
+    ZeroDivisionError. Both fit and fit_stacked refuse them before training, with the fix."""
+    x_train, x_val, _, _ = mnist
+    config = TrainConfig(epochs=1, batch_size=batch_size, threads=1)
+    with pytest.raises(ConfigError, match=words):
+        fit(ModelConfig.preset(3, 15), x_train[:n], x_val, config, progress=False)
+    with pytest.raises(ConfigError, match=words):
+        fit_stacked(ModelConfig.preset(3, 15), [(x_train[:n], x_val, config)], progress=False)
+    if n > 1:  # without batch norm, the same split trains
+        fit(ModelConfig.preset(3, 15, norm="layer"), x_train[:n], x_val[:50], config, progress=False)
+
+
 def test_bce_loss_and_relu_code_train(mnist):
     x_train, x_val, x_test, _ = mnist
     r = fit(ModelConfig.preset(3, 30, latent_activation="relu"), x_train[:2000], x_val,

@@ -226,8 +226,8 @@ def fit_stacked(model_config: ModelConfig | Sequence[ModelConfig],
     configs = [model_config] * len(jobs) if isinstance(model_config, ModelConfig) else list(model_config)
     model_config = check_stack(configs, jobs)  # the stack's architecture: the widest latent
     every = checkpoint_interval(checkpoint_seconds)
-    for mc, (x_train, x_val, _) in zip(configs, jobs):
-        check_inputs(mc, x_train, x_val)
+    for mc, (x_train, x_val, c) in zip(configs, jobs):
+        check_inputs(mc, x_train, x_val, c.batch_size)
     config = jobs[0][2]
     device, precision = prepare(config)
     graphs = use_cuda_graphs(cuda_graphs, device)

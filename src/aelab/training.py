@@ -562,10 +562,13 @@ def _show_progress(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else progress
 
 
-def check_inputs(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor) -> None:
-    """Refuse training data that does not fit the model: float (N, D) train and (N>0, D) val
+def check_inputs(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor,
+                 batch_size: int | None = None) -> None:
+    """Refuse training data that does not fit the model: float (N>0, D) train and (N>0, D) val
     tensors of pixels in [0, 1], D = model_config.input_dim (ConfigError naming the tensor, the
-    problem and the fix, `evaluation.check_images`)."""
+    problem and the fix, `evaluation.check_images`); with batch norm, a training split that
+    `batch_size` images per step would leave with a last batch of one image (batch norm cannot
+    train on one: PyTorch's ValueError at the end of the first epoch)."""
     from .evaluation import check_images
 
     d = model_config.input_dim
@@ -575,8 +578,21 @@ def check_inputs(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.
                               f"for {x.shape[1]}-pixel images, e.g. ModelConfig.preset(depth, latent, "
                               f"input_dim={x.shape[1]})")
         check_images(x, name, d)
-    if len(x_val) == 0:
-        raise ConfigError(f"x_val has shape {tuple(x_val.shape)}; expected (N>0, {d}): validation needs images")
+    for name, x in (("x_train", x_train), ("x_val", x_val)):
+        if len(x) == 0:
+            raise ConfigError(f"{name} has shape {tuple(x.shape)}; expected (N>0, {d}): "
+                              f"{'training' if name == 'x_train' else 'validation'} needs images")
+    n = len(x_train)
+    if model_config.norm == "batch" and batch_size is not None and (batch_size == 1 or n % batch_size == 1):
+        if n == 1:
+            raise ConfigError("x_train holds one image, which batch norm cannot train on; give at least 2 "
+                              "(or norm layer or none)")
+        start = max(2, batch_size + 1)
+        other = next(b for b in range(start, start + n + 1) if n % b != 1)
+        last = "batches" if batch_size == 1 else "a last batch"
+        raise ConfigError(f"{n} training images in batches of {batch_size} leave {last} of one image, which batch "
+                          f"norm cannot train on; choose another batch size, e.g. {other} (--batch-size, "
+                          f"TrainConfig.batch_size)")
 
 
 def denormals_flushed() -> bool:
@@ -699,7 +715,7 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
     """
     from .runs import atomic_write_text, load_checkpoint, save_checkpoint  # runs imports this module
 
-    check_inputs(model_config, x_train, x_val)
+    check_inputs(model_config, x_train, x_val, config.batch_size)
     every = checkpoint_interval(checkpoint_seconds)
     device, precision = prepare(config)
     graphs = use_cuda_graphs(cuda_graphs, device)
