@@ -93,3 +93,23 @@ def test_the_metrics_refuse_clean_images_outside_0_1():
     with pytest.raises(ConfigError, match=r"^x \(the clean images\) has pixels from"):
         psnr(x, x * 255)
     assert psnr(x * 255, x) < 10  # outputs are clipped to [0, 1] first, as the protocol says: no error
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda x: x.numpy(), r"^x is a ndarray, not a torch tensor; convert it"),
+    (lambda x: x.reshape(-1, 28, 28), r"^x has shape \(20, 28, 28\); expected \(N, 784\); flatten"),
+    (lambda x: (x * 255).to(torch.uint8), r"^x has dtype torch.uint8; give float pixels in \[0, 1\] \(x.float\(\) / 255"),
+    (lambda x: x[:, :100], r"^x has shape \(20, 100\); expected \(N, 784\)"),
+])
+def test_reconstruct_refuses_inputs_that_are_not_the_models_images(change, words):
+    """aelab.reconstruct takes (N, D) float pixels like every other public function: a numpy array or
+    (N, 28, 28) images were an AttributeError / matmul RuntimeError from inside torch, and uint8
+    0-255 pixels came back as confident, wrong reconstructions."""
+    from aelab import ConfigError, reconstruct
+    from aelab.model import DenseAutoencoder, ModelConfig
+
+    model = DenseAutoencoder(ModelConfig.preset(3, 15))
+    x = torch.rand(20, 784)
+    assert reconstruct(model, x).shape == (20, 784)
+    with pytest.raises(ConfigError, match=words):
+        reconstruct(model, change(x))

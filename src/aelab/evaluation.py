@@ -15,11 +15,12 @@ PERFECT_PSNR_DB = 100.0  # the protocol's value for an image reconstructed exact
 ZERO_THRESHOLD = 1e-3  # |E_j| below this counts as a zero code entry
 
 
-def check_images(x, name: str, dim: int | None = None, pixels: bool = True) -> None:
+def check_images(x, name: str, dim: int | None = None, pixels: bool = True, values: bool = True) -> None:
     """Refuse what is not a batch of images as aelab takes them: a float torch tensor (N, D) (D =
     dim when given) of finite values, with pixels in [0, 1] when `pixels` (clean images; a
     denoiser's unclipped noisy inputs may leave that range). Raises ConfigError naming `name`, the
-    problem and the fix; 0-255 pixels would otherwise give confidently wrong PSNRs around -38 dB."""
+    problem and the fix; 0-255 pixels would otherwise give confidently wrong PSNRs around -38 dB.
+    values=False checks the type, shape and dtype only (no pass over the pixels)."""
     if not isinstance(x, torch.Tensor):
         raise ConfigError(f"{name} is a {type(x).__name__}, not a torch tensor; convert it, e.g. "
                           f"torch.from_numpy(a).float() / 255 for uint8 pixels (aelab.load gives tensors)")
@@ -30,7 +31,7 @@ def check_images(x, name: str, dim: int | None = None, pixels: bool = True) -> N
     if not x.is_floating_point():
         raise ConfigError(f"{name} has dtype {x.dtype}; give float pixels in [0, 1] "
                           f"(x.float() / 255 for 0-255 images)")
-    if x.numel() == 0:
+    if x.numel() == 0 or not values:
         return
     lo, hi = (float(v) for v in torch.aminmax(x.detach()))
     if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -147,7 +148,10 @@ def reconstruct(model: torch.nn.Module, x: torch.Tensor, batch: int = 4096, retu
     Returns the (N, D) float32 reconstructions clipped to [0, 1], and the (N, L) codes when
     return_code is true: on the CPU, or on the model's device with keep_on_device (to score them
     there: the metrics run on their inputs' device, and on a GPU that saves seconds per model).
+    Inputs that are not a float (N, D) tensor (D: the model's input_dim) are a ConfigError naming
+    the fix (`check_images`; their values are not scanned).
     """
+    check_images(x, "x", getattr(getattr(model, "config", None), "input_dim", None), values=False)
     model.eval()
     device = next(model.parameters()).device
     home = device if keep_on_device else torch.device("cpu")
