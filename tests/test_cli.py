@@ -184,6 +184,11 @@ def test_a_study_trial_line_says_what_a_denoisers_psnr_is_on() -> None:
     blind = {**base, "id": "b", "noise_var": [0.04, 0.09], "denoising": levels}
     assert trial_line(14, 48, blind) == ("[14/48] b ok: psnr 20.07 dB (clean inputs), "
                                          "denoising psnr 21.00-23.40 dB at sigma^2 0.04-0.09, 9.1 s")
+    # the levels scored, not the training range: a blind [0.02, 0.2] one is scored at 0.04 and 0.09 here
+    wide = {**blind, "noise_var": [0.02, 0.2]}
+    assert trial_line(14, 48, wide).endswith("denoising psnr 21.00-23.40 dB at sigma^2 0.04-0.09, 9.1 s")
+    one = {**blind, "noise_var": [0.02, 0.05]}  # one level inside: shown as that level's
+    assert trial_line(14, 48, one).endswith("denoising psnr 23.40 dB at sigma^2=0.04, 9.1 s")
     method = {"id": "c", "status": "ok", "wall_seconds": 0.44, "noise_var": 0.04,
               "rows": [{"method": "noisy", "psnr": 16.734, "n_images": 10000, "subset": False}]}
     assert trial_line(20, 48, method) == "[20/48] c ok: denoising psnr 16.73 dB at sigma^2=0.04, 0.4 s"

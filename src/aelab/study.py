@@ -729,7 +729,8 @@ def trial_line(n_done: int, total: int, row: dict) -> str:
     A denoiser's psnr is labelled "(clean inputs)" and followed by its denoising psnr on the fixed
     noisy test images: at its own variance, "psnr 20.07 dB (clean inputs), denoising psnr 23.40 dB
     at sigma^2=0.04", or for a blind one the lowest and highest over the evaluation levels in its
-    range, "denoising psnr 17.90-26.10 dB at sigma^2 0.01-0.25". A baselines trial of one method
+    range, and those levels, "denoising psnr 17.90-26.10 dB at sigma^2 0.01-0.25" (one level: as a
+    per-level denoiser's). A baselines trial of one method
     shows that method's denoising psnr, "denoising psnr 18.20 dB at sigma^2=0.04" (with "on the
     fixed subset of N test images" for a subset-only method such as bm3d)."""
     head = f"[{n_done}/{total}] {row['id']}"
@@ -750,10 +751,13 @@ def trial_line(n_done: int, total: int, row: dict) -> str:
             parts.append(f"psnr {row['psnr']:.2f} dB (clean inputs)")
             levels = [d for d in row.get("denoising") or [] if _number(d.get("psnr")) and _number(d.get("noise_var"))]
             if isinstance(nv, (list, tuple)) and len(nv) == 2:
-                inside = [d["psnr"] for d in levels if nv[0] <= d["noise_var"] <= nv[1]]
-                if inside:
-                    parts.append(f"denoising psnr {min(inside):.2f}-{max(inside):.2f} dB "
-                                 f"at sigma^2 {nv[0]:g}-{nv[1]:g}")
+                inside = [d for d in levels if nv[0] <= d["noise_var"] <= nv[1]]
+                if len(inside) == 1:
+                    parts.append(f"denoising psnr {inside[0]['psnr']:.2f} dB at sigma^2={inside[0]['noise_var']:g}")
+                elif inside:
+                    psnrs, variances = [d["psnr"] for d in inside], [d["noise_var"] for d in inside]
+                    parts.append(f"denoising psnr {min(psnrs):.2f}-{max(psnrs):.2f} dB "
+                                 f"at sigma^2 {min(variances):g}-{max(variances):g}")
             else:
                 own = [d["psnr"] for d in levels if d["noise_var"] == nv]
                 if own:
