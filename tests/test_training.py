@@ -590,6 +590,24 @@ def test_run_folder_round_trip_gives_identical_reconstructions(data_dir, tmp_pat
         train_run("mnist", ModelConfig.preset(3, 30), TrainConfig(epochs=1), out, data_dir, progress=False)
 
 
+def test_a_run_trained_on_a_subset_is_evaluated_on_that_subset(data_dir, tmp_path):
+    """train_run's subset ("use only the first n images of a split") holds for its test score too, and
+    `aelab evaluate` of a study trial's run gives the study's number: both scored all 10,000 test
+    images before, whatever subset.test said."""
+    from aelab import evaluate_run
+
+    out = tmp_path / "run"
+    run = train_run("mnist", ModelConfig.preset(3, 15), TrainConfig(epochs=1, threads=2), out, data_dir,
+                    progress=False, subset={"train": 600, "val": 100, "test": 50})
+    x_test, _ = data.load("mnist", "test", data_dir)
+    first = x_test[:50]
+    assert run.metrics["n_images"] == 50
+    assert run.metrics["psnr"] == pytest.approx(psnr(reconstruct(run.model, first), first), abs=1e-6)
+    assert evaluate_run(out, "test", data_dir)["n_images"] == 50
+    assert evaluate_run(out, "val", data_dir)["n_images"] == 100
+    assert evaluate_run(out, "train", data_dir)["n_images"] == 600
+
+
 def test_the_train_command_logs_a_line_per_epoch_without_a_terminal(data_dir, tmp_path):
     """`aelab train > log` is not silent for minutes: each epoch's line matches history.jsonl."""
     from click.testing import CliRunner

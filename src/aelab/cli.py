@@ -216,9 +216,14 @@ def _reg_tag(l2: float, l1: float, nv) -> str:
                    "(default: a per-level denoiser's own variance; clean inputs otherwise).")
 @DATA_DIR
 def evaluate_cmd(run_dir: Path, split: str, noise_var: float | None, data_dir: Path | None) -> None:
-    """Evaluate RUN_DIR: writes metrics.json and grid.png (16 fixed images above their outputs)."""
+    """Evaluate RUN_DIR: writes metrics.json and grid.png (16 fixed images above their outputs).
+
+    A run trained on a subset (a study's trial, subset.test) is scored on the split's first images
+    as its study scored it."""
     m = runs.evaluate_run(run_dir, split, data_dir, noise_var=noise_var)
-    click.echo(f"{run_dir} on {split}, {noise.inputs_label(m['noise_var'])}: psnr {m['psnr']:.2f} dB, "
+    subset = runs.read_run(run_dir).config.get("subset", {}).get(split)
+    on = f"{split} (its first {m['n_images']:,} images: the run's subset)" if subset else split
+    click.echo(f"{run_dir} on {on}, {noise.inputs_label(m['noise_var'])}: psnr {m['psnr']:.2f} dB, "
                f"psnr_dataset {m['psnr_dataset']:.2f} dB, "
                f"ssim {m['ssim']:.4f}, mse {m['mse']:.5f}; code: {m['code']['zero_fraction']:.1%} entries "
                f"|E|<1e-3, {m['code']['dead_units']} units never active")

@@ -339,6 +339,9 @@ def evaluate_run(path: str | Path, split: str = "test", data_dir: str | Path | N
                  noise_var: float | None = None, seed: int = 0) -> dict:
     """Evaluate a run folder on a split of its dataset and write metrics.json and grid.png.
 
+    A run trained on a subset (config.json's "subset", e.g. a study trial's {"test": 1000}) is
+    scored on the first n images of the split when the subset names it, as the study, `train_run`'s
+    subset and `aelab denoise` use them; metrics' "n_images" says how many.
     noise_var: score the model as a denoiser of the protocol's fixed test noise of this variance
     (sigma^2 on the [0, 1] scale); by default the denoiser's training variance is used for a
     denoiser, none for a plain autoencoder. Returns the metrics dict (PSNR in dB).
@@ -351,6 +354,8 @@ def evaluate_run(path: str | Path, split: str = "test", data_dir: str | Path | N
     dataset = run.config["dataset"]
     shape = tuple(run.config["image_shape"])
     x, y = data.load(dataset, split, data_dir)
+    n = run.config.get("subset", {}).get(split)
+    x, y = x[:n], None if y is None else y[:n]
     train_noise = run.config["train"].get("noise_var")
     if noise_var is None and isinstance(train_noise, (int, float)):
         noise_var = float(train_noise)
