@@ -171,6 +171,13 @@ def test_the_study_help_gives_the_quick_presets_measured_time() -> None:
     assert "quick: under 2 minutes on 2 cores" in " ".join(result.output.split())
 
 
+def test_the_denoise_help_names_the_default_baselines_and_every_choice() -> None:
+    """`aelab denoise --help` said neither which baselines run without --baselines nor which exist."""
+    help_text = " ".join(CliRunner().invoke(main, ["denoise", "--help"]).output.split())
+    assert "[default: noisy,linear]" in help_text
+    assert all(m in help_text for m in baselines.METHODS)
+
+
 def test_a_study_trial_line_says_what_a_denoisers_psnr_is_on() -> None:
     from aelab.study import trial_line
 

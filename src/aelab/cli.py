@@ -234,8 +234,9 @@ def evaluate_cmd(run_dir: Path, split: str, noise_var: float | None, data_dir: P
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--noise-var", "noise_vars", default="0.01,0.04,0.09,0.16,0.25", show_default=True,
               help="Noise variances sigma^2 to evaluate at, comma-separated.")
-@click.option("--baselines", "methods", default="noisy,linear",
-              help="Classical denoisers to compare on the same noisy images (comma list, or 'all', or 'none').")
+@click.option("--baselines", "methods", default="noisy,linear", show_default=True,
+              help="Classical denoisers to compare on the same noisy images (comma list of noisy, gaussian, median, "
+                   "nlm, wavelet, tv, bm3d, pca, linear; or 'all', or 'none').")
 @click.option("--subset", type=int, default=1000, show_default=True,
               help="Test images the slow baselines (bm3d) run on; every method is also scored on them "
                    "(subset_psnr).")
