@@ -98,6 +98,10 @@ def test_any_widths_build_and_reconstruct_in_unit_range(widths, latent, latent_a
     ({"activation": "swish2"}, ["activation", "swish2", "relu"]),
     ({"latent": 0}, ["latent", "positive"]),
     ({"norm": "group"}, ["norm", "batch"]),
+    # a float width was truncated (512.7 -> 512), a string or a number a ValueError / TypeError from int()
+    ({"widths": (512.7, 256)}, ["widths", "512.7", "whole numbers", "[512, 256]"]),
+    ({"widths": "512,256"}, ["widths", "'512,256'", "whole numbers"]),
+    ({"widths": 512}, ["widths=512", "whole numbers"]),
 ])
 def test_bad_model_config_names_the_field(kwargs, words):
     with pytest.raises(ConfigError) as err:

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -51,7 +52,11 @@ class ModelConfig:
     init: str = "orthogonal"
 
     def __post_init__(self) -> None:
-        self.widths = tuple(int(w) for w in self.widths)
+        widths = self.widths if isinstance(self.widths, (list, tuple)) else None
+        if widths is None or not all(isinstance(w, numbers.Integral) and not isinstance(w, bool) for w in widths):
+            raise ConfigError(f"model widths={self.widths!r}: give the hidden widths as a list of whole numbers, "
+                              f"e.g. [512, 256]")
+        self.widths = tuple(int(w) for w in widths)
         for name in ("input_dim", "latent"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
