@@ -612,6 +612,23 @@ def test_a_run_trained_on_a_subset_is_evaluated_on_that_subset(data_dir, tmp_pat
     assert evaluate_run(out, "train", data_dir)["n_images"] == 600
 
 
+def test_a_finished_run_without_its_test_metrics_is_scored_again(data_dir, tmp_path):
+    """`aelab train` killed between saving the run and writing metrics.json, or a run that
+    `aelab evaluate --split val --noise-var` scored since: the rerun scores the test split again
+    instead of failing (KeyError 'psnr') or printing the other metrics as the test psnr."""
+    from aelab.runs import evaluate_run
+
+    out = tmp_path / "run"
+    args = ("mnist", ModelConfig.preset(3, 15), TrainConfig(epochs=1, threads=2), out, data_dir)
+    kwargs = {"progress": False, "subset": {"train": 500, "val": 100}}
+    test = train_run(*args, **kwargs).metrics
+    (out / "metrics.json").unlink()
+    assert train_run(*args, **kwargs).metrics == test
+    evaluate_run(out, "val", data_dir, noise_var=0.25)
+    assert train_run(*args, **kwargs).metrics == test
+    assert json.loads((out / "metrics.json").read_text()) == test
+
+
 def test_the_train_command_logs_a_line_per_epoch_without_a_terminal(data_dir, tmp_path):
     """`aelab train > log` is not silent for minutes: each epoch's line matches history.jsonl."""
     from click.testing import CliRunner

@@ -311,7 +311,9 @@ def train_run(dataset: str, model_config: ModelConfig, train_config: TrainConfig
     on_epoch: called with each epoch's history row.
 
     An interrupted call resumes from out/checkpoint.safetensors and gives the same result; a
-    folder that already holds a finished run with the same config is returned as it is.
+    folder that already holds a finished run with the same config is returned as it is, evaluated
+    again when its metrics.json is missing (a call stopped between training and evaluation) or is
+    not of `evaluate_on` with the default noise (`aelab evaluate --split/--noise-var` rewrote it).
     Returns the loaded `Run`.
     """
     from . import data
@@ -321,7 +323,11 @@ def train_run(dataset: str, model_config: ModelConfig, train_config: TrainConfig
     config = run_config(dataset, model_config, train_config, data_dir, subset)
     done = finished_run(out, config)
     if done is not None:
-        return done
+        wanted = {"split": evaluate_on, "noise_var": default_noise_var(done.config)}
+        if evaluate_on is None or {k: done.metrics.get(k) for k in wanted} == wanted:
+            return done
+        evaluate_run(out, split=evaluate_on, data_dir=data_dir)
+        return read_run(out)
     x_train, _ = data.load(dataset, "train", data_dir)
     x_val, _ = data.load(dataset, "val", data_dir)
     subset = subset or {}
@@ -333,6 +339,13 @@ def train_run(dataset: str, model_config: ModelConfig, train_config: TrainConfig
     if evaluate_on is not None:
         evaluate_run(out, split=evaluate_on, data_dir=data_dir)
     return read_run(out)
+
+
+def default_noise_var(config: dict) -> float | None:
+    """The noise variance (sigma^2) a run is scored at by default: a per-level denoiser's training
+    variance, None (clean inputs) for a plain autoencoder or a blind denoiser (a range)."""
+    train_noise = config["train"].get("noise_var")
+    return float(train_noise) if isinstance(train_noise, (int, float)) else None
 
 
 def evaluate_run(path: str | Path, split: str = "test", data_dir: str | Path | None = None,
@@ -356,9 +369,8 @@ def evaluate_run(path: str | Path, split: str = "test", data_dir: str | Path | N
     x, y = data.load(dataset, split, data_dir)
     n = run.config.get("subset", {}).get(split)
     x, y = x[:n], None if y is None else y[:n]
-    train_noise = run.config["train"].get("noise_var")
-    if noise_var is None and isinstance(train_noise, (int, float)):
-        noise_var = float(train_noise)
+    if noise_var is None:
+        noise_var = default_noise_var(run.config)
     x_in = None if noise_var is None else noise.noisy_test_set(x, noise_var, seed=seed)
     metrics = {"split": split, "dataset": dataset, "noise_var": noise_var,
                **evaluate(run.model, x, y, shape, x_in=x_in, class_names=data.class_names(dataset))}
