@@ -661,6 +661,34 @@ def test_a_corrupt_or_older_weights_file_is_refused(data_dir, tmp_path):
         load_run(out)
 
 
+@pytest.mark.parametrize("edit, words", [
+    (lambda c: c.pop("dataset"), "no 'dataset'"),
+    (lambda c: c.pop("train"), "no 'train'"),
+    (lambda c: c.update(image_shape="28x28"), "image_shape='28x28': must be \\[height, width\\]"),
+    (lambda c: c.update(image_shape=[28]), "image_shape=\\[28\\]"),
+    (lambda c: c["model"].update(latent="15"), "model latent='15'"),
+    (lambda c: c["train"].update(epochs=1.5), "training epochs=1.5"),
+])
+def test_a_hand_edited_run_config_is_refused_naming_the_file_and_the_field(data_dir, tmp_path, edit, words):
+    """A config.json with a missing key or a value of the wrong type: one ConfigError naming the
+    file and the field, not a KeyError or TypeError from deep in the evaluation."""
+    out = tmp_path / "run"
+    train_run("mnist", ModelConfig.preset(3, 15), TrainConfig(epochs=1, threads=2), out, data_dir, progress=False,
+              subset={"train": 500, "val": 100}, evaluate_on=None)
+    config = json.loads((out / "config.json").read_text())
+    edit(config)
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=f"config.json is not a valid run config \\({words}"):
+        load_run(out)
+
+
+def test_a_denoisers_noise_var_written_as_text_is_read_as_its_number(data_dir, tmp_path):
+    from aelab.runs import default_noise_var
+
+    assert default_noise_var({"train": TrainConfig(noise_var=0.09).to_dict() | {"noise_var": "0.09"}}) == 0.09
+    assert default_noise_var({"train": TrainConfig(noise_var=(0.01, 0.25)).to_dict()}) is None
+
+
 def test_a_briefly_trained_denoiser_beats_its_noisy_input(mnist):
     from aelab import noise
 

@@ -124,8 +124,11 @@ def read_run(path: str | Path) -> Run:
     try:
         config = json.loads((path / CONFIG).read_text())
         model = DenseAutoencoder(ModelConfig.from_dict(config["model"]))
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path / CONFIG} is not a valid run config ({exc}); retrain the run") from exc
+        TrainConfig.from_dict(config["train"])
+        _check_run_config(config, model.config)
+    except (json.JSONDecodeError, KeyError, TypeError, ConfigError) as exc:
+        what = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ConfigError(f"{path / CONFIG} is not a valid run config ({what}); retrain the run") from exc
     try:
         with safe_open(str(path / WEIGHTS), framework="pt") as fh:
             written = (fh.metadata() or {}).get("aelab")
@@ -143,6 +146,19 @@ def read_run(path: str | Path) -> Run:
         history = [json.loads(line) for line in (path / HISTORY).read_text().splitlines() if line.strip()]
     metrics = json.loads((path / METRICS).read_text()) if (path / METRICS).is_file() else {}
     return Run(path=path, config=config, model=model, history=history, metrics=metrics)
+
+
+def _check_run_config(config: dict, model_config: ModelConfig) -> None:
+    """ConfigError unless a run config's dataset is a name or path and its image_shape two whole
+    numbers of pixels, (height, width), with the model's input size as their product."""
+    if not isinstance(config["dataset"], str):
+        raise ConfigError(f"dataset={config['dataset']!r}: must be a dataset name or path")
+    shape = config["image_shape"]
+    if not (isinstance(shape, list) and len(shape) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)
+            and shape[0] * shape[1] == model_config.input_dim):
+        raise ConfigError(f"image_shape={shape!r}: must be [height, width] in pixels with height x width = "
+                          f"the model's input_dim {model_config.input_dim}")
 
 
 def load_run(path: str | Path) -> DenseAutoencoder:
@@ -344,8 +360,8 @@ def train_run(dataset: str, model_config: ModelConfig, train_config: TrainConfig
 def default_noise_var(config: dict) -> float | None:
     """The noise variance (sigma^2) a run is scored at by default: a per-level denoiser's training
     variance, None (clean inputs) for a plain autoencoder or a blind denoiser (a range)."""
-    train_noise = config["train"].get("noise_var")
-    return float(train_noise) if isinstance(train_noise, (int, float)) else None
+    train_noise = TrainConfig.from_dict(config["train"]).noise_var  # as checked: "0.09" -> 0.09
+    return None if isinstance(train_noise, tuple) else train_noise
 
 
 def evaluate_run(path: str | Path, split: str = "test", data_dir: str | Path | None = None,
