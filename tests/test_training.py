@@ -288,6 +288,22 @@ def test_a_resumed_training_equals_an_uninterrupted_one(mnist, tmp_path, precisi
         fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt)
 
 
+def test_a_corrupt_checkpoint_is_refused_naming_the_file_and_the_fix(mnist, tmp_path):
+    """A checkpoint cut short (a copy, a full disk) or emptied: a ConfigError saying to delete it,
+    not a SafetensorError from deep in safetensors."""
+    x_train, x_val, _, _ = mnist
+    config = TrainConfig(epochs=2, threads=1)
+    ckpt = tmp_path / "checkpoint.safetensors"
+    with pytest.raises(Stop):
+        fit(ModelConfig.preset(3, 15), x_train[:500], x_val, config, progress=False, checkpoint_path=ckpt,
+            on_epoch=stop_after(1), checkpoint_seconds=0)
+    blob = ckpt.read_bytes()
+    for cut in (blob[:len(blob) // 2], b""):
+        ckpt.write_bytes(cut)
+        with pytest.raises(ConfigError, match="checkpoint.safetensors is not a readable checkpoint .*; delete it"):
+            fit(ModelConfig.preset(3, 15), x_train[:500], x_val, config, progress=False, checkpoint_path=ckpt)
+
+
 def test_checkpoints_are_written_every_checkpoint_seconds_and_a_resume_from_any_gives_the_same_numbers(
         mnist, tmp_path, monkeypatch):
     """The training state is saved only when checkpoint_seconds have passed since the last save

@@ -185,11 +185,21 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.T
     optimizer.load_state_dict(opt_state)
 
 
-def _read_meta(path, model: dict | list, train: dict | list) -> dict:
-    """The checkpoint's metadata; ConfigError when its format or its configuration (model and
-    training configs, as dicts) differ."""
-    with safe_open(str(path), framework="pt") as fh:
-        meta = json.loads(fh.metadata()["aelab"])
+def _read_checkpoint(path, model: dict | list, train: dict | list) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The checkpoint's metadata and tensors; ConfigError when the file is corrupt (a copy cut
+    short, a full disk) or its format or its configuration (model and training configs, as dicts)
+    differ."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = json.loads(fh.metadata()["aelab"])
+        tensors = load_file(path)
+    except Exception as exc:  # safetensors raises several types for corrupt files
+        raise ConfigError(f"{path} is not a readable checkpoint ({exc}); delete it to start the training "
+                          f"afresh") from exc
+    return _check_meta(path, meta, model, train), tensors
+
+
+def _check_meta(path, meta: dict, model: dict | list, train: dict | list) -> dict:
     if meta.get("format") != FORMAT:
         raise ConfigError(f"{path} has checkpoint format {meta.get('format')!r}, this aelab reads {FORMAT!r}; "
                           f"delete it to start afresh")
@@ -222,8 +232,7 @@ def load_checkpoint(path, model, optimizer, batch_gen, noise_gen, model_config: 
 
     Refuses a checkpoint made with another model or training config (it would not resume the
     same run)."""
-    meta = _read_meta(path, model_config.to_dict(), train_config.to_dict())
-    tensors = load_file(path)
+    meta, tensors = _read_checkpoint(path, model_config.to_dict(), train_config.to_dict())
     device = next(model.parameters()).device
     model.load_state_dict(_prefixed(tensors, "model."))
     _load_optimizer(optimizer, tensors, device)
@@ -258,8 +267,8 @@ def load_stack_checkpoint(path, stack: torch.nn.Module, optimizer, members: list
     """Restore what `save_stack_checkpoint` wrote into `stack`, `optimizer` and `members` (in
     place); returns (epochs done, elapsed seconds). Refuses a checkpoint of other models or
     training configs, in another order."""
-    meta = _read_meta(path, [m.model.config.to_dict() for m in members], [m.config.to_dict() for m in members])
-    tensors = load_file(path)
+    meta, tensors = _read_checkpoint(path, [m.model.config.to_dict() for m in members],
+                                     [m.config.to_dict() for m in members])
     device = next(stack.parameters()).device
     stack.load_state_dict(_prefixed(tensors, "stack."))
     _load_optimizer(optimizer, tensors, device)
