@@ -677,6 +677,24 @@ def test_a_corrupt_or_older_weights_file_is_refused(data_dir, tmp_path):
         load_run(out)
 
 
+def test_a_damaged_metrics_or_history_file_is_rewritten_or_named(data_dir, tmp_path):
+    """metrics.json cut short is an evaluation not yet written (aelab evaluate, or the rerun of
+    aelab train, writes it again); a damaged history.jsonl is named with what to do. Neither is a
+    JSONDecodeError traceback."""
+    out = tmp_path / "run"
+    args = ("mnist", ModelConfig.preset(3, 15), TrainConfig(epochs=1, threads=2), out, data_dir)
+    kwargs = {"progress": False, "subset": {"train": 500, "val": 100}}
+    test = train_run(*args, **kwargs).metrics
+    for damaged in ('{"psnr": 2', "[]"):
+        (out / "metrics.json").write_text(damaged)
+        assert load_run(out) is not None
+        assert train_run(*args, **kwargs).metrics == test
+    with (out / "history.jsonl").open("a") as fh:
+        fh.write('{"epoch": 2, ')
+    with pytest.raises(ConfigError, match="history.jsonl is not one JSON object per line .*; delete it"):
+        load_run(out)
+
+
 @pytest.mark.parametrize("edit, words", [
     (lambda c: c.pop("dataset"), "no 'dataset'"),
     (lambda c: c.pop("train"), "no 'train'"),

@@ -143,8 +143,16 @@ def read_run(path: str | Path) -> Run:
     model.eval()
     history = []
     if (path / HISTORY).is_file():
-        history = [json.loads(line) for line in (path / HISTORY).read_text().splitlines() if line.strip()]
-    metrics = json.loads((path / METRICS).read_text()) if (path / METRICS).is_file() else {}
+        try:
+            history = [json.loads(line) for line in (path / HISTORY).read_text().splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path / HISTORY} is not one JSON object per line ({exc}); delete it (the "
+                              f"per-epoch history: the model does not need it) or retrain the run") from exc
+    try:  # the evaluation, rewritten by `aelab evaluate`: unreadable counts as not yet written
+        metrics = json.loads((path / METRICS).read_text()) if (path / METRICS).is_file() else {}
+    except json.JSONDecodeError:
+        metrics = {}
+    metrics = metrics if isinstance(metrics, dict) else {}
     return Run(path=path, config=config, model=model, history=history, metrics=metrics)
 
 
