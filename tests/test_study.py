@@ -7,6 +7,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -516,6 +517,34 @@ def test_pool_workers_send_each_epochs_progress_to_the_driver(data_dir, tmp_path
     assert events[-1][3] == pytest.approx(json.loads((tmp_path / "trials" / trial["id"] / "run" / "history.jsonl")
                                                      .read_text().splitlines()[-1])["val_psnr"])
     assert row["status"] == "ok"
+
+
+def test_pool_workers_end_when_their_driver_is_killed_alone(tmp_path):
+    """`kill -9` (or the OOM killer) on the study process alone, not its group: its workers end
+    within seconds instead of finishing their trials beside a rerun's and then waiting forever."""
+    driver = ("import os, sys, time; from aelab.executors import LocalPoolExecutor; "
+              "pool = LocalPoolExecutor(sys.argv[1], None, workers=2, threads=1); "
+              "print(*{pool._pool.submit(time.sleep, 0.5) and pool._pool.submit(os.getpid).result(timeout=120) "
+              "for _ in range(4)}, flush=True); time.sleep(300)")
+    proc = subprocess.Popen([sys.executable, "-c", driver, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    workers = [int(w) for w in proc.stdout.readline().split()]
+    assert workers
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 20
+
+    def alive(pid: int) -> bool:
+        stat = Path(f"/proc/{pid}/stat")
+        try:
+            return stat.read_text().split()[2] != "Z"
+        except OSError:
+            return False
+    while any(alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    left = [w for w in workers if alive(w)]
+    for w in left:
+        os.kill(w, signal.SIGKILL)
+    assert not left, "pool workers outlived their killed driver"
 
 
 def _study_cmd(out: Path, data_dir: Path) -> list[str]:

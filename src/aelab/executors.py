@@ -18,6 +18,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
@@ -97,6 +98,7 @@ def _init_worker(threads: int, checksums: dict, nice: int = 0, events=None) -> N
 
     global _EVENTS
     _ignore_sigint()
+    _exit_with_parent(os.getppid())
     if nice:
         os.nice(nice)  # a lower priority (CPU_POOL_NICE): see cpu_workers
     # tqdm's default lock holds a multiprocessing semaphore, which a worker stopped by Ctrl-C or
@@ -108,6 +110,19 @@ def _init_worker(threads: int, checksums: dict, nice: int = 0, events=None) -> N
     if events is not None:
         events.cancel_join_thread()  # a worker's exit never waits on progress messages nobody reads
     _EVENTS = events
+
+
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """End this worker within `every` seconds of its driver process `parent` dying (SIGKILL, the
+    OOM killer), which leaves it no time to stop its workers: an orphaned worker would finish its
+    trial beside the rerun's worker on the same trial, then wait forever for the next one (the
+    pool's queue never reports EOF: every worker holds its write end). Its checkpoint stays."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="aelab-exit-with-parent", daemon=True).start()
 
 
 def _run_job(job: dict | list[dict], study_dir: Path, data_dir: Path | None):
