@@ -230,3 +230,15 @@ def test_study_refuses_ray_options_without_the_ray_executor(monkeypatch) -> None
         result = CliRunner().invoke(main, ["study", "--preset", "quick", "--out", "unused", *extra])
         assert result.exit_code == 2 and extra[0] in result.output and "--executor ray" in result.output, result.output
     assert ran == []
+
+
+def test_an_out_folder_the_file_system_refuses_is_one_line_naming_the_path(data_dir, tmp_path) -> None:
+    """--out under a file (as a read-only folder or a full disk would): one error line naming the
+    path and what to check, not an OSError traceback from pathlib."""
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "run"
+    result = CliRunner().invoke(main, ["train", "--epochs", "1", "--out", str(out), "--data-dir", str(data_dir),
+                                       "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: cannot use {out}: Not a directory; check that the path (--out")
+    assert result.exception is None or isinstance(result.exception, SystemExit)

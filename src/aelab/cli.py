@@ -37,13 +37,21 @@ DATA_DIR = click.option(
 
 
 class _Group(click.Group):
-    """Prints aelab's own errors as one clear line (exit status 2) instead of a traceback."""
+    """Prints aelab's own errors as one clear line (exit status 2) instead of a traceback, and so a
+    file system's refusal of a path (read-only, not a folder, disk full) with the path."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except AelabError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
+            ctx.exit(2)
+        except OSError as exc:
+            if exc.filename is None:  # not about a path: a bug or the machine, keep the traceback
+                raise
+            click.secho(f"error: cannot use {exc.filename}: {exc.strerror or exc}; check that the path (--out, "
+                        f"--data-dir) is a folder you may write to and the disk has space, then rerun "
+                        f"(finished work is kept)", fg="red", err=True)
             ctx.exit(2)
 
 
