@@ -645,6 +645,32 @@ def test_a_finished_run_without_its_test_metrics_is_scored_again(data_dir, tmp_p
     assert json.loads((out / "metrics.json").read_text()) == test
 
 
+def test_your_own_data_replaced_under_the_same_path_is_not_taken_for_the_old(tmp_path):
+    """A run (or a study trial) on your own .npz records what the data held: after the file is
+    replaced, the rerun refuses the old run, saying why, and a study plans new trials, instead
+    of returning the model trained on the old data as the result."""
+    import numpy as np
+
+    from aelab.study import plan, study_from_dict
+
+    path = tmp_path / "own.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x=(rng.random((200, 8, 8)) * 255).astype(np.uint8))
+    out = tmp_path / "run"
+    args = (str(path), ModelConfig(input_dim=64, widths=(16,), latent=4), TrainConfig(epochs=1, threads=1), out)
+    train_run(*args, progress=False, evaluate_on=None)
+    assert train_run(*args, progress=False, evaluate_on=None).path == out  # the same data: the finished run
+    spec = {"name": "own", "datasets": [str(path)], "depths": [3], "latents": [4], "epochs": 1, "l2": [], "l1": [],
+            "combined": False, "pca": True, "denoising": None}
+    before = {t.id for t in plan(study_from_dict(spec), {})}
+    os.utime(path, ns=(0, 0))  # touched, same content: the same trials
+    assert {t.id for t in plan(study_from_dict(spec), {})} == before
+    np.savez(path, x=(rng.random((200, 8, 8)) * 255).astype(np.uint8))
+    with pytest.raises(ConfigError, match="another configuration .it differs in data_sha256 .the data at this path"):
+        train_run(*args, progress=False, evaluate_on=None)
+    assert not {t.id for t in plan(study_from_dict(spec), {})} & before
+
+
 def test_the_train_command_logs_a_line_per_epoch_without_a_terminal(data_dir, tmp_path):
     """`aelab train > log` is not silent for minutes: each epoch's line matches history.jsonl."""
     from click.testing import CliRunner

@@ -295,7 +295,7 @@ def load_stack_checkpoint(path, stack: torch.nn.Module, optimizer, members: list
 def run_config(dataset: str, model_config: ModelConfig, train_config: TrainConfig,
                data_dir: str | Path | None = None, subset: dict[str, int] | None = None) -> dict:
     """What a run folder's config.json records before training: dataset, image shape, model and
-    training configs and the subset used, if any."""
+    training configs, the subset used, if any, and for your own data its `data.fingerprint`."""
     from . import data
 
     config = {
@@ -306,6 +306,8 @@ def run_config(dataset: str, model_config: ModelConfig, train_config: TrainConfi
     }
     if subset:
         config["subset"] = dict(sorted(subset.items()))
+    if (fingerprint := data.fingerprint(dataset, data_dir)) is not None:  # your own data: what it held
+        config["data_sha256"] = fingerprint
     return config
 
 
@@ -318,8 +320,12 @@ def finished_run(out: str | Path, config: dict) -> Run | None:
     existing = json.loads((out / CONFIG).read_text())
     if {k: existing.get(k) for k in config} == config and (out / WEIGHTS).is_file():
         return read_run(out)
-    raise ConfigError(f"{out} already holds a run with another configuration; choose another --out "
-                      f"or delete the folder")
+    differ = ", ".join("data_sha256 (the data at this path changed)" if k == "data_sha256" else k
+                       for k in config if existing.get(k) != config[k])
+    if not differ:
+        raise ConfigError(f"{out} holds {CONFIG} but no {WEIGHTS}; delete the folder to train it again")
+    raise ConfigError(f"{out} already holds a run with another configuration (it differs in {differ}); "
+                      f"choose another --out or delete the folder")
 
 
 def finish_run(out: str | Path, config: dict, result) -> None:

@@ -386,7 +386,11 @@ class Trial:
 
 
 def _trial(kind: str, phase: str, dataset: str, tag: str, spec: dict) -> Trial:
-    digest = hashlib.sha256(json.dumps([kind, dataset, spec], sort_keys=True).encode()).hexdigest()[:8]
+    from .data import fingerprint
+
+    held = fingerprint(dataset)  # your own data's content (None for a known dataset: ids unchanged)
+    key = [kind, dataset, spec] + ([held] if held is not None else [])
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
     name = Path(dataset).stem if "/" in dataset or "\\" in dataset else dataset
     return Trial(id=f"{name}-{tag}-{digest}", kind=kind, phase=phase, dataset=dataset, spec=spec)
 
