@@ -721,6 +721,16 @@ def test_a_damaged_metrics_or_history_file_is_rewritten_or_named(data_dir, tmp_p
         load_run(out)
 
 
+def test_rerunning_a_training_into_a_folder_with_a_damaged_config_says_to_delete_it(data_dir, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    for damaged, words in (('{"dataset": "mn', "Unterminated string"), ("[1]", "not a JSON object")):
+        (out / "config.json").write_text(damaged)
+        with pytest.raises(ConfigError, match=f"config.json is not a valid run config .{words}.*delete the folder"):
+            train_run("mnist", ModelConfig.preset(3, 15), TrainConfig(epochs=1, threads=1), out, data_dir,
+                      progress=False)
+
+
 @pytest.mark.parametrize("edit, words", [
     (lambda c: c.pop("dataset"), "no 'dataset'"),
     (lambda c: c.pop("train"), "no 'train'"),

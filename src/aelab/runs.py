@@ -317,7 +317,15 @@ def finished_run(out: str | Path, config: dict) -> Run | None:
     out = Path(out)
     if not (out / CONFIG).is_file():
         return None
-    existing = json.loads((out / CONFIG).read_text())
+    try:
+        existing = json.loads((out / CONFIG).read_text())
+    except json.JSONDecodeError as exc:
+        existing = None
+        reason = str(exc)
+    if not isinstance(existing, dict):
+        raise ConfigError(f"{out / CONFIG} is not a valid run config "
+                          f"({reason if existing is None else 'not a JSON object'}); delete the folder to train "
+                          f"the run again")
     if {k: existing.get(k) for k in config} == config and (out / WEIGHTS).is_file():
         return read_run(out)
     differ = ", ".join("data_sha256 (the data at this path changed)" if k == "data_sha256" else k
