@@ -448,6 +448,27 @@ def test_rerunning_a_finished_study_trains_nothing(quick_study, data_dir):
     assert json.loads((quick_study / "summary.json").read_text())["started_at"] == first["started_at"]
 
 
+def test_damaged_summary_or_trial_results_are_rewritten_not_a_traceback(data_dir, tmp_path):
+    """summary.json cut short or not an object, a result.json that is JSON but not an object: the
+    rerun and `aelab report` take them as not written (the trial runs again, the summary is
+    rewritten) instead of stopping with a JSONDecodeError or AttributeError."""
+    from aelab.report import write_report
+
+    spec = {"name": "tiny", "datasets": ["mnist"], "depths": [3], "latents": [15], "epochs": 1, "l2": [], "l1": [],
+            "combined": False, "pca": False, "subset": {"train": 600, "val": 200, "test": 200}, "denoising": None,
+            "workers": 1}
+    config = study_from_dict(spec)
+    first = run_study(config, tmp_path, data_dir=data_dir, progress=False, report=False)
+    (result,) = tmp_path.glob("trials/*/result.json")
+    for summary in ('{"trials_total": 1, "tri', "[1]"):
+        (tmp_path / "summary.json").write_text(summary)
+        result.write_text("[]")
+        write_report(tmp_path)
+        again = run_study(config, tmp_path, data_dir=data_dir, progress=False, report=False)
+        assert again["trials_done"] == 1 and [r["psnr"] for r in again["rows"]] == [r["psnr"] for r in first["rows"]]
+        assert json.loads(result.read_text())["psnr"] == first["rows"][0]["psnr"]
+
+
 def test_on_a_gpu_machine_cpu_trials_get_their_own_pool_and_the_same_numbers(data_dir, tmp_path, monkeypatch):
     import aelab.executors as executors
     import aelab.study as study

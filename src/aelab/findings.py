@@ -165,6 +165,7 @@ def load_study(study_dir: str | Path) -> Study:
     ConfigError naming it (`check_study_folder`)."""
     study_dir = check_study_folder(study_dir)
     summary = _read_json(study_dir / "summary.json", {})
+    summary = summary if isinstance(summary, dict) else {}
     config = _read_config(study_dir, summary)
     results_path = study_dir / "results.json"
     rows = _read_json(results_path, None)

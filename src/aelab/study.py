@@ -844,9 +844,13 @@ def _baseline_score(b: dict) -> dict:
 
 
 def _read_summary(out: Path) -> dict:
-    """The summary.json of an earlier run of the study in `out` ({} when there is none)."""
-    path = out / "summary.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """The summary.json of an earlier run of the study in `out` ({} when there is none, or it is
+    damaged: it holds only what this run rewrites, and the earlier runs' wall time)."""
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
 
 
 def collect(c: StudyConfig, out: str | Path, done: dict[str, dict] | None = None,

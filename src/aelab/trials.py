@@ -41,7 +41,7 @@ def finished_result(study_dir: str | Path, trial: dict) -> dict | None:
         result = json.loads(path.read_text())
     except json.JSONDecodeError:
         return None
-    return result if result.get("trial") == trial else None
+    return result if isinstance(result, dict) and result.get("trial") == trial else None
 
 
 def _split(dataset: str, split: str, context: dict, data_dir) -> tuple[torch.Tensor, torch.Tensor | None]:
