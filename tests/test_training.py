@@ -65,6 +65,26 @@ def test_training_leaves_the_callers_denormal_mode_as_it_found_it(mnist, before)
         torch.set_flush_denormal(False)
 
 
+def test_training_leaves_the_callers_thread_count_as_it_found_it(mnist):
+    """fit(threads=1) must not leave the process on one thread: numbers depend on the thread
+    count, so a later fit with threads=None would differ from the same fit in a fresh process."""
+    x_train, x_val, _, _ = mnist
+    mc = ModelConfig.preset(3, 15)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        fit(mc, x_train[:512], x_val[:64], TrainConfig(epochs=1, threads=1), progress=False)
+        assert torch.get_num_threads() == 2
+        fit_stacked(mc, [(x_train[:512], x_val[:64], TrainConfig(epochs=1, threads=1))] * 2, progress=False)
+        assert torch.get_num_threads() == 2
+        with pytest.raises(Stop):
+            fit(mc, x_train[:512], x_val[:64], TrainConfig(epochs=2, threads=1), progress=False,
+                on_epoch=stop_after(1))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_presets_follow_the_protocol():
     m3 = DenseAutoencoder(ModelConfig.preset(3, 30))
     m5 = DenseAutoencoder(ModelConfig.preset(5, 30))

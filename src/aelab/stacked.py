@@ -42,7 +42,7 @@ from .errors import ConfigError
 from .model import DenseAutoencoder, ModelConfig
 from .training import (TrainConfig, TrainingData, TrainResult, _autocast, _show_progress, adam_step, check_inputs,
                        checkpoint_interval, close_epoch, corrupt_weighted, default_lr, graph_forward, graph_step,
-                       init_model, learning_rate, patience_exhausted, per_image_loss, prepare, restores_denormals,
+                       init_model, learning_rate, patience_exhausted, per_image_loss, prepare, restores_cpu_settings,
                        use_cuda_graphs)
 
 # TrainConfig fields every model of a stack shares (they fix the steps, the schedule and the
@@ -199,7 +199,7 @@ def check_stack(model_configs: Sequence[ModelConfig],
     return envelope
 
 
-@restores_denormals
+@restores_cpu_settings
 def fit_stacked(model_config: ModelConfig | Sequence[ModelConfig],
                 jobs: Sequence[tuple[torch.Tensor, torch.Tensor, TrainConfig]],
                 progress: bool | None = None,

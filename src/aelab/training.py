@@ -601,24 +601,28 @@ def denormals_flushed() -> bool:
     return torch.tensor(1e-40, dtype=torch.float32).item() == 0.0
 
 
-def restores_denormals(fn: Callable) -> Callable:
+def restores_cpu_settings(fn: Callable) -> Callable:
     """Decorate a function that calls `prepare`: the denormal flushing that prepare turns on for
-    speed is put back as it was when fn returns or raises. The flag is the CPU thread's, so it
-    would otherwise stay on for the caller's own arithmetic (numpy's too): a notebook that trained
-    a model would then read 1e-40 as 0."""
+    speed, and torch's CPU thread count that it sets from config.threads, are put back as they
+    were when fn returns or raises. The flag is the CPU thread's, so it would otherwise stay on for
+    the caller's own arithmetic (numpy's too): a notebook that trained a model would then read
+    1e-40 as 0. The thread count is the process's, and numbers depend on it: a later training
+    with threads=None (torch's default) would run on the earlier one's threads and give other
+    numbers than in a fresh process."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        before = denormals_flushed()
+        before, threads = denormals_flushed(), torch.get_num_threads()
         try:
             return fn(*args, **kwargs)
         finally:
             torch.set_flush_denormal(before)
+            torch.set_num_threads(threads)
     return wrapper
 
 
 def prepare(config: TrainConfig) -> tuple[torch.device, str]:
     """Set this process up to train under `config` (threads, denormals flushed: callers restore
-    the flag with `restores_denormals`, freed memory kept on a CPU) and return (device, precision
+    both with `restores_cpu_settings`, freed memory kept on a CPU) and return (device, precision
     "fp32" or "bf16")."""
     device = resolve_device(config.device)
     if config.threads is not None:
@@ -692,7 +696,7 @@ def patience_exhausted(config: TrainConfig, epoch: int, best_epoch: int) -> bool
     return bool(config.patience) and epoch - max(best_epoch, counting_from) >= config.patience
 
 
-@restores_denormals
+@restores_cpu_settings
 def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, config: TrainConfig,
         history_path: str | Path | None = None, progress: bool | None = None,
         checkpoint_path: str | Path | None = None,
@@ -801,7 +805,7 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
                        seconds=elapsed, precision=precision)
 
 
-@restores_denormals
+@restores_cpu_settings
 def budget_epochs(model_config: ModelConfig, config: TrainConfig, n_train: int, seconds: float,
                   probe_steps: int = 30) -> int:
     """How many epochs of `config` fit in `seconds` of training on n_train images on this machine.
