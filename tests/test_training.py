@@ -297,7 +297,7 @@ def test_a_resumed_training_equals_an_uninterrupted_one(mnist, tmp_path, precisi
     a, b = whole.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [h["val_loss"] for h in whole.history] == [h["val_loss"] for h in resumed.history]
-    with pytest.raises(ConfigError, match="another configuration"):
+    with pytest.raises(ConfigError, match=r"another configuration \(model latent 30 \(checkpoint: 15\)\); rerun"):
         fit(ModelConfig.preset(3, 30), x_train, x_val, config, progress=False, checkpoint_path=ckpt)
     # a checkpoint of an older format (other parameters) is refused
     with safe_open(str(ckpt), framework="pt") as fh:

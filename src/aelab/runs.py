@@ -212,8 +212,21 @@ def _check_meta(path, meta: dict, model: dict | list, train: dict | list) -> dic
         raise ConfigError(f"{path} has checkpoint format {meta.get('format')!r}, this aelab reads {FORMAT!r}; "
                           f"delete it to start afresh")
     if meta["model"] != model or meta["train"] != train:
-        raise ConfigError(f"{path} was written by a run with another configuration; delete it to start afresh")
+        differ = "; ".join(_differences(meta["model"], model, "model") + _differences(meta["train"], train, "train"))
+        raise ConfigError(f"{path} was written by a run with another configuration ({differ}); rerun with the "
+                          f"settings it was written with to resume, or delete it to start afresh")
     return meta
+
+
+def _differences(saved: dict | list, now: dict | list, what: str) -> list[str]:
+    """The fields in which config dicts (or lists of them, a stack's) differ, as "train epochs 40
+    (checkpoint: 50)"; [] when they are equal."""
+    if isinstance(saved, list) or isinstance(now, list):
+        if not (isinstance(saved, list) and isinstance(now, list) and len(saved) == len(now)):
+            return [] if saved == now else [f"{what}: another stack"]
+        return [d for k, (a, b) in enumerate(zip(saved, now)) for d in _differences(a, b, f"{what} of model {k + 1}")]
+    return [f"{what} {key} {now.get(key)!r} (checkpoint: {saved.get(key)!r})"
+            for key in sorted(set(saved) | set(now)) if saved.get(key) != now.get(key)]
 
 
 def _prefixed(tensors: dict[str, torch.Tensor], prefix: str, device=None) -> dict[str, torch.Tensor]:
