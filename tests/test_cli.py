@@ -242,3 +242,19 @@ def test_an_out_folder_the_file_system_refuses_is_one_line_naming_the_path(data_
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"error: cannot use {out}: Not a directory; check that the path (--out")
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_evaluate_on_a_study_or_trial_folder_points_at_the_run_folder_inside(tmp_path) -> None:
+    """`aelab evaluate STUDY_DIR` used to advise `aelab train --out STUDY_DIR`, a run written into
+    the study's folder; it names what the folder is and where its run folders are."""
+    study = tmp_path / "study"
+    (study / "trials" / "t1" / "run").mkdir(parents=True)
+    (study / "study.yaml").write_text("name: x\n")
+    (study / "trials" / "t1" / "run" / "config.json").write_text("{}")
+    (study / "trials" / "p1").mkdir()
+    (study / "trials" / "p1" / "result.json").write_text("{}")
+    for folder, words in ((study, f"it is a study folder: its autoencoders' run folders are {study}/trials/"),
+                          (study / "trials" / "t1", f"its run folder is {study}/trials/t1/run"),
+                          (study / "trials" / "p1", "a study trial without a model")):
+        result = CliRunner().invoke(main, ["evaluate", str(folder)])
+        assert result.exit_code == 2 and words in result.stderr and "aelab train --out" not in result.stderr

@@ -120,7 +120,7 @@ def read_run(path: str | Path) -> Run:
     path = Path(path)
     if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
         raise ConfigError(f"{path} is not a finished run folder: it needs {CONFIG} and {WEIGHTS} "
-                          f"(train one with `aelab train --out {path}`)")
+                          f"({_folder_kind(path)})")
     try:
         config = json.loads((path / CONFIG).read_text())
         model = DenseAutoencoder(ModelConfig.from_dict(config["model"]))
@@ -154,6 +154,19 @@ def read_run(path: str | Path) -> Run:
         metrics = {}
     metrics = metrics if isinstance(metrics, dict) else {}
     return Run(path=path, config=config, model=model, history=history, metrics=metrics)
+
+
+def _folder_kind(path: Path) -> str:
+    """What to do with a folder that is not a run folder, by what it holds: a study's, one of its
+    trials', or anything else."""
+    if (path / "study.yaml").is_file() or (path / "summary.json").is_file():
+        return (f"it is a study folder: its autoencoders' run folders are {path / 'trials' / '<trial id>' / 'run'}, "
+                f"and `aelab report {path}` rebuilds its report")
+    if (path / "run" / CONFIG).is_file():
+        return f"it is a study trial's folder: its run folder is {path / 'run'}"
+    if (path / "result.json").is_file():
+        return "it is a study trial without a model (PCA or the classical baselines): its result.json holds its scores"
+    return f"train one with `aelab train --out {path}`"
 
 
 def _check_run_config(config: dict, model_config: ModelConfig) -> None:
