@@ -719,7 +719,8 @@ def test_a_corrupt_or_older_weights_file_is_refused(data_dir, tmp_path):
         load_run(out)
     blob = weights.read_bytes()
     weights.write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(ConfigError, match="model.safetensors .*corrupt"):
+    with pytest.raises(ConfigError, match="model.safetensors .*corrupt .*; delete .*run and rerun the command that "
+                                          "trained it"):
         load_run(out)
 
 

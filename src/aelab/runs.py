@@ -128,7 +128,7 @@ def read_run(path: str | Path) -> Run:
         _check_run_config(config, model.config)
     except (json.JSONDecodeError, KeyError, TypeError, ConfigError) as exc:
         what = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise ConfigError(f"{path / CONFIG} is not a valid run config ({what}); retrain the run") from exc
+        raise ConfigError(f"{path / CONFIG} is not a valid run config ({what}); {_retrain(path)}") from exc
     try:
         with safe_open(str(path / WEIGHTS), framework="pt") as fh:
             written = (fh.metadata() or {}).get("aelab")
@@ -136,10 +136,10 @@ def read_run(path: str | Path) -> Run:
             model.load_state_dict(load_file(path / WEIGHTS))
     except Exception as exc:  # safetensors raises several types for corrupt files
         raise ConfigError(f"{path / WEIGHTS} does not match {path / CONFIG} or is corrupt ({exc}); "
-                          f"retrain the run") from exc
+                          f"{_retrain(path)}") from exc
     if written != FORMAT:
         raise ConfigError(f"{path / WEIGHTS} has weights format {written!r}, this aelab reads {FORMAT!r} "
-                          f"(see FORMAT in aelab/runs.py); retrain the run")
+                          f"(see FORMAT in aelab/runs.py); {_retrain(path)}")
     model.eval()
     history = []
     if (path / HISTORY).is_file():
@@ -147,13 +147,19 @@ def read_run(path: str | Path) -> Run:
             history = [json.loads(line) for line in (path / HISTORY).read_text().splitlines() if line.strip()]
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path / HISTORY} is not one JSON object per line ({exc}); delete it (the "
-                              f"per-epoch history: the model does not need it) or retrain the run") from exc
+                              f"per-epoch history: the model does not need it) or {_retrain(path)}") from exc
     try:  # the evaluation, rewritten by `aelab evaluate`: unreadable counts as not yet written
         metrics = json.loads((path / METRICS).read_text()) if (path / METRICS).is_file() else {}
     except json.JSONDecodeError:
         metrics = {}
     metrics = metrics if isinstance(metrics, dict) else {}
     return Run(path=path, config=config, model=model, history=history, metrics=metrics)
+
+
+def _retrain(path: Path) -> str:
+    """How to train a run folder's model again: delete the folder, rerun what made it."""
+    return (f"delete {path} and rerun the command that trained it (`aelab train` with the same options, or the "
+            f"study, which retrains a trial whose run folder is gone)")
 
 
 def _folder_kind(path: Path) -> str:
