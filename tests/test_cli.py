@@ -258,3 +258,18 @@ def test_evaluate_on_a_study_or_trial_folder_points_at_the_run_folder_inside(tmp
                           (study / "trials" / "p1", "a study trial without a model")):
         result = CliRunner().invoke(main, ["evaluate", str(folder)])
         assert result.exit_code == 2 and words in result.stderr and "aelab train --out" not in result.stderr
+
+
+def test_ctrl_c_during_train_says_how_to_resume(data_dir, tmp_path, monkeypatch) -> None:
+    """As `aelab study` does: exit status 130 and how to resume, not click's bare "Aborted!"."""
+    from aelab import runs
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "train_run", interrupted)
+    result = CliRunner().invoke(main, ["train", "--epochs", "1", "--out", str(tmp_path / "run"), "--data-dir",
+                                       str(data_dir), "--quiet"])
+    assert result.exit_code == 130
+    assert "interrupted: rerun the same command to resume from the last checkpoint in" in result.stderr
+    assert "Aborted" not in result.output

@@ -13,7 +13,7 @@ import click
 import numpy as np
 
 from . import data as data_mod
-from . import noise, runs
+from . import noise, runs, training
 from .model import PRESETS, ModelConfig
 from .training import TrainConfig, budget_epochs
 from .errors import AelabError
@@ -169,8 +169,13 @@ def train(dataset, depth, widths, latent, activation, latent_activation, norm, l
         click.echo(_epoch_line(row, train_config.epochs, nv), err=True)
 
     log = not quiet and not sys.stderr.isatty()
-    run = runs.train_run(dataset, model_config, train_config, out, data_dir, progress=None if not quiet else False,
-                         on_epoch=log_epoch if log else None)
+    try:
+        run = runs.train_run(dataset, model_config, train_config, out, data_dir,
+                             progress=None if not quiet else False, on_epoch=log_epoch if log else None)
+    except KeyboardInterrupt:  # as `aelab study` does: say how to resume, exit status 130 (not click's "Aborted!", 1)
+        click.secho(f"\ninterrupted: rerun the same command to resume from the last checkpoint in {out} "
+                    f"(saved every {training.checkpoint_interval():g} s)", fg="yellow", err=True)
+        sys.exit(130)
     scores = _train_scores(run, nv, data_dir)
     click.echo(f"{out}: best epoch {run.config['best_epoch']}/{run.config['epochs_run']}, "
                f"{run.config['train_seconds']:.1f} s; {_score_text(*scores[0])}")
