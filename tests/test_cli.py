@@ -273,3 +273,33 @@ def test_ctrl_c_during_train_says_how_to_resume(data_dir, tmp_path, monkeypatch)
     assert result.exit_code == 130
     assert "interrupted: rerun the same command to resume from the last checkpoint in" in result.stderr
     assert "Aborted" not in result.output
+
+
+def test_rerunning_a_budget_seconds_training_keeps_its_measured_epochs(data_dir, tmp_path, monkeypatch) -> None:
+    """--budget-seconds measures the epochs that fit; timing varies, so the rerun of the same command
+    (to resume an interrupted run, or on a finished one) measured other epochs, a configuration the
+    folder's checkpoint or run did not match: it keeps the epochs recorded in the folder."""
+    import aelab.cli as cli
+    from aelab.model import ModelConfig
+    from aelab.runs import recorded_epochs
+    from aelab.training import TrainConfig, fit
+
+    measured = iter([1, 2])
+    monkeypatch.setattr(cli, "budget_epochs", lambda *args: next(measured))
+    out = tmp_path / "run"
+    args = ["train", "--latent", "15", "--budget-seconds", "5", "--threads", "1", "--out", str(out),
+            "--data-dir", str(data_dir), "--quiet"]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert "1 epochs, as measured when" in again.stdout and again.stdout.splitlines()[-1] == first.stdout.splitlines()[-1]
+
+    from interrupt import Stop, stop_after
+    x, _ = data.load("mnist", "train", data_dir)
+    ckpt = tmp_path / "stopped" / "checkpoint.safetensors"
+    ckpt.parent.mkdir()
+    with pytest.raises(Stop):
+        fit(ModelConfig.preset(3, 15), x[:300], x[300:400], TrainConfig(epochs=3, threads=1), progress=False,
+            checkpoint_path=ckpt, checkpoint_seconds=0, on_epoch=stop_after(1))
+    assert recorded_epochs(ckpt.parent) == 3 and recorded_epochs(tmp_path / "none") is None

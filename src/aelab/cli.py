@@ -110,7 +110,8 @@ def _widths(text: str | None) -> tuple[int, ...] | None:
 @click.option("--l1", type=float, default=0.0, show_default=True, help="L1 penalty on the code.")
 @click.option("--epochs", type=int, default=TrainConfig.epochs, show_default=True)
 @click.option("--budget-seconds", type=float, default=None,
-              help="Short-budget recipe: pick the epochs that fit this many seconds of training here.")
+              help="Short-budget recipe: pick the epochs that fit this many seconds of training here (a rerun into "
+                   "the same --out keeps the epochs picked first, so it resumes).")
 @click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True)
 @click.option("--lr", type=float, default=None, help="Peak learning rate (default: 1e-2 for depth 3, 3e-3 deeper).")
 @click.option("--schedule", default=TrainConfig.schedule, show_default=True)
@@ -157,14 +158,21 @@ def train(dataset, depth, widths, latent, activation, latent_activation, norm, l
                                loss=loss, patience=patience, patience_start=patience_start, bn_images=bn_images,
                                seed=seed, device=device, precision=precision, threads=threads, noise_var=nv,
                                noise_clip=not no_noise_clip)
-    if budget_seconds is not None:
-        n_train = len(data_mod.load(dataset, "train", data_dir)[0])
-        train_config.epochs = budget_epochs(model_config, train_config, n_train, budget_seconds)
-        click.echo(f"--budget-seconds {budget_seconds:g}: {train_config.epochs} epochs fit on this machine")
     if out is None:
         name = Path(dataset).stem if Path(dataset).exists() else dataset
         tag = f"w{'-'.join(map(str, hidden))}" if widths else f"d{depth}"
         out = Path("runs") / f"{name}-{tag}-L{latent}{_reg_tag(l2, l1, nv)}-s{seed}"
+    if budget_seconds is not None:
+        # the rerun of an interrupted or finished run keeps the epochs measured when it started: measured
+        # again (timing varies), they would make another configuration, which could not resume
+        earlier = runs.recorded_epochs(out)
+        if earlier is not None:
+            train_config.epochs = earlier
+            click.echo(f"--budget-seconds {budget_seconds:g}: {earlier} epochs, as measured when {out} was started")
+        else:
+            n_train = len(data_mod.load(dataset, "train", data_dir)[0])
+            train_config.epochs = budget_epochs(model_config, train_config, n_train, budget_seconds)
+            click.echo(f"--budget-seconds {budget_seconds:g}: {train_config.epochs} epochs fit on this machine")
     def log_epoch(row: dict, model) -> None:  # to a file or pipe: a line per epoch instead of the bar
         click.echo(_epoch_line(row, train_config.epochs, nv), err=True)
 

@@ -368,6 +368,23 @@ def finished_run(out: str | Path, config: dict) -> Run | None:
                       f"choose another --out or delete the folder")
 
 
+def recorded_epochs(out: str | Path) -> int | None:
+    """The epoch budget of the run in folder `out`: its config.json's, else its checkpoint's (an
+    interrupted training); None when it holds neither, or they cannot be read."""
+    out = Path(out)
+    try:
+        if (out / CONFIG).is_file():
+            epochs = json.loads((out / CONFIG).read_text())["train"]["epochs"]
+        elif (out / CHECKPOINT).is_file():
+            with safe_open(str(out / CHECKPOINT), framework="pt") as fh:
+                epochs = json.loads(fh.metadata()["aelab"])["train"]["epochs"]
+        else:
+            return None
+    except Exception:  # damaged: the training itself says so, naming the file
+        return None
+    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
+
+
 def finish_run(out: str | Path, config: dict, result) -> None:
     """Save a finished training (`training.TrainResult`) into run folder `out` with its
     `run_config` and results (best and run epochs, training seconds, parameters, device,
