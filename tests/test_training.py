@@ -691,6 +691,23 @@ def test_your_own_data_replaced_under_the_same_path_is_not_taken_for_the_old(tmp
     assert not {t.id for t in plan(study_from_dict(spec), {})} & before
 
 
+def test_a_run_on_your_own_data_given_by_a_relative_path_evaluates_from_any_folder(tmp_path, monkeypatch):
+    """config.json records your own data's absolute path: `aelab evaluate RUN` from another folder
+    found no 'data/own.npz' ("unknown dataset")."""
+    import numpy as np
+
+    from aelab.runs import evaluate_run
+
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "own.npz", x=(np.random.default_rng(0).random((200, 8, 8)) * 255).astype(np.uint8))
+    monkeypatch.chdir(tmp_path)
+    run = train_run("data/own.npz", ModelConfig(input_dim=64, widths=(16,), latent=4), TrainConfig(epochs=1, threads=1),
+                    tmp_path / "run", progress=False)
+    assert run.config["dataset"] == str(tmp_path / "data" / "own.npz")
+    monkeypatch.chdir(tmp_path / "data")
+    assert evaluate_run(tmp_path / "run")["psnr"] == run.metrics["psnr"]
+
+
 def test_the_train_command_logs_a_line_per_epoch_without_a_terminal(data_dir, tmp_path):
     """`aelab train > log` is not silent for minutes: each epoch's line matches history.jsonl."""
     from click.testing import CliRunner

@@ -327,7 +327,8 @@ def load_stack_checkpoint(path, stack: torch.nn.Module, optimizer, members: list
 def run_config(dataset: str, model_config: ModelConfig, train_config: TrainConfig,
                data_dir: str | Path | None = None, subset: dict[str, int] | None = None) -> dict:
     """What a run folder's config.json records before training: dataset, image shape, model and
-    training configs, the subset used, if any, and for your own data its `data.fingerprint`."""
+    training configs, the subset used, if any, and for your own data its absolute path and its
+    `data.fingerprint`."""
     from . import data
 
     config = {
@@ -338,7 +339,8 @@ def run_config(dataset: str, model_config: ModelConfig, train_config: TrainConfi
     }
     if subset:
         config["subset"] = dict(sorted(subset.items()))
-    if (fingerprint := data.fingerprint(dataset, data_dir)) is not None:  # your own data: what it held
+    if (fingerprint := data.fingerprint(dataset, data_dir)) is not None:  # your own data: where, and what it held
+        config["dataset"] = str(Path(dataset).expanduser().resolve())  # evaluate works from any folder
         config["data_sha256"] = fingerprint
     return config
 
