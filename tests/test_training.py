@@ -140,6 +140,11 @@ def test_bad_model_config_names_the_field(kwargs, words):
     ({"noise_var": (0.2, 0.1)}, ["lower variance must be below"]),
     ({"patience_start": 1.0}, ["patience_start", "below 1"]),
     ({"bn_images": -1}, ["bn_images", ">= 0"]),
+    # each was accepted or misnamed: lr=-1 said ">= 0" (0 is refused too), bn_images=1 skipped the
+    # recompute without a word, noise_clip "no" (a string) counted as true
+    ({"lr": -1.0}, ["lr=-1.0", "> 0"]),
+    ({"bn_images": 1}, ["bn_images=1", "at least 2", "give 0"]),
+    ({"noise_clip": "no"}, ["noise_clip='no'", "true or false"]),
 ])
 def test_bad_train_config_names_the_field(kwargs, words):
     with pytest.raises(ConfigError) as err:

@@ -91,6 +91,9 @@ class TrainConfig:
         _check_int("batch_size", self.batch_size, 1)
         _check_int("patience", self.patience, 0)
         _check_int("bn_images", self.bn_images, 0)
+        if self.bn_images == 1:
+            raise ConfigError("training bn_images=1: batch-norm statistics need at least 2 images; give 0 (keep "
+                              "PyTorch's running averages) or >= 2 (e.g. 4096)")
         _check_int("seed", self.seed, 0)
         if self.threads is not None:
             _check_int("threads", self.threads, 1)
@@ -98,10 +101,12 @@ class TrainConfig:
             value = getattr(self, name)
             if name in ("lr", "warmup") and value is None:
                 continue
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-                raise ConfigError(f"training {name}={value!r}: must be a finite number >= 0")
-        if self.lr is not None and self.lr <= 0:
-            raise ConfigError(f"training lr={self.lr!r}: must be > 0 (try 1e-3 to 1e-2)")
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
+                    or value < 0 or (name == "lr" and value == 0):
+                raise ConfigError(f"training lr={value!r}: must be a finite number > 0 (try 1e-3 to 1e-2)"
+                                  if name == "lr" else f"training {name}={value!r}: must be a finite number >= 0")
+        if not isinstance(self.noise_clip, bool):  # a string such as "false" would count as true
+            raise ConfigError(f"training noise_clip={self.noise_clip!r}: must be true or false")
         if not isinstance(self.patience_start, (int, float)) or isinstance(self.patience_start, bool) \
                 or not 0 <= self.patience_start < 1:
             raise ConfigError(f"training patience_start={self.patience_start!r}: a fraction of the epochs, "
