@@ -626,3 +626,30 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_says_how_to_resume(data_dir, tmp_pa
     summary = json.loads((out / "summary.json").read_text())
     assert 0.5 < summary["wall_seconds"] < time.perf_counter() - launched  # this run, up to the stop
     assert summary["wall_seconds_total"] == summary["wall_seconds"]  # the first run: the total is its time
+
+
+def test_a_second_study_into_a_running_studys_folder_is_refused_until_the_first_ends(tmp_path):
+    """Two `aelab study` into one folder trained the same trials twice, side by side; now the second
+    is refused naming the process that holds the folder, and a killed holder frees it."""
+    from click.testing import CliRunner
+
+    from aelab.cli import main
+    from aelab.study import study_lock
+
+    out = tmp_path / "study"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from aelab.study import study_lock; cm = study_lock(Path(sys.argv[1])); "
+                               "cm.__enter__(); print('held', flush=True); time.sleep(600)", str(out)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = CliRunner().invoke(main, ["study", "--preset", "quick", "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        assert f"another study is running in {out} (pid {holder.pid} on " in result.stderr
+        assert not (out / "study.yaml").exists()  # refused before writing anything
+    finally:
+        holder.kill()
+        holder.wait()
+    with study_lock(out):  # the killed holder's lock ended with it
+        assert (out / ".lock").read_text().startswith(f"pid {os.getpid()} on ")

@@ -612,7 +612,50 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
     study.yaml, results.csv/json, denoising.csv/json and, with report=True, the report.
     Ctrl-C stops the workers and re-raises KeyboardInterrupt; rerun to resume. A dataset that
     cannot be found (or downloaded) raises DataError before any trial starts (with Ray on an
-    existing cluster, `address` given, the workers' own data is not checked here)."""
+    existing cluster, `address` given, the workers' own data is not checked here). A second
+    study into a folder that one is running in is refused (`study_lock`)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with study_lock(out):
+        return _run_study(config, out, data_dir, executor, workers, progress, report, executor_options)
+
+
+@contextlib.contextmanager
+def study_lock(out: Path):
+    """Hold study folder `out` for this process while the block runs: a second study into the same
+    folder (it would train the same trials twice, side by side) is refused with a ConfigError naming
+    the process that holds it. The lock is an flock on out/.lock, so it ends with its process, even
+    a killed one; on a system without fcntl there is none."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    import os
+    import socket
+
+    fh = open(out / ".lock", "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "a process that did not say which"
+        fh.close()
+        raise ConfigError(f"another study is running in {out} ({holder}): wait for it to end or stop it (a second "
+                          f"one would train the same trials twice), then rerun to resume; or give another --out")
+    try:
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        fh.flush()
+        yield
+    finally:
+        fh.close()
+
+
+def _run_study(config: StudyConfig, out: Path, data_dir: str | Path | None, executor: str, workers: int | None,
+               progress: bool | None, report: bool, executor_options: dict) -> dict:
+    """run_study's work, in the study folder `out` that this process holds (study_lock)."""
     import sys
 
     from tqdm.auto import tqdm
@@ -620,8 +663,6 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
     from .executors import cpu_workers, default_workers, drain, make_executor, signals_ignored
     from .trials import failed_result, trial_dir
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "study.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     show = sys.stderr.isatty() if progress is None else progress
     log = progress is None and not show  # output to a file or pipe: a line per finished trial instead of bars
