@@ -329,6 +329,39 @@ def test_a_corrupt_checkpoint_is_refused_naming_the_file_and_the_fix(mnist, tmp_
             fit(ModelConfig.preset(3, 15), x_train[:500], x_val, config, progress=False, checkpoint_path=ckpt)
 
 
+def test_a_resume_keeps_the_precision_and_device_type_the_training_began_in(mnist, tmp_path, monkeypatch):
+    """precision "auto" resolves by machine (bf16 where the CPU computes it natively): a training
+    begun in bf16 and resumed where auto means fp32 goes on in bf16 and equals the uninterrupted
+    run (it mixed the two before); a checkpoint of another device type is refused by name."""
+    from aelab import training
+
+    x_train, x_val, _, _ = mnist
+    x_train = x_train[:1000]
+    config = TrainConfig(epochs=3, threads=1, precision="auto")
+    monkeypatch.setattr(training, "resolve_precision", lambda precision, device: "bf16")
+    whole = fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False)
+    ckpt = tmp_path / "checkpoint.safetensors"
+    with pytest.raises(Stop):
+        fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt,
+            on_epoch=stop_after(1), checkpoint_seconds=0)
+    monkeypatch.setattr(training, "resolve_precision", lambda precision, device: "fp32")  # another machine
+    resumed = fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt)
+    assert whole.precision == resumed.precision == "bf16"
+    assert [h["val_loss"] for h in whole.history] == [h["val_loss"] for h in resumed.history]
+
+    ckpt.unlink(missing_ok=True)
+    with pytest.raises(Stop):
+        fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt,
+            on_epoch=stop_after(1), checkpoint_seconds=0)
+    with safe_open(str(ckpt), framework="pt") as fh:
+        meta, tensors = json.loads(fh.metadata()["aelab"]), {k: fh.get_tensor(k) for k in fh.keys()}
+    assert (meta["device"], meta["precision"]) == ("cpu", "fp32")
+    atomic_save_tensors(ckpt, tensors, metadata={"aelab": json.dumps({**meta, "device": "cuda"})})
+    with pytest.raises(ConfigError, match="was written by a training on cuda; this one trains on cpu: resume it on "
+                                          "a machine with cuda"):
+        fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt)
+
+
 def test_checkpoints_are_written_every_checkpoint_seconds_and_a_resume_from_any_gives_the_same_numbers(
         mnist, tmp_path, monkeypatch):
     """The training state is saved only when checkpoint_seconds have passed since the last save

@@ -212,10 +212,11 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.T
     optimizer.load_state_dict(opt_state)
 
 
-def _read_checkpoint(path, model: dict | list, train: dict | list) -> tuple[dict, dict[str, torch.Tensor]]:
+def _read_checkpoint(path, model: dict | list, train: dict | list,
+                     device_type: str) -> tuple[dict, dict[str, torch.Tensor]]:
     """The checkpoint's metadata and tensors; ConfigError when the file is corrupt (a copy cut
-    short, a full disk) or its format or its configuration (model and training configs, as dicts)
-    differ."""
+    short, a full disk) or its format, its configuration (model and training configs, as dicts)
+    or its device type ("cpu", "cuda") differ."""
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = json.loads(fh.metadata()["aelab"])
@@ -223,7 +224,12 @@ def _read_checkpoint(path, model: dict | list, train: dict | list) -> tuple[dict
     except Exception as exc:  # safetensors raises several types for corrupt files
         raise ConfigError(f"{path} is not a readable checkpoint ({exc}); delete it to start the training "
                           f"afresh") from exc
-    return _check_meta(path, meta, model, train), tensors
+    meta = _check_meta(path, meta, model, train)
+    if meta.get("device", device_type) != device_type:  # its RNG states and numbers are the other device's
+        raise ConfigError(f"{path} was written by a training on {meta['device']}; this one trains on {device_type}: "
+                          f"resume it on a machine with {meta['device']} (device: auto picks it there), or "
+                          f"delete it to start afresh here")
+    return meta, tensors
 
 
 def _check_meta(path, meta: dict, model: dict | list, train: dict | list) -> dict:
@@ -253,8 +259,10 @@ def _prefixed(tensors: dict[str, torch.Tensor], prefix: str, device=None) -> dic
 
 
 def save_checkpoint(path, model, optimizer, batch_gen, noise_gen, model_config: ModelConfig,
-                    train_config: TrainConfig, epoch: int, elapsed: float, history: list[dict], best: dict) -> None:
-    """Atomically save model, Adam state, RNG states, history and best weights after `epoch`."""
+                    train_config: TrainConfig, epoch: int, elapsed: float, history: list[dict], best: dict,
+                    precision: str | None = None) -> None:
+    """Atomically save model, Adam state, RNG states, history and best weights after `epoch`, and
+    the device type and resolved precision ("fp32" or "bf16") the training runs in."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     if best["state"] is not None:
         tensors.update({f"best.{k}": v for k, v in best["state"].items()})
@@ -262,32 +270,36 @@ def save_checkpoint(path, model, optimizer, batch_gen, noise_gen, model_config: 
     tensors["rng.batch"] = batch_gen.get_state()
     tensors["rng.noise"] = noise_gen.get_state()
     meta = {"format": FORMAT, "epoch": epoch, "elapsed": elapsed, "history": history, "best_loss": best["loss"],
-            "best_epoch": best["epoch"], "model": model_config.to_dict(), "train": train_config.to_dict()}
+            "best_epoch": best["epoch"], "model": model_config.to_dict(), "train": train_config.to_dict(),
+            "device": next(model.parameters()).device.type, "precision": precision}
     atomic_save_tensors(path, tensors, metadata={"aelab": json.dumps(meta)})
 
 
 def load_checkpoint(path, model, optimizer, batch_gen, noise_gen, model_config: ModelConfig,
                     train_config: TrainConfig):
-    """Restore what `save_checkpoint` wrote; returns (epoch, elapsed, history, best).
+    """Restore what `save_checkpoint` wrote; returns (epoch, elapsed, history, best, precision),
+    precision: the one the training ran in ("fp32", "bf16"; None in an older checkpoint), which
+    the resumed training keeps ("auto" may resolve otherwise on this machine).
 
-    Refuses a checkpoint made with another model or training config (it would not resume the
-    same run)."""
-    meta, tensors = _read_checkpoint(path, model_config.to_dict(), train_config.to_dict())
+    Refuses a checkpoint made with another model or training config, or on another type of
+    device (it would not resume the same run)."""
     device = next(model.parameters()).device
+    meta, tensors = _read_checkpoint(path, model_config.to_dict(), train_config.to_dict(), device.type)
     model.load_state_dict(_prefixed(tensors, "model."))
     _load_optimizer(optimizer, tensors, device)
     batch_gen.set_state(tensors["rng.batch"])
     noise_gen.set_state(tensors["rng.noise"])
     best = {"loss": meta["best_loss"], "epoch": meta["best_epoch"],
             "state": _prefixed(tensors, "best.", device) or None}
-    return meta["epoch"], meta["elapsed"], meta["history"], best
+    return meta["epoch"], meta["elapsed"], meta["history"], best, meta.get("precision")
 
 
 def save_stack_checkpoint(path, stack: torch.nn.Module, optimizer, members: list, epoch: int,
-                          elapsed: float) -> None:
+                          elapsed: float, precision: str | None = None) -> None:
     """Atomically save a stacked training (`stacked.fit_stacked`) after `epoch`: the stacked
     parameters, Adam state, and per model its weights and batch-norm statistics, RNG states,
-    history, best weights and whether it still trains."""
+    history, best weights and whether it still trains; and, as `save_checkpoint`, the device type
+    and precision."""
     tensors = {f"stack.{k}": v for k, v in stack.state_dict().items()}
     tensors.update(_optimizer_tensors(optimizer))
     for k, m in enumerate(members):
@@ -299,17 +311,18 @@ def save_stack_checkpoint(path, stack: torch.nn.Module, optimizer, members: list
     meta = {"format": FORMAT, "epoch": epoch, "elapsed": elapsed, "model": [m.model.config.to_dict() for m in members],
             "train": [m.config.to_dict() for m in members],
             "members": [{"history": m.history, "best_loss": m.best["loss"], "best_epoch": m.best["epoch"],
-                         "active": m.active} for m in members]}
+                         "active": m.active} for m in members],
+            "device": next(stack.parameters()).device.type, "precision": precision}
     atomic_save_tensors(path, tensors, metadata={"aelab": json.dumps(meta)})
 
 
-def load_stack_checkpoint(path, stack: torch.nn.Module, optimizer, members: list) -> tuple[int, float]:
+def load_stack_checkpoint(path, stack: torch.nn.Module, optimizer, members: list) -> tuple[int, float, str | None]:
     """Restore what `save_stack_checkpoint` wrote into `stack`, `optimizer` and `members` (in
-    place); returns (epochs done, elapsed seconds). Refuses a checkpoint of other models or
-    training configs, in another order."""
-    meta, tensors = _read_checkpoint(path, [m.model.config.to_dict() for m in members],
-                                     [m.config.to_dict() for m in members])
+    place); returns (epochs done, elapsed seconds, precision as in `load_checkpoint`). Refuses a
+    checkpoint of other models or training configs, in another order, or of another device type."""
     device = next(stack.parameters()).device
+    meta, tensors = _read_checkpoint(path, [m.model.config.to_dict() for m in members],
+                                     [m.config.to_dict() for m in members], device.type)
     stack.load_state_dict(_prefixed(tensors, "stack."))
     _load_optimizer(optimizer, tensors, device)
     for k, (m, saved) in enumerate(zip(members, meta["members"])):
@@ -319,7 +332,7 @@ def load_stack_checkpoint(path, stack: torch.nn.Module, optimizer, members: list
         m.history, m.active = saved["history"], saved["active"]
         m.best = {"loss": saved["best_loss"], "epoch": saved["best_epoch"],
                   "state": _prefixed(tensors, f"m{k}.best.", device) or None}
-    return meta["epoch"], meta["elapsed"]
+    return meta["epoch"], meta["elapsed"], meta.get("precision")
 
 
 # ---- the pipeline of one run: data -> model -> training -> evaluation ----

@@ -243,7 +243,8 @@ def fit_stacked(model_config: ModelConfig | Sequence[ModelConfig],
 
     start_epoch, elapsed = 0, 0.0
     if checkpoint_path is not None and Path(checkpoint_path).exists():
-        start_epoch, elapsed = load_stack_checkpoint(checkpoint_path, stack, optimizer, members)
+        start_epoch, elapsed, started_in = load_stack_checkpoint(checkpoint_path, stack, optimizer, members)
+        precision = started_in or precision  # as fit: go on in the precision it began in
 
     n, batch = len(members[0].data.x_train), config.batch_size
     eager = stack.forward  # kept for the epoch's last, smaller batch when the full ones replay graphs
@@ -321,7 +322,7 @@ def fit_stacked(model_config: ModelConfig | Sequence[ModelConfig],
                 if on_epoch is not None:
                     on_epoch(k, m.history[-1], m.model)
         if checkpoint_path is not None and time.perf_counter() - saved_at >= every:
-            save_stack_checkpoint(checkpoint_path, stack, optimizer, members, epoch + 1, elapsed)
+            save_stack_checkpoint(checkpoint_path, stack, optimizer, members, epoch + 1, elapsed, precision)
             saved_at = time.perf_counter()
         bar.update(1)
     bar.close()

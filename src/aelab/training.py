@@ -306,15 +306,16 @@ def corrupt_weighted(x: torch.Tensor, config: TrainConfig,
 
 @torch.no_grad()
 def evaluate_loss(model: DenseAutoencoder, x_in: torch.Tensor, x: torch.Tensor, config: TrainConfig,
-                  batch: int = 4096) -> tuple[float, float]:
+                  batch: int = 4096, precision: str | None = None) -> tuple[float, float]:
     """(objective, psnr) of model(x_in) against clean x: the training loss as the protocol
     defines it, averaged over the images (reconstruction + config.l1 * mean(sum_j |E_j|) +
     config.l2 * sum_W ||W||_F^2; the reconstruction loss alone for a config without penalties),
     and the mean per-image PSNR (dB) of the reconstructions clipped to [0, 1]. Early stopping
     compares this objective, as Keras's val_loss does: selecting a penalized model by its
-    reconstruction alone would pick the least regularized epoch."""
+    reconstruction alone would pick the least regularized epoch. precision: "fp32" or "bf16" as
+    the training runs (None: config.precision resolved on this machine)."""
     model.eval()
-    precision = resolve_precision(config.precision, x.device)
+    precision = precision or resolve_precision(config.precision, x.device)
     loss, psnr_sum = 0.0, 0.0
     for i in range(0, len(x), batch):
         with _autocast(x.device, precision):
@@ -687,7 +688,7 @@ def close_epoch(model: DenseAutoencoder, config: TrainConfig, data: TrainingData
             f"(now lr={peak_lr:g}, e.g. --lr {peak_lr / 10:g}) or the regularization strengths")
     if data.bn_in is not None:
         recompute_batch_norm(model, data.bn_in, precision)
-    val_loss, val_psnr = evaluate_loss(model, data.x_val_in, data.x_val, config)
+    val_loss, val_psnr = evaluate_loss(model, data.x_val_in, data.x_val, config, precision=precision)
     if val_loss < best["loss"]:
         best.update(loss=val_loss, epoch=epoch + 1, state=copy.deepcopy(model.state_dict()))
     return {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_psnr": val_psnr, "lr": lr}
@@ -741,8 +742,9 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
     best = {"loss": math.inf, "epoch": 0, "state": None}
     start_epoch, elapsed = 0, 0.0
     if checkpoint_path is not None and Path(checkpoint_path).exists():
-        start_epoch, elapsed, history, best = load_checkpoint(
+        start_epoch, elapsed, history, best, started_in = load_checkpoint(
             checkpoint_path, model, optimizer, batch_gen, noise_gen, model_config, config)
+        precision = started_in or precision  # "auto" may resolve otherwise on this machine: go on as it began
 
     autoencode = _Autoencode(model)
     eager = full_batch = autoencode.forward  # eager: kept for the epoch's last, smaller batch
@@ -796,7 +798,7 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
             atomic_write_text(history_path, "".join(json.dumps(r) + "\n" for r in history))
         if checkpoint_path is not None and time.perf_counter() - saved_at >= every:
             save_checkpoint(checkpoint_path, model, optimizer, batch_gen, noise_gen, model_config, config,
-                            epoch + 1, elapsed, history, best)
+                            epoch + 1, elapsed, history, best, precision)
             saved_at = time.perf_counter()
         if on_epoch is not None:
             on_epoch(row, model)
