@@ -329,6 +329,32 @@ def test_a_corrupt_checkpoint_is_refused_naming_the_file_and_the_fix(mnist, tmp_
             fit(ModelConfig.preset(3, 15), x_train[:500], x_val, config, progress=False, checkpoint_path=ckpt)
 
 
+def test_a_temp_file_left_by_a_writer_killed_mid_write_is_removed_by_the_next_write(tmp_path):
+    """A process killed inside an atomic write leaves its temp file (a stack checkpoint: 236 MB); the
+    next write of the same file removes it, but not the temp files of live writers or other hosts."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from aelab import runs
+
+    ckpt = tmp_path / "checkpoint.safetensors"
+    killed = subprocess.run([sys.executable, "-c", "import os, sys; from pathlib import Path; "
+                             "from aelab.runs import _temp_beside; fd, tmp = _temp_beside(Path(sys.argv[1])); "
+                             "os.write(fd, bytes(1000)); print(tmp); os._exit(9)", str(ckpt)],
+                            capture_output=True, text=True)
+    left = Path(killed.stdout.strip())
+    assert killed.returncode == 9 and left.is_file() and left.name.startswith(".checkpoint.safetensors.")
+    fd, live = runs._temp_beside(ckpt)  # this process's, still being written
+    os.close(fd)
+    elsewhere = tmp_path / ".checkpoint.safetensors.otherhost-1.abcd.tmp"
+    elsewhere.write_bytes(b"")
+    atomic_save_tensors(ckpt, {"w": torch.zeros(2)})
+    assert not left.exists() and Path(live).exists() and elsewhere.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([ckpt.name, Path(live).name, elsewhere.name])
+
+
 def test_a_resume_keeps_the_precision_and_device_type_the_training_began_in(mnist, tmp_path, monkeypatch):
     """precision "auto" resolves by machine (bf16 where the CPU computes it natively): a training
     begun in bf16 and resumed where auto means fp32 goes on in bf16 and equals the uninterrupted

@@ -9,8 +9,10 @@ A run folder holds:
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +39,29 @@ def _umask() -> int:
 
 
 def _temp_beside(path: Path) -> tuple[int, str]:
-    """A temp file next to `path`, with the permissions a plain open() would give (mkstemp: 0600)."""
+    """A temp file next to `path`, with the permissions a plain open() would give (mkstemp: 0600),
+    named for this host and process: ".NAME.HOST-PID.XXXX.tmp". Temp files of `path` that a process
+    of this host left when it was killed mid-write (a stack's checkpoint is 236 MB) are removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    owner = f"{socket.gethostname()}-"
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.{glob.escape(owner)}*.tmp"):
+        pid = stale.name[len(path.name) + len(owner) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner}{os.getpid()}.", suffix=".tmp")
     os.chmod(tmp, 0o666 & ~_umask())
     return fd, tmp
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` of this host exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
