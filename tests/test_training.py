@@ -85,6 +85,18 @@ def test_training_leaves_the_callers_thread_count_as_it_found_it(mnist):
         torch.set_num_threads(before)
 
 
+def test_the_budget_probe_leaves_the_callers_random_state_as_it_found_it():
+    """budget_epochs builds and trains a throw-away model: it drew from torch's global generator,
+    so a notebook's next torch.rand after it gave other numbers than without it."""
+    from aelab.training import budget_epochs
+
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    assert budget_epochs(ModelConfig.preset(3, 15), TrainConfig(threads=1), 1000, 1.0, probe_steps=2) >= 1
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_presets_follow_the_protocol():
     m3 = DenseAutoencoder(ModelConfig.preset(3, 30))
     m5 = DenseAutoencoder(ModelConfig.preset(5, 30))

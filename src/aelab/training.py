@@ -819,15 +819,15 @@ def budget_epochs(model_config: ModelConfig, config: TrainConfig, n_train: int, 
 
     Times `probe_steps` training steps of a throw-away model (after a few warm-up steps) and
     divides; the answer is then a plain epoch count, so the run it configures is reproducible.
-    Returns at least 1."""
+    Leaves torch's global random state as it was. Returns at least 1."""
     if not seconds > 0:
         raise ConfigError(f"budget seconds={seconds!r}: must be > 0")
     device, precision = prepare(config)
-    model = DenseAutoencoder(model_config).to(device)
+    model = init_model(model_config, 0, device)  # seeded, as the rest: the caller's random state stays
     lr = config.lr or default_lr(model_config.depth)
     optimizer = build_optimizer(model, config, device, lr)
-    x = torch.rand(config.batch_size, model_config.input_dim, device=device)
     gen = torch.Generator(device=device).manual_seed(0)
+    x = torch.rand(config.batch_size, model_config.input_dim, device=device, generator=gen)
     for i in range(probe_steps + 5):
         if i == 5:
             if device.type == "cuda":
