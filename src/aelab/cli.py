@@ -258,7 +258,7 @@ def evaluate_cmd(run_dir: Path, split: str, noise_var: float | None, data_dir: P
 @click.option("--baselines", "methods", default="noisy,linear", show_default=True,
               help="Classical denoisers to compare on the same noisy images (comma list of noisy, gaussian, median, "
                    "nlm, wavelet, tv, bm3d, pca, linear; or 'all', or 'none').")
-@click.option("--subset", type=int, default=1000, show_default=True,
+@click.option("--subset", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Test images the slow baselines (bm3d) run on; every method is also scored on them "
                    "(subset_psnr).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fixed test noise.")
