@@ -255,7 +255,13 @@ def test_a_study_runs_a_released_trial_before_the_queued_ones(data_dir, tmp_path
 
     monkeypatch.setattr(executors, "run_trial", recording)
     config = study_from_dict(SMALL_STUDY)
-    summary = run_study(config, tmp_path / "order", data_dir=data_dir, workers=1, progress=False, report=False)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)  # the trials (one thread each) ran in this process: it keeps its own count
+        summary = run_study(config, tmp_path / "order", data_dir=data_dir, workers=1, progress=False, report=False)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
     assert summary["trials_done"] == 7
     assert ran == ["grid", "l2", "l1", "denoise", "l2+l1", "baselines", "pca"]
     assert written == list(range(7))  # the results of every finished trial, before the next one ran

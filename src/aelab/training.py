@@ -608,9 +608,9 @@ def denormals_flushed() -> bool:
 
 
 def restores_cpu_settings(fn: Callable) -> Callable:
-    """Decorate a function that calls `prepare`: the denormal flushing that prepare turns on for
-    speed, and torch's CPU thread count that it sets from config.threads, are put back as they
-    were when fn returns or raises. The flag is the CPU thread's, so it would otherwise stay on for
+    """Decorate a function that calls `prepare` (or sets torch's thread count): the denormal
+    flushing that prepare turns on for speed, and torch's CPU thread count that it sets from
+    config.threads, are put back as they were when fn returns or raises. The flag is the CPU thread's, so it would otherwise stay on for
     the caller's own arithmetic (numpy's too): a notebook that trained a model would then read
     1e-40 as 0. The thread count is the process's, and numbers depend on it: a later training
     with threads=None (torch's default) would run on the earlier one's threads and give other

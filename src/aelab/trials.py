@@ -21,7 +21,7 @@ from .evaluation import evaluate, image_metrics, psnr, reconstruct
 from .figures import grid_indices, image_grid
 from .model import ModelConfig
 from .runs import atomic_write_json, read_run, train_run
-from .training import TrainConfig, resolve_device
+from .training import TrainConfig, resolve_device, restores_cpu_settings
 
 RESULT = "result.json"
 TRAIN_EVAL_IMAGES = 10_000  # training images scored for the train/test gap
@@ -50,6 +50,7 @@ def _split(dataset: str, split: str, context: dict, data_dir) -> tuple[torch.Ten
     return (x[:n], None if y is None else y[:n]) if n else (x, y)
 
 
+@restores_cpu_settings  # the trial's thread count: run inline, in the study's own process, it stays there
 def run_trial(trial: dict, study_dir: str | Path, data_dir: str | Path | None = None, events=None,
               progress: bool | None = False) -> dict:
     """Run one trial (a `study.Trial.to_dict()`) and return its result row.
@@ -82,6 +83,7 @@ def run_trial(trial: dict, study_dir: str | Path, data_dir: str | Path | None = 
     return _finish(trial, folder, row, time.perf_counter() - t0, started, trained)
 
 
+@restores_cpu_settings
 def run_stack(trials: list[dict], study_dir: str | Path, data_dir: str | Path | None = None, events=None,
               progress: bool | None = False) -> list[dict]:
     """Run autoencoder trials of one architecture and schedule (a group of `study.stack_groups`)
