@@ -113,3 +113,24 @@ def test_reconstruct_refuses_inputs_that_are_not_the_models_images(change, words
     assert reconstruct(model, x).shape == (20, 784)
     with pytest.raises(ConfigError, match=words):
         reconstruct(model, change(x))
+
+
+def test_reconstruct_and_evaluate_leave_the_model_in_the_mode_it_came_in():
+    from aelab.evaluation import evaluate, reconstruct
+    from aelab.model import DenseAutoencoder, ModelConfig
+
+    torch.manual_seed(0)
+    model = DenseAutoencoder(ModelConfig(input_dim=49, widths=(16,), latent=4))
+    x = torch.rand(20, 49)
+    model.train()
+    out = reconstruct(model, x)
+    assert model.training and all(m.training for m in model.modules())
+    model.eval()
+    assert torch.equal(out, reconstruct(model, x))  # it ran in eval mode (batch norm's running statistics)
+    model.train()
+    model.encoder[1].eval()  # a mixed state is kept module by module
+    evaluate(model, x, None, (7, 7))
+    assert model.training and not model.encoder[1].training and model.decoder[1].training
+    model.eval()
+    evaluate(model, x)
+    assert not any(m.training for m in model.modules())

@@ -149,10 +149,21 @@ def reconstruct(model: torch.nn.Module, x: torch.Tensor, batch: int = 4096, retu
     return_code is true: on the CPU, or on the model's device with keep_on_device (to score them
     there: the metrics run on their inputs' device, and on a GPU that saves seconds per model).
     Inputs that are not a float (N, D) tensor (D: the model's input_dim) are a ConfigError naming
-    the fix (`check_images`; their values are not scanned).
+    the fix (`check_images`; their values are not scanned). The model runs in eval mode and is
+    left in the mode it came in (a model in train mode, e.g. in on_epoch, stays in train mode).
     """
     check_images(x, "x", getattr(getattr(model, "config", None), "input_dim", None), values=False)
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
+    try:
+        return _reconstruct(model, x, batch, return_code, keep_on_device)
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _reconstruct(model: torch.nn.Module, x: torch.Tensor, batch: int, return_code: bool,
+                 keep_on_device: bool) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     device = next(model.parameters()).device
     home = device if keep_on_device else torch.device("cpu")
     outs, codes = [], []
