@@ -276,3 +276,39 @@ def test_parse_any_text_returns_valid_variances_or_a_config_error(text: str) -> 
     assert values and all(isinstance(v, float) and 0 < v <= 1 for v in values)
     if isinstance(got, tuple):
         assert got[0] < got[1]
+
+
+_EVERY_WAY = {
+    "add_noise": lambda x: noise.add_noise(x, 0.01, 0),
+    "add_noise_range": lambda x: noise.add_noise_range(x, (0.01, 0.25), 0),
+    "add_noise_sigmas": lambda x: noise.add_noise_sigmas(x, torch.full((len(x),), 0.1), 0),
+    "add_noise_spec": lambda x: noise.add_noise_spec(x, 0.01, 0),
+    "noisy_test_set": lambda x: noise.noisy_test_set(x, 0.01),
+    "noisy_validation_set": lambda x: noise.noisy_validation_set(x, 0.01),
+}
+
+
+@pytest.mark.parametrize("way", list(_EVERY_WAY))
+@settings(max_examples=20, deadline=None)
+@given(top=st.floats(2.0, 255.0), dtype=st.sampled_from([torch.uint8, torch.float32, torch.float64]))
+def test_pixels_outside_0_1_are_refused_not_noised_to_white(way, top, dtype) -> None:
+    # 0-255 images came back as clip(x + e, 0, 1) = 1 almost everywhere, without a word
+    x = (_images(8, 49) * top).to(dtype)
+    x[0, 0] = top
+    with pytest.raises(ConfigError, match=r"x has pixels from .*divide 0-255 images by 255"):
+        _EVERY_WAY[way](x)
+    with pytest.raises(ConfigError, match="not finite"):
+        _EVERY_WAY[way](torch.full((2, 4), float("nan")))
+    with pytest.raises(ConfigError, match="x is a ndarray, not a torch tensor"):
+        _EVERY_WAY[way](_images(8, 49).numpy())
+    assert _EVERY_WAY[way](_images(8, 49)).shape == (8, 49)  # pixels in [0, 1] are fine
+
+
+def test_add_noise_sigmas_refuses_sigmas_that_are_not_one_standard_deviation_per_image() -> None:
+    x = _images(4, 9)
+    for bad, words in [(torch.full((3,), 0.1), r"sigmas has shape \(3,\); expected a tensor \(4,\)"),
+                       ([0.1] * 4, r"sigmas has shape \(\)"),
+                       (torch.tensor([0.1, -0.1, 0.1, 0.1]), "negative or non-finite"),
+                       (torch.tensor([0.1, float("nan"), 0.1, 0.1]), "negative or non-finite")]:
+        with pytest.raises(ConfigError, match=words):
+            noise.add_noise_sigmas(x, bad, 0)

@@ -31,7 +31,16 @@ def check_images(x, name: str, dim: int | None = None, pixels: bool = True, valu
     if not x.is_floating_point():
         raise ConfigError(f"{name} has dtype {x.dtype}; give float pixels in [0, 1] "
                           f"(x.float() / 255 for 0-255 images)")
-    if x.numel() == 0 or not values:
+    if not values:
+        return
+    check_values(x, name, pixels)
+
+
+def check_values(x: torch.Tensor, name: str, pixels: bool = True) -> None:
+    """The value half of `check_images`, for a tensor of any shape and dtype: ConfigError naming
+    `name` when it holds values that are not finite or, when `pixels`, pixels outside [0, 1]
+    (0-255 images). One pass over x; nothing to check in an empty tensor."""
+    if x.numel() == 0:
         return
     lo, hi = (float(v) for v in torch.aminmax(x.detach()))
     if not (math.isfinite(lo) and math.isfinite(hi)):

@@ -108,14 +108,34 @@ def _standard_normal(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return e.to(x.device)
 
 
+def check_clean(x, name: str = "x") -> None:
+    """Refuse what noise cannot be added to: a torch tensor (any shape, integer dtypes become
+    float32) of clean pixels in [0, 1]. ConfigError naming `name` and the fix otherwise (0-255
+    pixels came back as all-white noisy images, clip(x + e, 0, 1) = 1 almost everywhere)."""
+    from .evaluation import check_values
+
+    if not isinstance(x, torch.Tensor):
+        raise ConfigError(f"{name} is a {type(x).__name__}, not a torch tensor; convert it, e.g. "
+                          f"torch.from_numpy(a).float() / 255 for uint8 pixels (aelab.load gives tensors)")
+    check_values(x, name)
+
+
 def add_noise(x: torch.Tensor, var: float, generator: torch.Generator | int, clip: bool = True) -> torch.Tensor:
     """Return clip(x + e, 0, 1) with e ~ N(0, var) i.i.d. per pixel.
 
-    x: (N, D) (or any shape) tensor, pixels in [0, 1]. var: the variance sigma^2 in [0, 1] on the
+    x: (N, D) (or any shape) tensor, pixels in [0, 1] (anything else is a ConfigError,
+    `check_clean`). var: the variance sigma^2 in [0, 1] on the
     [0, 1] scale; var = 0 returns a copy of x. generator: a torch.Generator (used as is; noise is
     drawn on its device and moved to x's) or an int seed (a new generator on x's device).
     clip=False returns x + e unclipped (for tests and analysis). Returns a new tensor, x unchanged.
     """
+    check_variance(var)
+    check_clean(x)
+    return _add_noise(x, var, generator, clip)
+
+
+def _add_noise(x: torch.Tensor, var: float, generator: torch.Generator | int, clip: bool = True) -> torch.Tensor:
+    """add_noise without checking x (training's batches, checked once by `training.check_inputs`)."""
     var = check_variance(var)
     x = x.to(_float_dtype(x))
     if var == 0:
@@ -143,10 +163,22 @@ def add_noise_sigmas(x: torch.Tensor, sigmas: torch.Tensor, generator: torch.Gen
                      clip: bool = True) -> torch.Tensor:
     """Return clip(x + sigmas[i] * z, 0, 1) per image i, z ~ N(0, 1) i.i.d. per pixel.
 
-    x: (N, ...) pixels in [0, 1]; sigmas: (N,) standard deviations on the [0, 1] scale.
+    x: (N, ...) pixels in [0, 1]; sigmas: (N,) standard deviations >= 0 on the [0, 1] scale.
+    Other inputs are a ConfigError naming the argument and the fix.
     """
-    if sigmas.shape != (x.shape[0],):
-        raise ValueError(f"sigmas has shape {tuple(sigmas.shape)}; expected ({x.shape[0]},), one per image")
+    check_clean(x)
+    if not isinstance(sigmas, torch.Tensor) or sigmas.shape != (x.shape[0],):
+        raise ConfigError(f"sigmas has shape {tuple(getattr(sigmas, 'shape', ()))}; expected a tensor "
+                          f"({x.shape[0]},), one standard deviation per image")
+    if len(sigmas) and not (torch.isfinite(sigmas).all() and float(sigmas.min()) >= 0):
+        raise ConfigError("sigmas holds negative or non-finite values; give standard deviations sigma >= 0 "
+                          "(the square roots of the variances sigma^2)")
+    return _add_noise_sigmas(x, sigmas, generator, clip)
+
+
+def _add_noise_sigmas(x: torch.Tensor, sigmas: torch.Tensor, generator: torch.Generator | int,
+                      clip: bool = True) -> torch.Tensor:
+    """add_noise_sigmas without checking its inputs (training's batches)."""
     x = x.to(_float_dtype(x))
     gen = make_generator(generator, x.device)
     scale = sigmas.to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
@@ -160,11 +192,13 @@ def add_noise_range(x: torch.Tensor, var_range: tuple[float, float], generator: 
 
     x: (N, D) pixels in [0, 1]; var_range: (lo, hi) variances sigma^2, 0 < lo < hi <= 1. The
     generator (or int seed) draws the N sigmas first, then the pixel noise. Returns (N, D).
+    x outside [0, 1] is a ConfigError (`check_clean`).
     """
+    check_clean(x)
     x = x.to(_float_dtype(x))
     gen = make_generator(generator, x.device)
     sig = sample_sigmas(x.shape[0], var_range, gen)
-    return add_noise_sigmas(x, sig, gen, clip=clip)
+    return _add_noise_sigmas(x, sig, gen, clip=clip)
 
 
 def add_noise_spec(x: torch.Tensor, spec: NoiseSpec, generator: torch.Generator | int,
@@ -190,8 +224,9 @@ def derived_seed(seed: int, var: float, purpose: str = "test") -> int:
 
 def _fixed_noisy_set(x: torch.Tensor, var: float, seed: int, purpose: str, clip: bool) -> torch.Tensor:
     var = check_variance(var)
+    check_clean(x)
     gen = torch.Generator(device="cpu").manual_seed(derived_seed(seed, var, purpose))
-    noisy = add_noise(x.detach().cpu(), var, gen, clip=clip)
+    noisy = _add_noise(x.detach().cpu(), var, gen, clip=clip)
     return noisy.to(x.device)
 
 

@@ -298,10 +298,10 @@ def corrupt_weighted(x: torch.Tensor, config: TrainConfig,
     if config.noise_var is None:
         return x, None
     if not isinstance(config.noise_var, (tuple, list)):
-        return noise.add_noise(x, config.noise_var, generator, clip=config.noise_clip), None
+        return noise._add_noise(x, config.noise_var, generator, clip=config.noise_clip), None
     sigmas = noise.sample_sigmas(len(x), tuple(config.noise_var), generator)
     weights = 1.0 / (BALANCE_MSE + sigmas.pow(2))
-    return noise.add_noise_sigmas(x, sigmas, generator, clip=config.noise_clip), weights / weights.mean()
+    return noise._add_noise_sigmas(x, sigmas, generator, clip=config.noise_clip), weights / weights.mean()
 
 
 @torch.no_grad()
