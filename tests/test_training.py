@@ -85,6 +85,28 @@ def test_training_leaves_the_callers_thread_count_as_it_found_it(mnist):
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_under_a_float64_default_dtype_gives_the_float32_numbers_and_keeps_the_default(mnist, precision):
+    """A notebook that ran torch.set_default_dtype(torch.float64) got float64 models whose first
+    step failed deep in F.linear (expected m1 and m2 to have the same dtype)."""
+    x_train, x_val, _, _ = mnist
+    mc, config = ModelConfig.preset(3, 15), TrainConfig(epochs=1, threads=1, precision=precision)
+    expected = fit(mc, x_train[:512], x_val[:64], config, progress=False)
+    expected_stacked = fit_stacked(mc, [(x_train[:512], x_val[:64], config)], progress=False)[0]
+    try:
+        torch.set_default_dtype(torch.float64)
+        result = fit(mc, x_train[:512], x_val[:64], config, progress=False)
+        assert torch.get_default_dtype() == torch.float64
+        stacked = fit_stacked(mc, [(x_train[:512], x_val[:64], config)], progress=False)[0]
+        assert torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert next(result.model.parameters()).dtype == torch.float32
+    assert result.history == [dict(r, seconds=result.history[0]["seconds"],
+                                   train_seconds=result.history[0]["train_seconds"]) for r in expected.history]
+    assert stacked.history[0]["val_loss"] == expected_stacked.history[0]["val_loss"]
+
+
 def test_the_budget_probe_leaves_the_callers_random_state_as_it_found_it():
     """budget_epochs builds and trains a throw-away model: it drew from torch's global generator,
     so a notebook's next torch.rand after it gave other numbers than without it."""

@@ -614,23 +614,27 @@ def restores_cpu_settings(fn: Callable) -> Callable:
     the caller's own arithmetic (numpy's too): a notebook that trained a model would then read
     1e-40 as 0. The thread count is the process's, and numbers depend on it: a later training
     with threads=None (torch's default) would run on the earlier one's threads and give other
-    numbers than in a fresh process."""
+    numbers than in a fresh process. The default dtype, which prepare sets to float32 (a caller's
+    torch.set_default_dtype(torch.float64) built float64 models that bf16 / fp32 steps could not
+    run), is put back too."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        before, threads = denormals_flushed(), torch.get_num_threads()
+        before, threads, dtype = denormals_flushed(), torch.get_num_threads(), torch.get_default_dtype()
         try:
             return fn(*args, **kwargs)
         finally:
             torch.set_flush_denormal(before)
             torch.set_num_threads(threads)
+            torch.set_default_dtype(dtype)
     return wrapper
 
 
 def prepare(config: TrainConfig) -> tuple[torch.device, str]:
-    """Set this process up to train under `config` (threads, denormals flushed: callers restore
-    both with `restores_cpu_settings`, freed memory kept on a CPU) and return (device, precision
-    "fp32" or "bf16")."""
+    """Set this process up to train under `config` (threads, denormals flushed, default dtype
+    float32: callers restore them with `restores_cpu_settings`, freed memory kept on a CPU) and
+    return (device, precision "fp32" or "bf16")."""
     device = resolve_device(config.device)
+    torch.set_default_dtype(torch.float32)  # models, noise and buffers are float32 whatever the caller's default
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     torch.set_flush_denormal(True)
