@@ -318,6 +318,25 @@ def test_selection_and_application_validate_their_inputs(synth) -> None:
         B.denoising_baselines(x, x, x, 0.09, SHAPE, methods=["gaussian", "bogus"])
 
 
+@settings(max_examples=60, deadline=None)
+@given(method=st.sampled_from(["gaussian", "median", "nlm", "wavelet", "tv", "pca"]),
+       bad=st.one_of(st.floats(max_value=0.0), st.just(float("nan")), st.just(float("inf")),
+                     st.sampled_from(["1", None, True, 2.7, 0.5])))
+def test_a_parameter_the_method_cannot_take_is_refused_by_name(method, bad, synth) -> None:
+    # tv's weight 0 was a ZeroDivisionError from scikit-image, median size 0 a RuntimeError from
+    # scipy, a NaN gaussian sigma returned the noisy input, median size 2.7 ran as 2, a negative
+    # grid value broke the grid extension (ZeroDivisionError)
+    info = B.METHOD_INFO[method]
+    if not info.integer and bad in (2.7, 0.5):
+        return  # allowed for a real parameter
+    x = synth["noisy_test"][:2]
+    pca = B.fit_pca(synth["train"][:200], 20)
+    with pytest.raises(ConfigError, match=f"baseline '{method}': {info.param_name}=.* is not allowed"):
+        B.apply_denoiser(method, bad, x, SHAPE, var=VAR, model=pca)
+    with pytest.raises(ConfigError, match=f"baseline '{method}': {info.param_name}=.* is not allowed"):
+        B.select_param(method, x, synth["test"][:2], SHAPE, var=VAR, model=pca, grid=[info.grid[1], bad])
+
+
 def test_subset_indices_are_fixed_sorted_and_distinct() -> None:
     a = B.subset_indices(10_000, 1000)
     assert torch.equal(a, B.subset_indices(10_000, 1000))

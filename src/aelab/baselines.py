@@ -278,6 +278,27 @@ def fit_linear_denoiser(x_clean_train: torch.Tensor, var: noise.NoiseSpec, seed:
 # Applying a denoiser
 # =============================================================================================
 
+def check_param(method: str, value: Any) -> Any:
+    """Refuse a parameter `method` cannot take, with a ConfigError naming it, what it means and
+    what is allowed: a whole number >= 1 for an integer parameter (median size, pca k), a finite
+    number > 0 otherwise (scikit-image's tv divided by a weight of 0, scipy's median failed on a
+    size of 0, a NaN gaussian sigma returned the noisy input, a negative grid value broke the
+    grid extension with a ZeroDivisionError; a size of 2.7 was silently 2). Methods without a
+    parameter take anything (it is ignored). Returns the value."""
+    info = METHOD_INFO[method]
+    if info.param_name is None:
+        return value
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if info.integer:
+        if not real or not math.isfinite(value) or value != int(value) or value < 1:
+            raise ConfigError(f"baseline {method!r}: {info.param_name}={value!r} is not allowed; it must be a "
+                              f"whole number >= 1, e.g. {info.grid[1]}")
+    elif not real or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"baseline {method!r}: {info.param_name}={value!r} is not allowed; it must be a "
+                          f"finite number > 0, e.g. {info.grid[len(info.grid) // 2]}")
+    return value
+
+
 def _check_shape(images: torch.Tensor, image_shape: Sequence[int]) -> tuple[int, int]:
     shape = tuple(int(s) for s in image_shape)
     if len(shape) != 2 or images.dim() != 2 or shape[0] * shape[1] != images.shape[1]:
@@ -367,11 +388,13 @@ def apply_denoiser(method: str, param: Any, noisy: torch.Tensor, image_shape: Se
     """Denoise noisy images (N, D) in [0, 1] with one baseline; returns float32 (N, D) in [0, 1].
 
     method: one of METHODS. param: its parameter (see METHOD_INFO[method].param_name; None for
-    noisy and linear). image_shape: (H, W) with H*W = D. var: the true noise variance sigma^2
+    noisy and linear; `check_param` says what is allowed). image_shape: (H, W) with H*W = D. var: the true noise variance sigma^2
     (needed by nlm, wavelet, bm3d). model: a fitted PCA with at least `param` components (pca) or
     a LinearDenoiser (linear). bm3d raises ConfigError when the package is not installed.
     """
     shape = _check_shape(noisy, image_shape)
+    if method in METHOD_INFO:
+        check_param(method, param)
     if method == "noisy":
         return noisy.detach().to(torch.float32).clamp(0, 1)
     if method == "pca":
@@ -450,7 +473,7 @@ def select_param(method: str, noisy_val: torch.Tensor, clean_val: torch.Tensor, 
         out = apply_denoiser(method, None, noisy_val, image_shape, var=var, model=model)
         p = evaluation.psnr(out, clean_val)
         return Selection(best=None, best_psnr=p, scores=[(None, p)], at_edge=False)
-    values = sorted(set(grid if grid is not None else info.grid))
+    values = sorted(set(check_param(method, v) for v in (grid if grid is not None else info.grid)))
     limit = model.k if (method == "pca" and isinstance(model, PCA)) else math.inf
     values = [v for v in values if v <= limit]
     if not values:
