@@ -337,6 +337,32 @@ def test_a_parameter_the_method_cannot_take_is_refused_by_name(method, bad, synt
         B.select_param(method, x, synth["test"][:2], SHAPE, var=VAR, model=pca, grid=[info.grid[1], bad])
 
 
+def test_the_baselines_refuse_splits_and_models_that_do_not_fit_naming_them(synth) -> None:
+    # each was a RuntimeError from torch (sizes, reshape of 0 elements) or a _LinAlgError
+    x, x28 = synth["test"][:8], synth["test"][:8]
+    small = blobs(8, 3, size=7)  # 49-pixel images
+    cases = [
+        (lambda: B.denoising_baselines(small, x, x, VAR, SHAPE, methods=["linear"]), r"x_train has shape \(8, 49\)"),
+        (lambda: B.denoising_baselines(x, x[:0], x, VAR, SHAPE, methods=["gaussian"]), "x_val holds no images"),
+        (lambda: B.denoising_baselines(x, x, x[:0], VAR, SHAPE, methods=["gaussian"]), "x_test holds no images"),
+        (lambda: B.denoising_baselines(x[:1], x, x, VAR, SHAPE, methods=["linear"]), "at least 2 training images"),
+        (lambda: B.denoising_baselines(x, x, x, VAR, SHAPE, methods=["pca"], pca=B.fit_pca(small, 3)),
+         "pca was fitted on 49-pixel images"),
+        (lambda: B.denoising_baselines(x[:3], x, x, VAR, SHAPE, methods=["pca"]), "the pca has only 2 components"),
+        (lambda: B.fit_pca(small, 3).reconstruct(x28), r"x has shape \(8, 784\); expected \(N, 49\)"),
+        (lambda: B.fit_pca(small, 3).encode(small.numpy()), "x is a ndarray, not a torch tensor"),
+        (lambda: B.fit_linear_denoiser(small, VAR)(x28), r"noisy has shape \(8, 784\); expected \(N, 49\)"),
+        (lambda: B.fit_linear_denoiser_pairs(x, x[:3]), "differ in shape"),
+        (lambda: B.fit_linear_denoiser_pairs(x[:1], x[:1]), "at least 2"),
+        (lambda: B.fit_linear_denoiser_pairs(x, torch.zeros_like(x)), "noisy images are all the same"),
+        (lambda: B.apply_denoiser("gaussian", 1.0, x.tolist(), SHAPE), "noisy is a list, not a torch tensor"),
+    ]
+    for call, words in cases:
+        with pytest.raises(ConfigError, match=words):
+            call()
+    assert B.apply_denoiser("median", 3, x[:0], SHAPE).shape == (0, 784)  # no images: none out
+
+
 def test_subset_indices_are_fixed_sorted_and_distinct() -> None:
     a = B.subset_indices(10_000, 1000)
     assert torch.equal(a, B.subset_indices(10_000, 1000))

@@ -135,7 +135,8 @@ class PCA:
         return self.components.shape[0]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Codes (N, k) float64 of images x (N, D) in [0, 1]."""
+        """Codes (N, k) float64 of images x (N, D) in [0, 1] (another D is a ConfigError)."""
+        evaluation.check_images(x, "x", self.mean.shape[0], pixels=False, values=False)
         return (x.detach().to(torch.float64).cpu() - self.mean) @ self.components.T
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -229,7 +230,9 @@ class LinearDenoiser:
     var: Any = None
 
     def __call__(self, noisy: torch.Tensor) -> torch.Tensor:
-        """Denoise noisy images (N, D) in [0, 1]; returns float32 (N, D) clipped to [0, 1] on noisy's device."""
+        """Denoise noisy images (N, D) in [0, 1]; returns float32 (N, D) clipped to [0, 1] on noisy's device.
+        Another D than the one fitted is a ConfigError."""
+        evaluation.check_images(noisy, "noisy", self.mean_y.shape[0], pixels=False, values=False)
         y = noisy.detach().to(torch.float64).cpu()
         out = (y - self.mean_y) @ self.weight.T + self.mean_x
         return out.clamp_(0, 1).to(torch.float32).to(noisy.device)
@@ -239,13 +242,23 @@ def fit_linear_denoiser_pairs(x_clean: torch.Tensor, y_noisy: torch.Tensor, ridg
     """Least-squares affine map from noisy y (N, D) to clean x (N, D), fitted in float64.
 
     C_yy gets ridge * mean(diag C_yy) added on its diagonal. With ridge=0 this is exactly ordinary
-    least squares of x on [y, 1]. Returns a LinearDenoiser.
+    least squares of x on [y, 1]. Returns a LinearDenoiser. Pairs of other shapes, fewer than 2
+    pairs, or noisy images that are all the same (nothing to regress on) are a ConfigError.
     """
+    evaluation.check_images(x_clean, "x_clean", pixels=False)
+    evaluation.check_images(y_noisy, "y_noisy", x_clean.shape[1], pixels=False)
     if x_clean.shape != y_noisy.shape:
-        raise ValueError(f"clean {tuple(x_clean.shape)} and noisy {tuple(y_noisy.shape)} shapes differ")
+        raise ConfigError(f"x_clean {tuple(x_clean.shape)} and y_noisy {tuple(y_noisy.shape)} differ in shape; "
+                          f"give one noisy image per clean image")
+    if len(x_clean) < 2:
+        raise ConfigError(f"the linear denoiser needs at least 2 (clean, noisy) pairs to fit its covariances; "
+                          f"got {len(x_clean)}")
     x, y = x_clean.detach().cpu(), y_noisy.detach().cpu()
     mean_x, mean_y = _chunked_mean(x), _chunked_mean(y)
     c_yy = _chunked_cross(y, y, mean_y, mean_y)
+    if not float(torch.diagonal(c_yy).sum()) > 0:
+        raise ConfigError(f"the {len(y)} noisy images are all the same, so the linear denoiser has nothing to "
+                          f"fit; give noisy images that differ (and a ridge > 0 for few of them)")
     c_yx = _chunked_cross(y, x, mean_y, mean_x)
     d = c_yy.shape[0]
     c_yy += ridge * float(torch.diagonal(c_yy).mean()) * torch.eye(d, dtype=torch.float64)
@@ -299,7 +312,8 @@ def check_param(method: str, value: Any) -> Any:
     return value
 
 
-def _check_shape(images: torch.Tensor, image_shape: Sequence[int]) -> tuple[int, int]:
+def _check_shape(images: torch.Tensor, image_shape: Sequence[int], name: str = "noisy") -> tuple[int, int]:
+    evaluation.check_images(images, name, pixels=False, values=False)
     shape = tuple(int(s) for s in image_shape)
     if len(shape) != 2 or images.dim() != 2 or shape[0] * shape[1] != images.shape[1]:
         raise ConfigError(f"image_shape {tuple(image_shape)} does not match images of shape "
@@ -308,11 +322,11 @@ def _check_shape(images: torch.Tensor, image_shape: Sequence[int]) -> tuple[int,
 
 
 def _as_stack(images: torch.Tensor, image_shape: tuple[int, int]) -> np.ndarray:
-    return images.detach().cpu().to(torch.float64).numpy().reshape(-1, *image_shape)
+    return images.detach().cpu().to(torch.float64).numpy().reshape(len(images), *image_shape)
 
 
 def _from_stack(stack: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-    out = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32)).reshape(stack.shape[0], -1)
+    out = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32)).reshape(stack.shape[0], like.shape[1])
     return out.clamp_(0, 1).to(like.device)
 
 
@@ -477,7 +491,10 @@ def select_param(method: str, noisy_val: torch.Tensor, clean_val: torch.Tensor, 
     limit = model.k if (method == "pca" and isinstance(model, PCA)) else math.inf
     values = [v for v in values if v <= limit]
     if not values:
-        raise ConfigError(f"grid {list(grid or [])} for baseline {method!r} has no usable value")
+        tried = list(grid if grid is not None else info.grid)
+        raise ConfigError(f"grid {tried} for baseline {method!r} has no usable value"
+                          + (f": the pca has only {limit} components; fit it on more images or give a grid of "
+                             f"k <= {limit}" if limit < math.inf else ""))
     scores: dict[Any, float] = {}
 
     def score(v: Any) -> float:
@@ -650,7 +667,17 @@ def denoising_baselines(x_train: torch.Tensor, x_val: torch.Tensor, x_test: torc
     for m in methods:
         if m not in METHOD_INFO:
             raise ConfigError(f"unknown baseline {m!r}; choose from {', '.join(METHODS)}")
-    shape = _check_shape(x_test, image_shape)
+    shape = _check_shape(x_test, image_shape, "x_test")
+    for name, x in (("x_train", x_train), ("x_val", x_val), ("x_test", x_test)):
+        evaluation.check_images(x, name, shape[0] * shape[1])
+        if len(x) == 0:
+            raise ConfigError(f"{name} holds no images; every split needs some (the baselines fit on x_train, "
+                              f"choose their parameters on x_val and are scored on x_test)")
+    if "linear" in methods and len(x_train) < 2:
+        raise ConfigError(f"the linear baseline needs at least 2 training images; x_train has {len(x_train)}")
+    if pca is not None and pca.mean.shape[0] != shape[0] * shape[1]:
+        raise ConfigError(f"pca was fitted on {pca.mean.shape[0]}-pixel images but these have {shape[0] * shape[1]}; "
+                          f"fit it on these images' x_train: denoising_pca(x_train)")
     x_train, x_val, x_test = (t.detach().cpu().to(torch.float32) for t in (x_train, x_val, x_test))
 
     pca_seconds = 0.0
