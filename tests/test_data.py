@@ -295,6 +295,22 @@ def test_npz_pool(tmp_path: Path) -> None:
     assert data.num_classes(unlabelled) is None
 
 
+def test_your_own_data_may_be_named_by_a_pathlib_path(tmp_path: Path, small_mnist: Path) -> None:
+    # load(Path(...)) was an AttributeError ('PosixPath' object has no attribute 'strip')
+    path = write_npz(tmp_path / "mine.npz", n=700, size=20)
+    for split in data.SPLITS:
+        assert torch.equal(data.load(path, split)[0], data.load(str(path), split)[0])
+    assert data.image_shape(path) == (20, 20) and data.num_classes(path) == 10
+    assert data.fingerprint(path) == data.fingerprint(str(path))
+    data.ensure(path)
+    assert data.class_names(path) is None
+    assert data.load(small_mnist / "mnist", "val")[0].shape[1] == 784  # a folder of IDX files
+    with pytest.raises(DataError, match=r"no such file or folder"):
+        data.load(tmp_path / "missing.npz", "train")
+    with pytest.raises(DataError, match="dataset None is a NoneType; give a name"):
+        data.load(None, "train")
+
+
 def test_npz_train_test_keys(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     y = np.arange(48) % 10

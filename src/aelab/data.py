@@ -372,8 +372,19 @@ def _single_pool(x: np.ndarray, y: np.ndarray | None, where: str) -> _Pool:
 
 # ----------------------------------------------------------------------------- known datasets
 
+def _as_name(name) -> str:
+    """A dataset name or path as a string: a pathlib.Path (any os.PathLike) is its path; anything
+    else but a str is a DataError saying what to give (it was an AttributeError from str.strip)."""
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if not isinstance(name, str):
+        raise DataError(f"dataset {name!r} is a {type(name).__name__}; give a name ({', '.join(KNOWN_DATASETS)}) "
+                        "or the path of your own data as a str or pathlib.Path")
+    return name
+
+
 def _known_name(name: str, strict: bool = False) -> str | None:
-    key = name.strip().lower().replace("_", "-")
+    key = _as_name(name).strip().lower().replace("_", "-")
     if key in KNOWN_DATASETS:
         return key
     if strict:
@@ -520,6 +531,7 @@ def _npz_pool(path: Path) -> _Pool:
 
 def _pool(name: str, data_dir: str | Path | None, download: bool) -> _Pool:
     """The training and test files of a known dataset or of a path to your own data."""
+    name = _as_name(name)
     known = _known_name(name)
     if known is not None:
         return _known_pool(known, data_dir, download)
@@ -553,7 +565,7 @@ def load(name: str, split: str, data_dir: str | Path | None = None,
          download: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Load one split of a dataset as flat float images and integer labels.
 
-    name: "mnist", "fashion-mnist", or a path to your own data:
+    name: "mnist", "fashion-mnist", or a path to your own data (a str or pathlib.Path):
       - a folder with the standard IDX file names (labels files optional): split like the
         known datasets;
       - an .npz file with ``x`` (N, H, W) uint8 and optional ``y`` (N,) integer labels: one
