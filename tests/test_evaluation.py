@@ -134,3 +134,44 @@ def test_reconstruct_and_evaluate_leave_the_model_in_the_mode_it_came_in():
     model.eval()
     evaluate(model, x)
     assert not any(m.training for m in model.modules())
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda x: __import__("aelab").psnr(x.numpy(), x), r"^x_hat is a ndarray, not a torch tensor"),
+    (lambda x: __import__("aelab").psnr_dataset((x * 255).to(torch.uint8), x), r"^x_hat has dtype torch.uint8"),
+    (lambda x: __import__("aelab").psnr(x[:0], x[:0]), r"holds no images"),
+    (lambda x: __import__("aelab").psnr_dataset(x[:0], x[:0]), r"holds no images"),
+    (lambda x: __import__("aelab.evaluation").evaluation.ssim(x[:0], x[:0], (28, 28)), r"holds no images"),
+    (lambda x: __import__("aelab.evaluation").evaluation.per_class_psnr(x, x, torch.rand(len(x))), r"integer label"),
+])
+def test_the_metrics_refuse_outputs_that_are_not_float_tensors_and_empty_sets(call, words):
+    """A numpy x_hat was an AttributeError from inside torch, uint8 0-255 outputs were clipped to
+    0/1 and scored without a word, no images at all scored NaN, float labels became class keys."""
+    from aelab import ConfigError
+
+    with pytest.raises(ConfigError, match=words):
+        call(torch.rand(6, 784))
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"y": torch.rand(20)}, r"^y has dtype torch.float32; give integer class labels"),
+    ({"x": torch.rand(0, 784), "y": None}, r"^x holds no images"),
+])
+def test_evaluate_refuses_float_labels_and_no_images(change, words):
+    from aelab import ConfigError, evaluate
+    from aelab.model import DenseAutoencoder, ModelConfig
+
+    model = DenseAutoencoder(ModelConfig.preset(3, 15))
+    args = {"x": torch.rand(20, 784), "y": torch.randint(0, 10, (20,)), **change}
+    with pytest.raises(ConfigError, match=words):
+        evaluate(model, args.pop("x"), **args)
+
+
+@pytest.mark.parametrize("batch", [0, -1, 2.5, True])
+def test_reconstruct_refuses_a_batch_size_below_1(batch):
+    # 0 was a ValueError from range(), -1 ran silently
+    from aelab import ConfigError, reconstruct
+    from aelab.model import DenseAutoencoder, ModelConfig
+
+    with pytest.raises(ConfigError, match="batch=.*whole number >= 1"):
+        reconstruct(DenseAutoencoder(ModelConfig.preset(3, 15)), torch.rand(4, 784), batch=batch)

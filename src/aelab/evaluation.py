@@ -66,6 +66,9 @@ def _check_pair(x_hat, x, image_shape: tuple[int, int] | None = None) -> None:
     """The checks every metric makes (one pass over x): clean images x (`check_images`), outputs
     x_hat of the same shape, and image_shape matching their pixels when given."""
     check_images(x, "x (the clean images)")
+    if len(x) == 0:
+        raise ConfigError("x (the clean images) holds no images; the metrics are means over images, give at least one")
+    check_images(x_hat, "x_hat", pixels=False, values=False)  # a tensor of floats; NaN scores NaN, see mse_per_image
     shape = tuple(getattr(x_hat, "shape", ()))
     if image_shape is not None:
         d = math.prod(image_shape)
@@ -162,6 +165,8 @@ def reconstruct(model: torch.nn.Module, x: torch.Tensor, batch: int = 4096, retu
     left in the mode it came in (a model in train mode, e.g. in on_epoch, stays in train mode).
     """
     check_images(x, "x", getattr(getattr(model, "config", None), "input_dim", None), values=False)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ConfigError(f"batch={batch!r}: give the number of images per forward pass, a whole number >= 1")
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
@@ -199,7 +204,12 @@ def code_sparsity(code: torch.Tensor, threshold: float = ZERO_THRESHOLD) -> dict
 
 def per_class_psnr(x_hat: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
                    class_names: list[str] | None = None) -> dict[str, float]:
-    """Mean per-image PSNR (dB) per label value; keys are class names when given, else labels."""
+    """Mean per-image PSNR (dB) per label value; keys are class names when given, else labels.
+    x_hat, x: (N, D) as for `psnr`; y: (N,) integer labels."""
+    _check_pair(x_hat, x)
+    if not isinstance(y, torch.Tensor) or y.shape != (len(x),) or y.is_floating_point() or y.dtype == torch.bool:
+        raise ConfigError(f"y is {type(y).__name__} of shape {tuple(getattr(y, 'shape', ()))}, dtype "
+                          f"{getattr(y, 'dtype', None)}; give one integer label per image: a ({len(x)},) int64 tensor")
     return _mean_by_label(psnr_from_mse(mse_per_image(x_hat, x)), y, class_names)
 
 
@@ -259,6 +269,11 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = N
             raise ConfigError(f"x_in has {len(x_in)} images but x has {len(x)}; give the model's input for each")
     if y is not None and (not isinstance(y, torch.Tensor) or y.shape != (len(x),)):
         raise ConfigError(f"y has shape {tuple(getattr(y, 'shape', ()))}; give one label per image of x: ({len(x)},)")
+    if y is not None and (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool):
+        raise ConfigError(f"y has dtype {y.dtype}; give integer class labels (aelab.load's int64 labels), "
+                          f"e.g. y.long() for whole-number floats")
+    if len(x) == 0:
+        raise ConfigError("x holds no images; evaluate scores means over images, give at least one")
     if image_shape is not None and math.prod(image_shape) != x.shape[1]:
         raise ConfigError(f"image_shape {tuple(image_shape)} has {math.prod(image_shape)} pixels but the images "
                           f"have {x.shape[1]}; give their (height, width), e.g. (28, 28) for 784")
