@@ -394,3 +394,14 @@ def test_reference_figures_on_mnist(real_data: bool, data_dir) -> None:
     assert E.psnr_dataset(noisy, x_test) == pytest.approx(13.32, abs=0.05)
     den = B.fit_linear_denoiser(x_train, 0.09)
     assert E.psnr_dataset(den(noisy), x_test) == pytest.approx(20.52, abs=0.1)
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.one_of(st.integers(-5, -1), st.floats(0.5, 50.0), st.just("10"), st.just(True)),
+       size=st.one_of(st.integers(1, 20), st.none()))
+def test_subset_indices_refuse_what_is_not_a_count_of_images(n, size) -> None:
+    # a negative split size was a RuntimeError from torch.randperm / arange, a float size a TypeError
+    with pytest.raises(ConfigError, match="n_total .* is not allowed: it must be a whole number of images"):
+        B.subset_indices(n, size)
+    with pytest.raises(ConfigError, match="subset size .* is not allowed"):
+        B.subset_indices(20, 2.5)

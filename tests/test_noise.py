@@ -312,3 +312,13 @@ def test_add_noise_sigmas_refuses_sigmas_that_are_not_one_standard_deviation_per
                        (torch.tensor([0.1, float("nan"), 0.1, 0.1]), "negative or non-finite")]:
         with pytest.raises(ConfigError, match=words):
             noise.add_noise_sigmas(x, bad, 0)
+
+
+@pytest.mark.parametrize("seed", [1.5, 1.0, "1", None, True])
+def test_the_fixed_noise_refuses_a_seed_that_is_not_a_whole_number(seed) -> None:
+    # 1.5 gave seed 1's noise without a word; "a" was a ValueError from int()
+    with pytest.raises(ConfigError, match="seed .* is not allowed: give a whole number"):
+        noise.noisy_test_set(_images(4, 9), 0.09, seed=seed)
+    import numpy as np
+    assert torch.equal(noise.noisy_test_set(_images(4, 9), 0.09, seed=np.int64(1)),
+                       noise.noisy_test_set(_images(4, 9), 0.09, seed=1))

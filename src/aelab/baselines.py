@@ -568,6 +568,10 @@ def subset_indices(n_total: int, size: int | None, seed: int = SUBSET_SEED) -> t
     used by every method; score an autoencoder on x[subset_indices(len(x), n)] and its noisy
     counterpart noisy_test_set(x, var, seed)[subset_indices(len(x), n)].
     """
+    for name, value in (("n_total", n_total), ("subset size", size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0):
+            raise ConfigError(f"{name} {value!r} is not allowed: it must be a whole number of images"
+                              + (" (or None for all images)" if name == "subset size" else ""))
     if size is None or size >= n_total:
         return torch.arange(n_total)
     if size < 1:

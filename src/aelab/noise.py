@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -216,8 +217,11 @@ def add_noise_spec(x: torch.Tensor, spec: NoiseSpec, generator: torch.Generator 
 def derived_seed(seed: int, var: float, purpose: str = "test") -> int:
     """A 63-bit seed derived deterministically from (seed, var, purpose) (SHA-256, platform independent).
 
-    var is rounded to 10 significant digits, so 0.09 and 0.3**2 give the same seed.
+    var is rounded to 10 significant digits, so 0.09 and 0.3**2 give the same seed. A seed that
+    is not a whole number is a ConfigError (1.5 gave seed 1's noise).
     """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ConfigError(f"seed {seed!r} is not allowed: give a whole number, e.g. 0")
     key = f"aelab-noise|{purpose}|{int(seed)}|{float(var):.10g}".encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1
 
