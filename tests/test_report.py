@@ -607,6 +607,22 @@ def test_a_study_without_pca_shows_no_pca_and_sub_second_times(tmp_path):
     assert "fitting time of the" not in md
 
 
+def test_data_without_labels_has_no_per_class_section(tmp_path):
+    """Your own .npz without y: the rows carry no per-class psnr, so the report has no "Per-class
+    PSNR" section at all (no heading or contents entry over an empty section)."""
+    study = make_study(tmp_path / "s", denoising=False)
+    _edit_rows(study, lambda r: r.update(per_class_psnr={}))
+    for trial in (study / "trials").iterdir():
+        result = json.loads((trial / "result.json").read_text())
+        (trial / "result.json").write_text(json.dumps({**result, "per_class_psnr": {}}))
+    os.utime(study / "results.json")  # results.json stays the newest file
+    html_path, md_path = report.write_report(study)
+    md, html = md_path.read_text(), html_path.read_text()
+    _no_broken_section(md)
+    assert "Per-class" not in md and "Per-class" not in html and "per-class" not in html
+    assert "## Training curves" in md and "## Time per trial" in md
+
+
 def test_the_two_time_totals_say_what_they_sum(tmp_path):
     """12 autoencoders: a stack of the 4 grid trials (8 s, which each of them records) and 8 more of
     1.5 s: 20 s of training; 2 PCA fits of 0.5 s. Whole trials: 12 × 2.0 + 2 × 0.6 + 2 baseline

@@ -334,7 +334,8 @@ def curves_section(study: Study) -> list:
 
 def per_class_section(study: Study) -> list:
     """Per dataset: per-class psnr of the chosen model, beside PCA with k = its L when the study has
-    PCA, on the test images the dataset's compression numbers are on (how many per class)."""
+    PCA, on the test images the dataset's compression numbers are on (how many per class). Absent
+    (no heading) when no dataset has per-class numbers (data without labels, no grid model yet)."""
     any_pca = any(has_pca(study, d) for d in study.datasets)
     blocks: list = [Heading(2, "Per-class PSNR", "per-class"),
                     Para(f"{PSNR_LABEL}, per class, of the model validation chose"
@@ -363,7 +364,7 @@ def per_class_section(study: Study) -> list:
                    Figure(name, f"{dataset_name(dataset)}: psnr (mean per-image, dB) per class."),
                    Table(columns, rows, numeric=set(range(1, len(columns))),
                          caption=f"{dataset_name(dataset)}: scored on {images}.")]
-    return blocks
+    return blocks if len(blocks) > 2 else []
 
 
 def _trial_times(study: Study) -> list[dict]:
