@@ -623,6 +623,31 @@ def test_data_without_labels_has_no_per_class_section(tmp_path):
     assert "## Training curves" in md and "## Time per trial" in md
 
 
+def test_a_study_without_a_grid_states_its_denoising_findings(tmp_path):
+    """depths: [] with a fixed denoiser architecture: no grid, so no winner, l2 / l1 or curves; the
+    findings still compare the denoisers with the baselines, and no section says "yet" of what the
+    study never runs."""
+    study = make_study(tmp_path / "s")
+    gone = {"grid", "l2", "l1", "l2+l1"}
+    for trial in (study / "trials").iterdir():
+        if json.loads((trial / "result.json").read_text()).get("phase") in gone:
+            shutil.rmtree(trial)
+    rows = [r for r in json.loads((study / "results.json").read_text()) if r["phase"] not in gone]
+    summary = json.loads((study / "summary.json").read_text())
+    summary["study"].update(depths=[], denoising={**summary["study"]["denoising"],
+                                                  "architecture": {"depth": 5, "latent": 30}})
+    summary.update(trials_total=len(rows) + 2, trials_done=len(rows) + 2)
+    (study / "summary.json").write_text(json.dumps(summary))
+    (study / "results.json").write_text(json.dumps(rows))
+    md = report.write_report(study)[1].read_text()
+    _no_broken_section(md)
+    found = _section(md, "Findings")
+    assert "at σ² = 0.04 (σ = 0.20) the best autoencoder" in found
+    assert "this study has no compression grid" in found and "No finished compression model yet" not in found
+    assert "yet" not in md.split("## Time per trial")[0]
+    assert "this study has no compression grid" in _section(md, "Regularization")
+
+
 def test_the_two_time_totals_say_what_they_sum(tmp_path):
     """12 autoencoders: a stack of the 4 grid trials (8 s, which each of them records) and 8 more of
     1.5 s: 20 s of training; 2 PCA fits of 0.5 s. Whole trials: 12 × 2.0 + 2 × 0.6 + 2 baseline

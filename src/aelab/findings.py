@@ -633,12 +633,25 @@ def _denoising_sentence(study: Study, dataset: str) -> str:
     return text
 
 
+def has_grid(study: Study) -> bool:
+    """Whether the study has a compression grid (depths and latents both non-empty; True when its
+    config is unknown). Without one there is no winner, so no l2 / l1 trials and no per-class psnr."""
+    c = study.config
+    return not c or bool(c.get("depths", True)) and bool(c.get("latents", True))
+
+
+NO_GRID = ("this study has no compression grid (depths or latents empty), so no architecture is chosen and "
+           "no l2 or l1 trial runs: they are tried on the grid's best architecture")
+
+
 def findings(study: Study, dataset: str) -> list[str]:
     """The generated findings of one dataset, one sentence group per topic (winner, depth, PCA,
-    regularization, denoising); empty when the dataset has no finished grid model yet."""
+    regularization, denoising); without a finished grid model (none yet, or a study without a
+    grid) only the denoising findings, empty when there are none."""
     best = winner(study, dataset)
     if best is None:
-        return []
+        den = _denoising_sentence(study, dataset)
+        return [den] if den else []
     items = [f"Validation chose {arch_label(best)} (validation psnr {db(best.get('val_psnr'))} dB); on "
              f"{test_images_text(study, dataset)} it reaches psnr {db(best.get('psnr'))} dB "
              f"(psnr_dataset {db(best.get('psnr_dataset'))} dB, SSIM {db(best.get('ssim'))})."]

@@ -24,9 +24,9 @@ import numpy as np
 
 from . import figures
 from .findings import (AE_LABELS, AE_METHODS, DASH, PSNR_DATASET_LABEL, PSNR_LABEL, SECTION_FAILED, Study,
-                       TOLERANCE_DB, arch_label, baseline_info, best_by_val, change_sign, dataset_name, db,
+                       NO_GRID, TOLERANCE_DB, arch_label, baseline_info, best_by_val, change_sign, dataset_name, db,
                        denoising_rows, equal_floats, findings, fmt_csv, fmt_duration, fmt_int, fmt_pct, fmt_secs,
-                       full_images, grid_rows, has_pca, is_number, load_study, noisy_drop, ok_rows, on_subset,
+                       full_images, grid_rows, has_grid, has_pca, is_number, load_study, noisy_drop, ok_rows, on_subset,
                        pca_rows, regularization_rows, regularizer_choices, shown_delta, signed, slug, test_images,
                        test_images_text, train_test_gap, variances_of, winner)
 from .render import (Bullets, Details, Figure, Gallery, Heading, Para, Table, _referenced,
@@ -106,7 +106,9 @@ def findings_section(study: Study) -> list:
         items = findings(study, dataset)
         if items:
             blocks += [Para(f"**{dataset_name(dataset)}**"), Bullets(items)]
-    if len(blocks) == 2:
+    if not has_grid(study):
+        blocks.append(Para(f"No compression findings: {NO_GRID}."))
+    elif len(blocks) == 2:
         blocks.append(Para("No finished compression model yet."))
     return blocks
 
@@ -246,7 +248,7 @@ def regularization_section(study: Study) -> list:
                                "as much on clean as on noisy inputs is better, not more robust. "
                                + " ".join(_claim_verdict(label, r, base) for label, r in settings[1:])))
     if len(blocks) == 2:
-        blocks.append(Para("No regularization results yet."))
+        blocks.append(Para(f"None: {NO_GRID}." if not has_grid(study) else "No regularization results yet."))
     return blocks
 
 
@@ -293,6 +295,9 @@ def grids_section(study: Study) -> list:
                                           f"psnr_dataset {db(r.get('psnr_dataset'))} dB"))
         if shown:
             blocks += [Heading(3, dataset_name(dataset)), Gallery(shown)]
+    if len(blocks) == 2 and not has_grid(study):
+        blocks.append(Para("None: the grids are the grid models', and this study has no compression grid "
+                           "(the denoisers' grids are under Denoising)."))
     return blocks
 
 
@@ -328,7 +333,8 @@ def curves_section(study: Study) -> list:
             blocks.append(Figure(name, f"{dataset_name(dataset)}: validation psnr (mean per-image, dB) per epoch, "
                                        "one line per grid model."))
     if len(blocks) == 1:
-        blocks.append(Para("No training histories yet."))
+        blocks.append(Para("None: the curves are the grid models', and this study has no compression grid."
+                           if not has_grid(study) else "No training histories yet."))
     return blocks
 
 
