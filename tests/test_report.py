@@ -427,6 +427,21 @@ def test_a_regularizer_is_chosen_only_when_it_beats_no_regularization(tmp_path):
                    "l1 = 1e-05": "best l1 tried, not above none", "l1 = 0.0001": "", "l2 = 1e-05 + l1 = 1e-05": ""}
 
 
+def test_the_best_setting_overall_follows_the_choice_as_shown(tmp_path):
+    """l2 = 1e-5 at validation psnr 21.004 dB shows as 21.00, the unregularized model's: validation
+    keeps no l2, so the best setting overall is none (it said l2 = 1e-05, beside "not above")."""
+    study = make_study(tmp_path / "s", denoising=False)
+    val = {"mnist-d5-L30-l2_1e-05-0000abcd": 21.004, "mnist-d5-L30-l2_1e-05-l1_1e-05-0000abcd": 21.003}
+    _edit_rows(study, lambda r: r.update(val_psnr=val[r["id"]]) if r["id"] in val else None)
+    text = findings.findings_text(findings.load_study(study), "mnist")
+    assert "no l2: its best value tried, l2 = 1e-05 (validation psnr 21.00 dB), is not above" in text
+    assert "Best setting on validation overall: none." in text
+    _, md_path = report.write_report(study)
+    reg = {r["setting"]: r["validation"] for t in _md_tables(md_path.read_text()) if t and "zero code" in t[0]
+           for r in t}
+    assert reg["none"] == "★ best" and reg["l2 = 1e-05"] == "best l2 tried, not above none"
+
+
 def test_robustness_is_the_drop_from_clean_to_noisy_input(tmp_path):
     """l1 = 1e-5 made 0.30 dB better on clean and on noisy inputs alike (21.00 -> 21.30, 20.60 ->
     20.90): the same −0.40 dB drop, so not more robust, although its noisy-input psnr rose."""

@@ -360,6 +360,18 @@ def regularizer_choices(study: Study, dataset: str) -> dict[str, tuple[dict, boo
     return out
 
 
+def best_setting(settings: list[tuple[str, dict]]) -> dict | None:
+    """The regularization setting (of `regularization_rows`) with the highest validation psnr as
+    shown (to 0.01 dB); on a tie the earlier one, "none" first: a setting is best only when it is
+    above the unregularized model as shown, the rule `regularizer_choices` chooses by. None when no
+    setting has a validation psnr."""
+    best = None
+    for _, r in settings:
+        if is_number(r.get("val_psnr")) and (best is None or round(r["val_psnr"], 2) > round(best["val_psnr"], 2)):
+            best = r
+    return best
+
+
 def train_test_gap(r: dict):
     """Train minus test psnr (dB, of the values as shown, see `shown_delta`): how much better the
     model does on images it trained on."""
@@ -562,7 +574,7 @@ def _regularization_sentences(study: Study, dataset: str) -> list[str]:
                         f"is not above the unregularized {db(base.get('val_psnr'))} dB")
     if picks or kept:
         text += " Validation chose " + _list(picks + kept) + "."
-    overall = best_by_val([r for _, r in settings])
+    overall = best_setting(settings)
     if overall is not None:
         label = next(lbl for lbl, r in settings if r is overall)
         text += f" Best setting on validation overall: {label}."

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from . import figures
-from .findings import (AE_LABELS, AE_METHODS, DASH, PSNR_DATASET_LABEL, PSNR_LABEL, SECTION_FAILED, Study,
-                       NO_GRID, TOLERANCE_DB, arch_label, baseline_info, best_by_val, change_sign, dataset_name, db,
+from .findings import (AE_LABELS, AE_METHODS, DASH, NO_GRID, PSNR_DATASET_LABEL, PSNR_LABEL, SECTION_FAILED, Study,
+                       TOLERANCE_DB, arch_label, baseline_info, best_setting, change_sign, dataset_name, db,
                        denoising_rows, equal_floats, findings, fmt_csv, fmt_duration, fmt_int, fmt_pct, fmt_secs,
                        full_images, grid_rows, has_grid, has_pca, is_number, load_study, noisy_drop, ok_rows, on_subset,
                        pca_rows, regularization_rows, regularizer_choices, shown_delta, signed, slug, test_images,
@@ -212,7 +212,7 @@ def regularization_section(study: Study) -> list:
         if not settings:
             continue
         choices = regularizer_choices(study, dataset)
-        overall = best_by_val([r for _, r in settings])
+        overall = best_setting(settings)
         blocks.append(Heading(3, f"{dataset_name(dataset)} ({arch_label(settings[0][1])})"))
         table = []
         for label, r in settings:
