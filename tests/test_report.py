@@ -442,6 +442,21 @@ def test_the_best_setting_overall_follows_the_choice_as_shown(tmp_path):
     assert reg["none"] == "★ best" and reg["l2 = 1e-05"] == "best l2 tried, not above none"
 
 
+def test_no_code_histogram_without_l1(tmp_path):
+    """A study with l2 only (l1: []): the histogram "with and without l1" would show one curve under
+    that title, so the report leaves it out."""
+    study = make_study(tmp_path / "s", denoising=False)
+    rows = [r for r in json.loads((study / "results.json").read_text()) if r["phase"] not in ("l1", "l2+l1")]
+    (study / "results.json").write_text(json.dumps(rows))
+    for trial in (study / "trials").iterdir():
+        if "-l1_" in trial.name:
+            shutil.rmtree(trial)
+    md = report.write_report(study)[1].read_text()
+    _no_broken_section(md)
+    assert "l2 = 0.0001" in _section(md, "Regularization")
+    assert "code-histogram" not in md and "with each l1" not in md
+
+
 def test_robustness_is_the_drop_from_clean_to_noisy_input(tmp_path):
     """l1 = 1e-5 made 0.30 dB better on clean and on noisy inputs alike (21.00 -> 21.30, 20.60 ->
     20.90): the same −0.40 dB drop, so not more robust, although its noisy-input psnr rose."""

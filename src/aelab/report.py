@@ -253,6 +253,8 @@ def regularization_section(study: Study) -> list:
 
 
 def _code_histogram(study: Study, dataset: str, settings: list[tuple[str, dict]]) -> Figure | None:
+    """The code values of the unregularized model beside each setting with l1 (None unless there
+    are both: a study without l1 has no "with and without l1" to show)."""
     codes = {}
     for label, r in settings:
         if label == "none" or r.get("phase") in ("l1", "l2+l1"):
@@ -261,7 +263,7 @@ def _code_histogram(study: Study, dataset: str, settings: list[tuple[str, dict]]
                 codes[label if label != "none" else "no regularization"] = np.load(path, allow_pickle=False)
             except (OSError, ValueError):
                 continue
-    if not codes:
+    if len(codes) < 2 or "no regularization" not in codes:  # nothing to compare: no l1 setting (or no baseline)
         return None
     name = f"{slug(dataset)}-code-histogram.png"
     n = next(iter(codes.values())).shape[0]
