@@ -40,6 +40,7 @@ def _rows(path: Path) -> list[dict]:
     ("denoising: {baselines: [bm4d]}", ["'denoising.baselines'", "bm4d", "linear"]),
     ("denoising: {architecture: {depth: 3}}", ["'denoising.architecture'", "latent"]),
     ("denoising: {blind: [0.2, 0.1]}", ["'denoising.blind'", "low < high"]),
+    ("denoising: {variances: [], blind: [0.01, 0.09]}", ["'denoising.blind'", "denoising.variances", "empty"]),
     ("model: {widths: [64, 32]}", ["'model.widths'", "depths and latents"]),
     ("model: {latent: 5}", ["'model.latent'", "depths and latents"]),
     ("train: {l2: 1.0e-5}", ["'train.l2'", "top-level 'l2'"]),

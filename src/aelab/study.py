@@ -251,6 +251,9 @@ def _validate_denoising(d: DenoiseConfig) -> None:
         if (not isinstance(d.blind, list) or len(d.blind) != 2) or not all(
                 isinstance(v, (int, float)) and 0 < v <= 1 for v in d.blind) or d.blind[0] >= d.blind[1]:
             raise _bad("denoising.blind", d.blind, "give [low, high] noise variances with low < high, or null")
+        if not d.variances:  # it is scored and selected at those levels: with none, its val psnr was NaN
+            raise _bad("denoising.blind", d.blind, "the blind denoiser is scored at denoising.variances, which is "
+                       "empty: give at least one level there, e.g. [0.04], or blind: null")
     arch = d.architecture
     if arch != "best":
         ok = isinstance(arch, dict) and set(arch) <= {"depth", "widths", "latent"} and "latent" in arch and (
