@@ -492,6 +492,19 @@ def test_differences_are_those_of_the_values_shown(tmp_path):
     assert (reg["none"]["zero code"], reg["l1 = 1e-05"]["zero code"]) == ("0.07 %", "0.11 %")
 
 
+def test_a_negative_gap_has_the_same_minus_sign_as_every_difference(tmp_path):
+    """A train psnr below test psnr gives a negative gap: −0.10 in the table and the claim, like the
+    drop column beside it (it was -0.10 with a hyphen there)."""
+    assert findings.db(-0.1) == "−0.10" and findings.db(21.0) == "21.00"
+    study = make_study(tmp_path / "s", denoising=False)
+    _edit_rows(study, lambda r: r.update(train_psnr=20.85) if r["id"] == "mnist-d5-L30-l1_1e-05-0000abcd" else None)
+    md = report.write_report(study)[1].read_text()
+    reg = {r["setting"]: r for t in _md_tables(md) if t and "zero code" in t[0] for r in t}
+    assert reg["l1 = 1e-05"]["gap (dB)"] == "−0.10"
+    assert "l1 = 1e-05: train−test gap 0.30 → −0.10 dB" in md
+    assert not re.search(r"(?<![\w.])-\d", _section(md, "Regularization"))
+
+
 def test_ties_are_decided_on_the_difference_as_shown(tmp_path):
     """A change shown as +0.05 dB (raw +0.0486) is a change, not a tie: ties are changes under
     TOLERANCE_DB (0.05 dB) as shown, so the words beside a printed difference never contradict it."""

@@ -219,8 +219,9 @@ def best_by_val(rows: list[dict]) -> dict | None:
 
 
 def db(v) -> str:
-    """A PSNR (dB) or other float to 2 decimals; a dash when missing."""
-    return f"{v:.2f}" if is_number(v) else DASH
+    """A PSNR (dB) or other float to 2 decimals, a negative one (a train−test gap) with the minus
+    sign `signed` writes (−0.33, not -0.33); a dash when missing."""
+    return f"{v:.2f}".replace("-", "−") if is_number(v) else DASH
 
 
 def signed(v, digits: int = 2) -> str:
