@@ -691,6 +691,23 @@ def test_a_study_without_a_grid_states_its_denoising_findings(tmp_path):
     assert "this study has no compression grid" in _section(md, "Regularization")
 
 
+def test_denoising_without_baselines_is_still_a_finding(tmp_path):
+    """denoising.baselines: []: the findings say there is no baseline and give the autoencoders'
+    best psnr per level, instead of leaving denoising out of the findings without a word."""
+    study = make_study(tmp_path / "s")
+    rows = [d for d in json.loads((study / "denoising.json").read_text()) if d["method"] in report.AE_METHODS]
+    (study / "denoising.json").write_text(json.dumps(rows))
+    for trial in (study / "trials").iterdir():
+        if "baselines" in trial.name:
+            shutil.rmtree(trial)
+    os.utime(study / "results.json")
+    text = findings.findings_text(findings.load_study(study), "mnist")
+    assert ("Denoising (psnr): no classical baseline was run, so there is nothing to compare the autoencoders with; "
+            "the best of them reaches 20.60 dB (dae) at σ² = 0.04 (σ = 0.20) and 19.40 dB (dae) at σ² = 0.16 "
+            "(σ = 0.40).") in text
+    assert "The blind denoiser minus the per-level ones" in text
+
+
 def test_the_two_time_totals_say_what_they_sum(tmp_path):
     """12 autoencoders: a stack of the 4 grid trials (8 s, which each of them records) and 8 more of
     1.5 s: 20 s of training; 2 PCA fits of 0.5 s. Whole trials: 12 × 2.0 + 2 × 0.6 + 2 baseline

@@ -611,23 +611,34 @@ def denoising_margins(study: Study, dataset: str) -> list[dict]:
 
 def _denoising_sentence(study: Study, dataset: str) -> str:
     margins = denoising_margins(study, dataset)
-    if not margins:
-        return ""
-    parts = []
-    for m in margins:  # margin: of the two psnr as shown, so 0.00 is a tie, neither a lead nor a loss
-        verb = "leads" if m["margin"] > 0 else "trails" if m["margin"] < 0 else "equals"
-        parts.append(f"at σ² = {m['noise_var']:g} (σ = {m['sigma']:.2f}) the best autoencoder ({m['ae_method']}, "
-                     f"{db(m['ae_psnr'])} dB) {verb} the best baseline ({m['baseline']}, {db(m['baseline_psnr'])} dB)"
-                     + (f" by {abs(m['margin']):.2f} dB" if m["margin"] else ""))
-    text = "Denoising (psnr): " + "; ".join(parts) + "."
-    losses = [f"{m['noise_var']:g}" for m in margins if change_sign(m["margin"]) < 0]
-    level = [f"{m['noise_var']:g}" for m in margins if change_sign(m["margin"]) == 0]  # ties, as the header says
-    if losses:
-        text += f" The autoencoders lose at σ² = {_list(losses)}."
-    if level:
-        text += f" The autoencoders tie with the best baseline (within {TOLERANCE_DB} dB) at σ² = {_list(level)}."
-    if not losses and not level:
-        text += " The autoencoders win at every level."
+    if not margins:  # no classical baseline (denoising.baselines: []): the autoencoders' own numbers
+        best = []
+        for var in variances_of(study, dataset):
+            scored = [(d["psnr"], d["method"]) for d in denoising_rows(study, dataset, var)
+                      if d.get("method") in AE_METHODS and is_number(d.get("psnr"))]
+            if scored:
+                psnr_, method = max(scored)
+                best.append(f"{db(psnr_)} dB ({method}) at σ² = {var:g} (σ = {math.sqrt(var):.2f})")
+        if not best:
+            return ""
+        text = ("Denoising (psnr): no classical baseline was run, so there is nothing to compare the autoencoders "
+                f"with; the best of them reaches {_list(best)}.")
+    else:
+        parts = []
+        for m in margins:  # margin: of the two psnr as shown, so 0.00 is a tie, neither a lead nor a loss
+            verb = "leads" if m["margin"] > 0 else "trails" if m["margin"] < 0 else "equals"
+            parts.append(f"at σ² = {m['noise_var']:g} (σ = {m['sigma']:.2f}) the best autoencoder ({m['ae_method']}, "
+                         f"{db(m['ae_psnr'])} dB) {verb} the best baseline ({m['baseline']}, "
+                         f"{db(m['baseline_psnr'])} dB)" + (f" by {abs(m['margin']):.2f} dB" if m["margin"] else ""))
+        text = "Denoising (psnr): " + "; ".join(parts) + "."
+        losses = [f"{m['noise_var']:g}" for m in margins if change_sign(m["margin"]) < 0]
+        level = [f"{m['noise_var']:g}" for m in margins if change_sign(m["margin"]) == 0]  # ties, as the header says
+        if losses:
+            text += f" The autoencoders lose at σ² = {_list(losses)}."
+        if level:
+            text += f" The autoencoders tie with the best baseline (within {TOLERANCE_DB} dB) at σ² = {_list(level)}."
+        if not losses and not level:
+            text += " The autoencoders win at every level."
     gaps = []
     for var in variances_of(study, dataset):
         rows = {d.get("method"): d for d in denoising_rows(study, dataset, var)}
