@@ -708,6 +708,23 @@ def test_denoising_without_baselines_is_still_a_finding(tmp_path):
     assert "The blind denoiser minus the per-level ones" in text
 
 
+def test_the_findings_say_when_the_autoencoders_make_the_noisy_images_worse(tmp_path):
+    """A denoiser that scores below its noisy input (a short training, a strong penalty) makes the
+    images worse: the findings say so, not only that it trails the best baseline."""
+    study = make_study(tmp_path / "s")
+    assert "adds error instead of removing it" not in findings.findings_text(findings.load_study(study), "mnist")
+    rows = json.loads((study / "denoising.json").read_text())
+    for d in rows:
+        if d["method"] == "noisy" and d["noise_var"] == 0.04:
+            d["psnr"] = 21.0  # above the best autoencoder's 20.60 dB at this level
+    (study / "denoising.json").write_text(json.dumps(rows))
+    os.utime(study / "results.json")
+    text = findings.findings_text(findings.load_study(study), "mnist")
+    assert ("At σ² = 0.04 (20.60 dB against 21.00 dB) even the best autoencoder's output is further from the clean "
+            "images than its noisy input: it adds error instead of removing it.") in text
+    assert "σ² = 0.16 (19.40 dB against" not in text
+
+
 def test_the_two_time_totals_say_what_they_sum(tmp_path):
     """12 autoencoders: a stack of the 4 grid trials (8 s, which each of them records) and 8 more of
     1.5 s: 20 s of training; 2 PCA fits of 0.5 s. Whole trials: 12 × 2.0 + 2 × 0.6 + 2 baseline
