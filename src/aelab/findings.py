@@ -535,15 +535,20 @@ def _pca_sentence(study: Study, dataset: str) -> str:
         return ""
     text = ("Margin over PCA with k = L (test psnr of the depth validation prefers at that L): "
             + _list([f"{signed(m)} dB at L = {latent}" for latent, m in margins]))
-    behind = [str(latent) for latent, m in margins if change_sign(m) < 0]
-    level = [str(latent) for latent, m in margins if change_sign(m) == 0]  # a tie by the header's rule
-    if behind:
-        text += f"; the autoencoder falls short of PCA at L = {_list(behind)}"
-    if level:
-        text += f"; it ties with PCA (within {TOLERANCE_DB} dB) at L = {_list(level)}"
-    if not behind and not level:
-        text += "; the autoencoder beats PCA at every L"
+    text += _verdicts([(str(latent), m) for latent, m in margins], "; the autoencoder falls short of PCA at L = {}",
+                      f"; it ties with PCA (within {TOLERANCE_DB} dB) at L = {{}}",
+                      "; the autoencoder beats PCA at every L")
     return text + "."
+
+
+def _verdicts(margins: list[tuple[str, float]], lose: str, tie: str, win: str) -> str:
+    """The verdict on (label, margin in dB as shown) pairs, by the header's rule (a change under
+    TOLERANCE_DB is a tie): `lose` and `tie` formatted with the labels they hold, `win` when
+    neither holds any."""
+    behind = [label for label, m in margins if change_sign(m) < 0]
+    level = [label for label, m in margins if change_sign(m) == 0]
+    return ((lose.format(_list(behind)) if behind else "") + (tie.format(_list(level)) if level else "")
+            + ("" if behind or level else win))
 
 
 def _regularization_sentences(study: Study, dataset: str) -> list[str]:
@@ -647,14 +652,10 @@ def _denoising_sentence(study: Study, dataset: str) -> str:
                          f"{db(m['ae_psnr'])} dB) {verb} the best baseline ({m['baseline']}, "
                          f"{db(m['baseline_psnr'])} dB)" + (f" by {abs(m['margin']):.2f} dB" if m["margin"] else ""))
         text = "Denoising (psnr): " + "; ".join(parts) + "."
-        losses = [f"{m['noise_var']:g}" for m in margins if change_sign(m["margin"]) < 0]
-        level = [f"{m['noise_var']:g}" for m in margins if change_sign(m["margin"]) == 0]  # ties, as the header says
-        if losses:
-            text += f" The autoencoders lose at σ² = {_list(losses)}."
-        if level:
-            text += f" The autoencoders tie with the best baseline (within {TOLERANCE_DB} dB) at σ² = {_list(level)}."
-        if not losses and not level:
-            text += " The autoencoders win at every level."
+        text += _verdicts([(f"{m['noise_var']:g}", m["margin"]) for m in margins],
+                          " The autoencoders lose at σ² = {}.",
+                          f" The autoencoders tie with the best baseline (within {TOLERANCE_DB} dB) at σ² = {{}}.",
+                          " The autoencoders win at every level.")
         worse = _worse_than_noisy(study, dataset)
         if worse:
             text += (" At " + _list(worse) + " even the best autoencoder's output is further from the clean images "
