@@ -36,9 +36,12 @@ class InlineExecutor:
         self.study_dir, self.data_dir, self.progress = study_dir, data_dir, progress
 
     def has_slot(self, job: dict | list[dict]) -> bool:
-        return True  # submit runs the job before it returns
+        """Always True: submit runs the job before it returns."""
+        return True
 
     def submit(self, job: dict | list[dict]) -> Future:
+        """Run `job` (a trial dict, or a list of them: a stack) now; a done Future with its result
+        row(s), or with the exception of a failed trial (Ctrl-C propagates)."""
         future: Future = Future()
         run = run_stack if isinstance(job, list) else run_trial
         try:
@@ -50,7 +53,7 @@ class InlineExecutor:
         return future
 
     def shutdown(self) -> None:
-        pass
+        """Nothing to stop: no workers."""
 
 
 def _ignore_sigint() -> None:
@@ -169,6 +172,8 @@ class LocalPoolExecutor:
         return len(self._running[side]) < self._slots[side]
 
     def submit(self, job: dict | list[dict]) -> Future:
+        """Queue `job` (a trial dict, or a list of them: a stack) on its pool (the CPU-only pool for
+        PCA and baselines beside GPU trainers); a Future of its result row(s)."""
         side = self._side(job)
         pool = self._cpu_pool if side == "cpu" else self._pool
         # submit may start a worker; one that gets Ctrl-C while it imports (a terminal sends it to
@@ -180,6 +185,8 @@ class LocalPoolExecutor:
         return future
 
     def shutdown(self) -> None:
+        """Stop the pools: wait for idle workers to exit, kill those still running a trial (an
+        interrupted study; their checkpoints stay)."""
         pools = [p for p in (self._pool, self._cpu_pool) if p is not None]
         # the study ended: let the workers exit cleanly
         if all(f.done() for running in self._running.values() for f in running):

@@ -150,6 +150,7 @@ class DenseAutoencoder(nn.Module):
         return self.decoder(z)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, D) images, pixels in [0, 1] -> (N, D) reconstructions in [0, 1] (not clipped: the sigmoid's)."""
         return self.decoder(self.encoder(x))
 
     def dense_layers(self) -> list[nn.Linear]:

@@ -115,10 +115,12 @@ class Run:
 
     @property
     def model_config(self) -> ModelConfig:
+        """The architecture the run trained."""
         return self.model.config
 
     @property
     def train_config(self) -> TrainConfig:
+        """The training config the run trained with (config.json's "train")."""
         return TrainConfig.from_dict(self.config["train"])
 
 

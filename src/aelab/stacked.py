@@ -86,6 +86,8 @@ class StackedAutoencoder(nn.Module):
                 self.plan.append(("act", first))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(K, D, B) batches, one per model, features first, pixels in [0, 1] -> (codes (K, L, B),
+        reconstructions (K, D, B) in [0, 1]); L: the stack's widest latent."""
         h, code = x, x
         for step, (kind, what) in enumerate(self.plan):
             if kind == "dense":

@@ -385,6 +385,7 @@ class Trial:
     spec: dict
 
     def to_dict(self) -> dict:
+        """A JSON-ready dict: what a worker needs to run the trial (`trials.run_trial`)."""
         return asdict(self)
 
 
