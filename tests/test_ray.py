@@ -87,6 +87,12 @@ def test_bad_resources_are_config_errors(tmp_path):
         RayExecutor(tmp_path, None, threads=1, cpus_per_trial=0)
     with pytest.raises(ConfigError, match="--gpus-per-trial"):
         RayExecutor(tmp_path, None, threads=1, gpus_per_trial=-1)
+    for bad in (float("nan"), float("inf")):  # no OverflowError or Ray's ValueError, and before Ray starts
+        with pytest.raises(ConfigError, match="--cpus-per-trial"):
+            RayExecutor(tmp_path, None, threads=1, cpus_per_trial=bad)
+        with pytest.raises(ConfigError, match="--gpus-per-trial"):
+            RayExecutor(tmp_path, None, threads=1, gpus_per_trial=bad)
+    assert not ray.is_initialized()
 
 
 def test_failed_tasks_become_readable_errors_with_attempts():

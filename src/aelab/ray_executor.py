@@ -92,9 +92,9 @@ class RayExecutor:
                  address: str | None = None, cpus_per_trial: float | None = None,
                  gpus_per_trial: float = 0, max_retries: int = 2) -> None:
         ray = _import_ray()
-        if cpus_per_trial is not None and not cpus_per_trial > 0:
+        if cpus_per_trial is not None and not 0 < cpus_per_trial < math.inf:  # nan and inf too
             raise ConfigError(f"--cpus-per-trial {cpus_per_trial!r} is not allowed; give a number > 0")
-        if gpus_per_trial is None or gpus_per_trial < 0:
+        if gpus_per_trial is None or not 0 <= gpus_per_trial < math.inf:
             raise ConfigError(f"--gpus-per-trial {gpus_per_trial!r} is not allowed; give a number >= 0")
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ConfigError(f"max_retries {max_retries!r} is not allowed; give a whole number >= 0")
