@@ -95,6 +95,41 @@ def test_bad_resources_are_config_errors(tmp_path):
     assert not ray.is_initialized()
 
 
+def test_a_cluster_that_is_not_there_is_a_config_error_not_a_hang(monkeypatch, tmp_path):
+    """Nothing listening at --address (or $RAY_ADDRESS) is said at once, not after Ray's ~13 minutes
+    of retries ending in a traceback; so are a malformed address and `auto` with no cluster."""
+    if ray.is_initialized():
+        pytest.skip("a Ray instance is already running in this process")
+    import socket
+
+    from aelab.ray_executor import RayExecutor
+
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match=rf"no Ray cluster answers at --address 127.0.0.1:{port} .*ray start"):
+        RayExecutor(tmp_path, None, threads=1, address=f"127.0.0.1:{port}")
+    with pytest.raises(ConfigError, match=rf"no Ray cluster answers at --address ray://127.0.0.1:{port} "):
+        RayExecutor(tmp_path, None, threads=1, address=f"ray://127.0.0.1:{port}")
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    with pytest.raises(ConfigError, match=r"at \$RAY_ADDRESS .*unset it"):
+        RayExecutor(tmp_path, None, threads=1)
+    assert time.monotonic() - t0 < 30
+    monkeypatch.delenv("RAY_ADDRESS")
+    with pytest.raises(ConfigError, match="cannot connect to a Ray cluster at --address nonsense"):
+        RayExecutor(tmp_path, None, threads=1, address="nonsense")
+
+    def no_cluster(**kwargs):  # what ray.init(address="auto") raises with no cluster on this machine
+        raise ConnectionError("Could not find any running Ray instance. Please specify ...")
+
+    monkeypatch.setattr(ray, "init", no_cluster)
+    with pytest.raises(ConfigError, match=r"--address auto \(Could not find any running Ray instance"):
+        RayExecutor(tmp_path, None, threads=1, address="auto")
+    assert not ray.is_initialized()
+
+
 def test_failed_tasks_become_readable_errors_with_attempts():
     from ray import exceptions as rx
 

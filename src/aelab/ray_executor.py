@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -35,8 +36,6 @@ def run_on_worker(trial: dict | list[dict], study_dir: str, data_dir: str | None
     or `run_stack` for a list of trials (returns their rows), after checking that the study
     folder is visible on this node (ConfigError if it is not)."""
     if not Path(study_dir).is_dir():
-        import socket
-
         raise ConfigError(f"the study folder {study_dir} does not exist on Ray node {socket.gethostname()}: "
                           "put --out on storage that the driver and every Ray node share, at the same path")
     return (run_stack if isinstance(trial, list) else run_trial)(trial, study_dir, data_dir)
@@ -68,6 +67,28 @@ def _first_line(text: str) -> str:
 
 def _last_line(text: str) -> str:
     return next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
+
+
+def _connect(ray, address: str, source: str, options: dict) -> None:
+    """`ray.init(address=address)`, or a ConfigError naming the address (`source`: the flag or the
+    variable it came from) and the fix: when nothing listens at its host:port (checked first: Ray
+    would retry for about 13 minutes, Ray Client for 30 s), when it is malformed or when `auto`
+    finds no cluster on this machine."""
+    fix = (f"start it (`ray start --head --port=6379`) or give the right {source} (auto, host:6379 or "
+           f"ray://host:10001; docs/ray.md), or {'leave it out' if source.startswith('--') else 'unset it'} "
+           f"to start a local Ray instance")
+    host, _, port = address.split("://")[-1].rpartition(":")
+    if address != "auto" and host and port.isdigit():  # a malformed address: ray.init's ValueError below
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+        except OSError as exc:
+            raise ConfigError(f"no Ray cluster answers at {source} {address} "
+                              f"({exc.strerror or type(exc).__name__}): {fix}") from None
+    try:
+        ray.init(address=address, **options)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"cannot connect to a Ray cluster at {source} {address} ({_first_line(str(exc))}): "
+                          f"{fix}") from None
 
 
 def _local_cpus() -> int:
@@ -107,9 +128,10 @@ class RayExecutor:
         self.started = not ray.is_initialized()  # shutdown() disconnects only what it connected
         if self.started:
             quiet = {"include_dashboard": False, "ignore_reinit_error": True, "logging_level": logging.WARNING}
+            source = "--address" if address else "$RAY_ADDRESS"
             address = address or os.environ.get("RAY_ADDRESS") or None
             if address and address != "local":
-                ray.init(address=address, **quiet)
+                _connect(ray, address, source, quiet)
             else:
                 ray.init(address="local", num_cpus=max(_local_cpus(), math.ceil(cpus_per_trial or threads)), **quiet)
                 if ray.cluster_resources().get("GPU", 0) < gpus_per_trial:
