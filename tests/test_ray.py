@@ -166,6 +166,28 @@ def test_starts_and_stops_its_own_local_instance(tmp_path):
     assert not ray.is_initialized()
 
 
+def test_starting_ray_keeps_the_sigterm_handler(tmp_path):
+    """ray.init installs its own SIGTERM handler (sys.exit(15)); the executor puts the process's
+    back, so that `aelab study` still stops on SIGTERM with its message and exit status 143."""
+    if ray.is_initialized():
+        pytest.skip("a Ray instance is already running in this process")
+    from aelab.ray_executor import RayExecutor
+
+    def handler(signum, frame):  # the study command's, in the CLI
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        pool = RayExecutor(tmp_path / "study", None, threads=1)
+        try:
+            assert signal.getsignal(signal.SIGTERM) is handler
+        finally:
+            pool.shutdown()
+        assert signal.getsignal(signal.SIGTERM) is handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @pytest.fixture(scope="module")
 def ray_cluster(data_dir, real_data, tmp_path_factory):
     """One local Ray instance with 2 CPUs for this module's studies (the executor reuses it and

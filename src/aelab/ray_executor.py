@@ -10,10 +10,13 @@ again. See docs/ray.md.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import signal
 import socket
+import threading
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -91,6 +94,21 @@ def _connect(ray, address: str, source: str, options: dict) -> None:
                           f"{fix}") from None
 
 
+@contextlib.contextmanager
+def _sigterm_kept():
+    """Keep this process's SIGTERM handler across the block: `ray.init` replaces it with its own
+    (`sys.exit(15)`), which would bypass the study command's (stop the study, say how to resume,
+    exit status 143). Only the main thread can set handlers; elsewhere the block just runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if handler is None else handler)
+
+
 def _local_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -127,17 +145,19 @@ class RayExecutor:
         self.attempts = max_retries + 1
         self.started = not ray.is_initialized()  # shutdown() disconnects only what it connected
         if self.started:
-            quiet = {"include_dashboard": False, "ignore_reinit_error": True, "logging_level": logging.WARNING}
-            source = "--address" if address else "$RAY_ADDRESS"
-            address = address or os.environ.get("RAY_ADDRESS") or None
-            if address and address != "local":
-                _connect(ray, address, source, quiet)
-            else:
-                ray.init(address="local", num_cpus=max(_local_cpus(), math.ceil(cpus_per_trial or threads)), **quiet)
-                if ray.cluster_resources().get("GPU", 0) < gpus_per_trial:
-                    ray.shutdown()
-                    raise ConfigError(f"--gpus-per-trial {gpus_per_trial:g}, but this machine has no GPU Ray "
-                                      "can use; give --gpus-per-trial 0 or --address of a cluster with GPUs")
+            with _sigterm_kept():  # ray.init sets its own SIGTERM handler
+                quiet = {"include_dashboard": False, "ignore_reinit_error": True, "logging_level": logging.WARNING}
+                source = "--address" if address else "$RAY_ADDRESS"
+                address = address or os.environ.get("RAY_ADDRESS") or None
+                if address and address != "local":
+                    _connect(ray, address, source, quiet)
+                else:
+                    cpus = max(_local_cpus(), math.ceil(cpus_per_trial or threads))
+                    ray.init(address="local", num_cpus=cpus, **quiet)
+                    if ray.cluster_resources().get("GPU", 0) < gpus_per_trial:
+                        ray.shutdown()
+                        raise ConfigError(f"--gpus-per-trial {gpus_per_trial:g}, but this machine has no GPU Ray "
+                                          "can use; give --gpus-per-trial 0 or --address of a cluster with GPUs")
         options = {"num_cpus": cpus_per_trial or threads, "num_gpus": gpus_per_trial,
                    "max_retries": max_retries, "retry_exceptions": True}
         if not gpus_per_trial:  # Ray shows every GPU to a task that asked for none: hide them
