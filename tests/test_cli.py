@@ -236,6 +236,21 @@ def test_study_refuses_ray_options_without_the_ray_executor(monkeypatch) -> None
     assert ran == []
 
 
+def test_study_refuses_workers_with_the_ray_executor(monkeypatch) -> None:
+    """Ray places trials by --cpus-per-trial / --gpus-per-trial; --workers with --executor ray was
+    silently ignored (--workers 1 still ran a trial per CPU)."""
+    import aelab.study as study_mod
+
+    ran = []
+    monkeypatch.setattr(study_mod, "run_study", lambda *a, **k: ran.append(k) or {
+        "failed": [], "trials_done": 0, "trials_total": 0})
+    result = CliRunner().invoke(main, ["study", "--preset", "quick", "--out", "unused", "--executor", "ray",
+                                       "--workers", "1"])
+    assert result.exit_code == 2 and "--workers" in result.output and "--cpus-per-trial" in result.output, \
+        result.output
+    assert ran == []
+
+
 def test_an_out_folder_the_file_system_refuses_is_one_line_naming_the_path(data_dir, tmp_path) -> None:
     """--out under a file (as a read-only folder or a full disk would): one error line naming the
     path and what to check, not an OSError traceback from pathlib."""

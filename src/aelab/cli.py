@@ -290,7 +290,7 @@ def denoise(run_dir: Path, noise_vars: str, methods: str, subset: int, seed: int
 @DATA_DIR
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Trials side by side (default: the study's 'workers').")
+              help="Trials side by side, with the local executor (default: the study's 'workers').")
 @click.option("--address", default=None, help="Ray cluster address (with --executor ray; default: start one).")
 @click.option("--cpus-per-trial", type=float, default=None, help="Ray: CPUs per trial (default: the study's threads).")
 @click.option("--gpus-per-trial", type=float, default=0, show_default=True, help="Ray: GPUs per trial.")
@@ -312,6 +312,10 @@ def study(study_file, preset, out, data_dir, executor, workers, address, cpus_pe
         verb = "apply" if len(ray_only) > 1 else "applies"
         raise click.UsageError(f"{', '.join(ray_only)} only {verb} with --executor ray (docs/ray.md); the local "
                                f"executor runs --workers trials side by side and trains on the study's device")
+    if executor == "ray" and workers is not None:  # Ray places trials by their resources: it was ignored
+        raise click.UsageError("--workers applies to the local executor only; with --executor ray as many trials "
+                               "run side by side as the cluster has CPUs for: give --cpus-per-trial N to reserve N "
+                               "CPUs per trial, so fewer run at once (docs/ray.md)")
     config = study_mod.load_study(study_file) if study_file else study_mod.preset(preset or "default")
     if device is not None or stack is not None:
         config.device = config.device if device is None else device
