@@ -127,6 +127,21 @@ def test_a_cluster_that_is_not_there_is_a_config_error_not_a_hang(monkeypatch, t
     monkeypatch.setattr(ray, "init", no_cluster)
     with pytest.raises(ConfigError, match=r"--address auto \(Could not find any running Ray instance"):
         RayExecutor(tmp_path, None, threads=1, address="auto")
+
+    def refused(**kwargs):  # what ray.init raises for a cluster with token authentication, without the token
+        try:
+            raise RuntimeError("Failed to connect to GCS. Last connection error: Traceback ...\n"
+                               "ray.exceptions.AuthenticationError: RPC error: InvalidAuthToken: ...")
+        except RuntimeError as exc:
+            raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379") from exc
+
+    monkeypatch.setattr(ray, "init", refused)
+    with socket.socket() as s:  # a port that answers
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        with pytest.raises(ConfigError, match=r"Failed to connect to Ray cluster at .*; ray.exceptions."
+                                              r"AuthenticationError: RPC error: InvalidAuthToken"):
+            RayExecutor(tmp_path, None, threads=1, address=f"127.0.0.1:{s.getsockname()[1]}")
     assert not ray.is_initialized()
 
 

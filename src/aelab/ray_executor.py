@@ -90,8 +90,12 @@ def _connect(ray, address: str, source: str, options: dict) -> None:
     try:
         ray.init(address=address, **options)
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise ConfigError(f"cannot connect to a Ray cluster at {source} {address} ({_first_line(str(exc))}): "
-                          f"{fix}") from None
+        detail, root = _first_line(str(exc)), exc
+        while root.__cause__ is not None:  # Ray's "Failed to connect" hides why, e.g. a missing auth token
+            root = root.__cause__
+        if root is not exc:
+            detail += f"; {_last_line(str(root))}"
+        raise ConfigError(f"cannot connect to a Ray cluster at {source} {address} ({detail}): {fix}") from None
 
 
 @contextlib.contextmanager
