@@ -322,3 +322,15 @@ def test_rerunning_a_budget_seconds_training_keeps_its_measured_epochs(data_dir,
         fit(ModelConfig.preset(3, 15), x[:300], x[300:400], TrainConfig(epochs=3, threads=1), progress=False,
             checkpoint_path=ckpt, checkpoint_seconds=0, on_epoch=stop_after(1))
     assert recorded_epochs(ckpt.parent) == 3 and recorded_epochs(tmp_path / "none") is None
+
+
+@pytest.mark.parametrize("args", [["train", "--epochs", "1", "--out", ""], ["study", "--preset", "quick", "--out", " "],
+                                  ["data", "fetch", "mnist", "--dest", ""], ["data", "check", "--data-dir", ""]])
+def test_an_empty_folder_option_is_refused_not_taken_as_the_current_folder(args, tmp_path, monkeypatch) -> None:
+    """Path("") is "."; `aelab train --out ""` (an unset shell variable) wrote config.json, model.safetensors,
+    metrics.json, ... into the current folder."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{args[-2]}'" in result.stderr and "is empty; give a folder" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -26,9 +26,22 @@ def _data_dir_given(ctx: click.Context, param: click.Parameter, value: Path | No
     return value
 
 
+class _Folder(click.Path):
+    """click.Path of a folder (file_okay=False) that refuses an empty value: Path("") is ".", so an
+    `--out ""` (an unset shell variable) wrote a run's files into the current folder."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(file_okay=False, path_type=Path, **kwargs)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            self.fail(f"{value!r} is empty; give a folder, e.g. runs/mine (\".\" for the current folder)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 DATA_DIR = click.option(
     "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=_Folder(),
     default=None,
     envvar="AELAB_DATA_DIR",
     callback=_data_dir_given,
@@ -78,7 +91,7 @@ def data_check(data_dir: Path | None) -> None:
 
 @data.command("fetch")
 @click.argument("datasets", nargs=-1)
-@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--dest", type=_Folder(), default=None,
               help="Where to store the files (default: the user cache, ~/.cache/aelab).")
 def data_fetch(datasets: tuple[str, ...], dest: Path | None) -> None:
     """Download DATASETS (default: all known) from the official mirrors and verify them."""
@@ -131,7 +144,7 @@ def _widths(text: str | None) -> tuple[int, ...] | None:
 @click.option("--noise-var", default=None,
               help="Train a denoiser: noise variance sigma^2 (e.g. 0.09) or a range 0.01:0.25 (blind).")
 @click.option("--no-noise-clip", is_flag=True, help="Do not clip noisy inputs to [0, 1].")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=_Folder(), default=None,
               help="Run folder (default: runs/<dataset>-d<depth>-L<latent>...).")
 @DATA_DIR
 @click.option("--quiet", is_flag=True, help="No progress bar (nor, without a terminal, a line per epoch).")
@@ -285,7 +298,7 @@ def denoise(run_dir: Path, noise_vars: str, methods: str, subset: int, seed: int
 @click.option("--preset", type=click.Choice(["default", "quick"]), default=None,
               help="A built-in study instead of STUDY_FILE (default: the whole lab; quick: under 2 minutes on 2 "
                    "cores).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=_Folder(), default=None,
               help="Study folder (default: runs/<study name>). Rerun the same command to resume.")
 @DATA_DIR
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
