@@ -334,3 +334,12 @@ def test_an_empty_folder_option_is_refused_not_taken_as_the_current_folder(args,
     assert result.exit_code == 2, result.output
     assert f"Invalid value for '{args[-2]}'" in result.stderr and "is empty; give a folder" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_train_refuses_an_empty_noise_var_not_trains_a_plain_autoencoder(data_dir, tmp_path) -> None:
+    """`--noise-var ""` (an unset shell variable) trained and scored a plain autoencoder without a word."""
+    result = CliRunner().invoke(main, ["train", "--epochs", "1", "--noise-var", "", "--out", str(tmp_path / "run"),
+                                       "--data-dir", str(data_dir), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "--noise-var '' is empty; give a variance like 0.09 or a blind range like 0.01:0.25" in result.stderr
+    assert not (tmp_path / "run").exists()

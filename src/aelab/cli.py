@@ -166,7 +166,7 @@ def train(dataset, depth, widths, latent, activation, latent_activation, norm, l
     hidden = _widths(widths) or PRESETS[int(depth)]
     model_config = ModelConfig(input_dim=int(np.prod(data_mod.image_shape(dataset, data_dir))), widths=hidden,
                                latent=latent, activation=activation, latent_activation=latent_activation, norm=norm)
-    nv = noise.parse_noise_var(noise_var, accept=("variance", "range")) if noise_var else None
+    nv = noise.parse_noise_var(noise_var, accept=("variance", "range")) if noise_var is not None else None
     train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, l2=l2, l1=l1,
                                loss=loss, patience=patience, patience_start=patience_start, bn_images=bn_images,
                                seed=seed, device=device, precision=precision, threads=threads, noise_var=nv,
