@@ -343,3 +343,18 @@ def test_train_refuses_an_empty_noise_var_not_trains_a_plain_autoencoder(data_di
     assert result.exit_code == 2, result.output
     assert "--noise-var '' is empty; give a variance like 0.09 or a blind range like 0.01:0.25" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args, error", [
+    (["--widths", ""], "Invalid value for '--widths': '': give hidden widths as whole numbers"),
+    (["--widths", "512,,128"], "Invalid value for '--widths': '512,,128': give hidden widths as whole numbers"),
+    (["--widths", "64", "--depth", "5"], "give --depth (a preset) or --widths (explicit hidden widths), not both"),
+    (["--depth", "3", "--widths", "64"], "give --depth (a preset) or --widths (explicit hidden widths), not both")])
+def test_train_refuses_an_empty_or_malformed_widths_and_widths_beside_depth(args, error, data_dir, tmp_path) -> None:
+    """`--widths ""` trained the depth-3 preset, `--widths 64 --depth 5` a one-layer model, both without a word;
+    a malformed list's error did not name --widths."""
+    result = CliRunner().invoke(main, ["train", "--epochs", "1", *args, "--out", str(tmp_path / "run"),
+                                       "--data-dir", str(data_dir), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert error in result.stderr
+    assert not (tmp_path / "run").exists()

@@ -100,13 +100,14 @@ def data_fetch(datasets: tuple[str, ...], dest: Path | None) -> None:
         click.echo(f"{name}: {path}")
 
 
-def _widths(text: str | None) -> tuple[int, ...] | None:
-    if not text:
+def _widths(ctx: click.Context, param: click.Parameter, text: str | None) -> tuple[int, ...] | None:
+    """--widths as a tuple of ints (None when not given); an empty or malformed list is refused, naming --widths."""
+    if text is None:
         return None
     try:
         return tuple(int(w) for w in text.replace(" ", "").split(","))
     except ValueError:
-        raise click.BadParameter(f"{text!r}: give hidden widths as whole numbers, e.g. 512,256,128")
+        raise click.BadParameter(f"{text!r}: give hidden widths as whole numbers, e.g. 512,256,128") from None
 
 
 @main.command()
@@ -114,7 +115,8 @@ def _widths(text: str | None) -> tuple[int, ...] | None:
               help="mnist, fashion-mnist, or a path to your own data (folder of IDX files, .npz).")
 @click.option("--depth", type=click.Choice(["3", "5"]), default="3", show_default=True,
               help="The protocol's preset: dense layers per side, the latent layer included.")
-@click.option("--widths", default=None, help="Explicit hidden widths instead of --depth, e.g. 512,256,128,64.")
+@click.option("--widths", default=None, callback=_widths,
+              help="Explicit hidden widths instead of --depth, e.g. 512,256,128,64.")
 @click.option("--latent", type=int, default=30, show_default=True, help="Latent size L.")
 @click.option("--activation", default=ModelConfig.activation, show_default=True)
 @click.option("--latent-activation", default=ModelConfig.latent_activation, show_default=True)
@@ -163,7 +165,10 @@ def train(dataset, depth, widths, latent, activation, latent_activation, norm, l
     `aelab evaluate RUN` writes: a per-level denoiser's at its variance, a blind one's on clean inputs (a range
     is no single variance); its noise_var says which (null: clean inputs).
     """
-    hidden = _widths(widths) or PRESETS[int(depth)]
+    if widths and click.get_current_context().get_parameter_source("depth") is click.core.ParameterSource.COMMANDLINE:
+        # --widths replaces the preset: --depth 5 beside it was dropped without a word
+        raise click.UsageError("give --depth (a preset) or --widths (explicit hidden widths), not both")
+    hidden = widths or PRESETS[int(depth)]
     model_config = ModelConfig(input_dim=int(np.prod(data_mod.image_shape(dataset, data_dir))), widths=hidden,
                                latent=latent, activation=activation, latent_activation=latent_activation, norm=norm)
     nv = noise.parse_noise_var(noise_var, accept=("variance", "range")) if noise_var is not None else None
