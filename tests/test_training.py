@@ -119,6 +119,16 @@ def test_the_budget_probe_leaves_the_callers_random_state_as_it_found_it():
     assert torch.equal(torch.rand(3), expected)
 
 
+@pytest.mark.parametrize("seconds", [0.0, -1.0, float("nan"), float("inf")])
+def test_budget_epochs_refuses_a_budget_that_is_not_a_finite_positive_number(seconds):
+    """--budget-seconds inf ended in a traceback (OverflowError: cannot convert float infinity to integer)."""
+    from aelab.errors import ConfigError
+    from aelab.training import budget_epochs
+
+    with pytest.raises(ConfigError, match="must be a finite number of seconds > 0"):
+        budget_epochs(ModelConfig.preset(3, 15), TrainConfig(threads=1), 1000, seconds, probe_steps=2)
+
+
 def test_presets_follow_the_protocol():
     m3 = DenseAutoencoder(ModelConfig.preset(3, 30))
     m5 = DenseAutoencoder(ModelConfig.preset(5, 30))

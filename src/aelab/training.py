@@ -824,8 +824,8 @@ def budget_epochs(model_config: ModelConfig, config: TrainConfig, n_train: int, 
     Times `probe_steps` training steps of a throw-away model (after a few warm-up steps) and
     divides; the answer is then a plain epoch count, so the run it configures is reproducible.
     Leaves torch's global random state as it was. Returns at least 1."""
-    if not seconds > 0:
-        raise ConfigError(f"budget seconds={seconds!r}: must be > 0")
+    if not (seconds > 0 and math.isfinite(seconds)):  # inf: an OverflowError in int(seconds / per_epoch)
+        raise ConfigError(f"budget seconds={seconds!r}: must be a finite number of seconds > 0, e.g. 60")
     device, precision = prepare(config)
     model = init_model(model_config, 0, device)  # seeded, as the rest: the caller's random state stays
     lr = config.lr or default_lr(model_config.depth)
