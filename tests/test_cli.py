@@ -358,3 +358,16 @@ def test_train_refuses_an_empty_or_malformed_widths_and_widths_beside_depth(args
     assert result.exit_code == 2, result.output
     assert error in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_training_refused_before_its_first_epoch_leaves_no_empty_run_folder(data_dir, tmp_path, monkeypatch) -> None:
+    """A setting `fit` refuses (here AELAB_CHECKPOINT_SECONDS; also --device cuda without a GPU) left the
+    --out folder made, empty, behind; one that existed before stays."""
+    monkeypatch.setenv("AELAB_CHECKPOINT_SECONDS", "-1")
+    for out in (tmp_path / "new" / "run", tmp_path / "existing"):
+        (tmp_path / "existing").mkdir(exist_ok=True)
+        result = CliRunner().invoke(main, ["train", "--epochs", "1", "--threads", "1", "--out", str(out),
+                                           "--data-dir", str(data_dir), "--quiet"])
+        assert result.exit_code == 2, result.output
+        assert "AELAB_CHECKPOINT_SECONDS is '-1'" in result.stderr
+    assert not (tmp_path / "new" / "run").exists() and (tmp_path / "existing").is_dir()

@@ -465,9 +465,15 @@ def train_run(dataset: str, model_config: ModelConfig, train_config: TrainConfig
     x_val, _ = data.load(dataset, "val", data_dir)
     subset = subset or {}
     x_train, x_val = x_train[:subset.get("train")], x_val[:subset.get("val")]
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    result = fit(model_config, x_train, x_val, train_config, history_path=out / HISTORY,
-                 progress=progress, checkpoint_path=out / CHECKPOINT, on_epoch=on_epoch)
+    try:
+        result = fit(model_config, x_train, x_val, train_config, history_path=out / HISTORY,
+                     progress=progress, checkpoint_path=out / CHECKPOINT, on_epoch=on_epoch)
+    except BaseException:
+        if created and not any(out.iterdir()):  # refused before the first epoch (a --device without a GPU, a bad
+            out.rmdir()                         # AELAB_CHECKPOINT_SECONDS): no empty run folder is left behind
+        raise
     finish_run(out, config, result)
     if evaluate_on is not None:
         evaluate_run(out, split=evaluate_on, data_dir=data_dir)
