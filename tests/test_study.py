@@ -283,7 +283,7 @@ def test_a_study_without_its_data_stops_before_any_trial_and_says_how_to_get_it(
     with pytest.raises(DataError, match="dataset 'mnist' not found") as err:
         run_study(study_from_dict(SMALL_STUDY), tmp_path / "s", data_dir=empty, workers=1, progress=False)
     assert "AELAB_DATA_DIR" in str(err.value) and "aelab data fetch mnist" in str(err.value)
-    assert ran == [] and not (tmp_path / "s" / "trials").exists()
+    assert ran == [] and not (tmp_path / "s").exists()  # nor a half-made folder (study.yaml, .lock)
 
     spec = tmp_path / "small.yaml"
     spec.write_text(json.dumps(SMALL_STUDY))

@@ -619,9 +619,18 @@ def run_study(config: StudyConfig, out: str | Path, data_dir: str | Path | None 
     existing cluster, `address` given, the workers' own data is not checked here). A second
     study into a folder that one is running in is refused (`study_lock`)."""
     out = Path(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    with study_lock(out):
-        return _run_study(config, out, data_dir, executor, workers, progress, report, executor_options)
+    try:
+        with study_lock(out):
+            return _run_study(config, out, data_dir, executor, workers, progress, report, executor_options)
+    except BaseException:
+        # refused before any trial (a --device without a GPU, missing data): no half-made study folder is left
+        if created and {p.name for p in out.iterdir()} <= {".lock", "study.yaml"}:
+            for p in out.iterdir():
+                p.unlink()
+            out.rmdir()
+        raise
 
 
 @contextlib.contextmanager
