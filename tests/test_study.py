@@ -61,6 +61,8 @@ def _rows(path: Path) -> list[dict]:
     ("denoising: {variances: [0.1, 0.3, 9]}", ["'denoising.variances'", "item 3", ", 9,", "(0, 1]"]),
     ("l1: [1e-4, .inf]", ["'l1'", "item 2", "inf", "finite"]),
     ("latents: [15, 30\nl2: [1e-5]", ["study.yaml", "line 2", "not valid YAML"]),
+    ("", ["study.yaml is empty", "--preset default"]),  # it ran the whole default lab into runs/lab
+    ("# latents: [15]", ["study.yaml is empty (or only comments)"]),
 ])
 def test_a_bad_study_file_names_the_key_the_value_and_what_is_allowed(tmp_path, text, words):
     path = tmp_path / "study.yaml"

@@ -344,11 +344,14 @@ def load_study(path: str | Path) -> StudyConfig:
         raise ConfigError(f"study file {path} does not exist; give a YAML file or use --preset default|quick")
     try:
         with path.open(encoding="utf-8") as fh:  # a stream, so the error's position names the file
-            data = yaml.load(fh, Loader=_Loader) or {}
+            data = yaml.load(fh, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not a UTF-8 text file; give a study YAML file (docs/study.md)") from None
+    if data is None:  # it ran the whole default lab (140 trials, 40 minutes on 2 cores) into runs/lab
+        raise ConfigError(f"{path} is empty (or only comments): give the study's keys, e.g. name: and latents: "
+                          f"(docs/study.md), or use --preset default for the whole lab")
     return study_from_dict(data, where=str(path))
 
 
