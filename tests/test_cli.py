@@ -167,6 +167,12 @@ def test_denoise_refuses_an_unknown_baseline_before_scoring_anything(trained, da
     assert result.exit_code == 2 and result.stderr.startswith("error: unknown baseline 'bm4d'; choose from noisy, ")
     assert result.stderr.strip() == "error: unknown baseline 'bm4d'; choose from " + ", ".join(baselines.METHODS)
     assert not (out / "denoise.json").exists() and not list(out.glob("denoise_*.png"))
+    # an empty item was dropped: "" and "," ran no baseline at all, without a word
+    for methods, problem in (("", "is empty"), (",", "has an empty item"), ("noisy,,linear", "has an empty item")):
+        result = CliRunner().invoke(main, ["denoise", str(out), "--baselines", methods, "--data-dir", str(data_dir)])
+        assert result.exit_code == 2, result.output
+        assert f"Invalid value for '--baselines': {methods!r} {problem}; give a comma list" in result.stderr
+    assert not (out / "denoise.json").exists()
 
 
 def test_the_study_help_gives_the_quick_presets_measured_time() -> None:

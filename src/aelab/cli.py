@@ -291,7 +291,11 @@ def denoise(run_dir: Path, noise_vars: str, methods: str, subset: int, seed: int
 
     variances = noise.parse_noise_var(noise_vars, accept=("variance", "list"))
     variances = variances if isinstance(variances, list) else [variances]
-    names = [] if methods == "none" else None if methods == "all" else [m.strip() for m in methods.split(",") if m.strip()]
+    names = [] if methods == "none" else None if methods == "all" else [m.strip() for m in methods.split(",")]
+    if names is not None and not all(names):  # "" or "noisy,,linear": an empty item dropped ran no baseline
+        empty = "is empty" if not methods.strip() else "has an empty item"
+        raise click.BadParameter(f"{methods!r} {empty}; give a comma list such as noisy,linear, 'all' or 'none'",
+                                 param_hint="'--baselines'")
     table = denoise_run(run_dir, variances, methods=names, subset=subset, seed=seed, data_dir=data_dir,
                         progress=False if quiet else None)
     click.echo(table)
