@@ -377,3 +377,14 @@ def test_a_training_refused_before_its_first_epoch_leaves_no_empty_run_folder(da
         assert result.exit_code == 2, result.output
         assert "AELAB_CHECKPOINT_SECONDS is '-1'" in result.stderr
     assert not (tmp_path / "new" / "run").exists() and (tmp_path / "existing").is_dir()
+
+
+def test_aelab_data_dir_naming_a_file_is_named_in_the_error(tmp_path, monkeypatch) -> None:
+    """It said "Invalid value for '--data-dir'", an option the user had not given."""
+    (tmp_path / "data.gz").write_bytes(b"")
+    monkeypatch.setenv("AELAB_DATA_DIR", str(tmp_path / "data.gz"))
+    result = CliRunner().invoke(main, ["data", "check"])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for AELAB_DATA_DIR: '{tmp_path / 'data.gz'}' is a file; set it to a folder" in result.stderr
+    result = CliRunner().invoke(main, ["data", "check", "--data-dir", str(tmp_path / "data.gz")])
+    assert result.exit_code == 2 and "Invalid value for '--data-dir'" in result.stderr

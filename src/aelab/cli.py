@@ -28,7 +28,8 @@ def _data_dir_given(ctx: click.Context, param: click.Parameter, value: Path | No
 
 class _Folder(click.Path):
     """click.Path of a folder (file_okay=False) that refuses an empty value: Path("") is ".", so an
-    `--out ""` (an unset shell variable) wrote a run's files into the current folder."""
+    `--out ""` (an unset shell variable) wrote a run's files into the current folder. A file given by the
+    option's environment variable is named by the variable."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(file_okay=False, path_type=Path, **kwargs)
@@ -36,6 +37,11 @@ class _Folder(click.Path):
     def convert(self, value, param, ctx):
         if isinstance(value, str) and not value.strip():
             self.fail(f"{value!r} is empty; give a folder, e.g. runs/mine (\".\" for the current folder)", param, ctx)
+        if ctx is not None and param is not None and Path(value).is_file() \
+                and ctx.get_parameter_source(param.name) is click.core.ParameterSource.ENVIRONMENT:
+            # named --data-dir, which the user had not given
+            raise click.BadParameter(f"{value!r} is a file; set it to a folder or unset it", ctx,
+                                     param_hint=param.envvar)
         return super().convert(value, param, ctx)
 
 
