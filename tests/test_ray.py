@@ -164,6 +164,21 @@ def test_failed_tasks_become_readable_errors_with_attempts():
 
 # ------------------------------------------------------------------------------------------ Ray
 
+def test_only_a_training_asks_ray_for_a_gpu():
+    """With --gpus-per-trial, PCA and the classical baselines (CPU-only) held a GPU slot each, so on
+    a GPU cluster they queued for GPUs beside the trainings and kept trainings waiting."""
+    from aelab.ray_executor import RayExecutor
+
+    executor = object.__new__(RayExecutor)  # the options alone: no Ray started
+    executor._options = {"num_cpus": 1, "num_gpus": 0.25, "max_retries": 2, "retry_exceptions": True}
+    train = executor.task_options({"id": "mnist-d3-L15-0000abcd", "kind": "ae"})
+    assert train["num_gpus"] == 0.25 and train["name"] == "mnist-d3-L15-0000abcd" and "runtime_env" not in train
+    for kind in ("pca", "baselines"):
+        cpu = executor.task_options({"id": f"mnist-{kind}-0000abcd", "kind": kind})
+        assert cpu["num_gpus"] == 0 and cpu["runtime_env"] == {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}
+        assert cpu["num_cpus"] == 1 and cpu["max_retries"] == 2
+
+
 def test_starts_and_stops_its_own_local_instance(tmp_path):
     """Without an address (and no RAY_ADDRESS) it starts a local instance with this machine's
     cores and stops it on shutdown. Runs before the module's shared instance exists."""

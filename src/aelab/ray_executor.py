@@ -173,6 +173,15 @@ class RayExecutor:
         """Always: Ray queues the tasks and places them on the cluster's free CPUs (and GPUs)."""
         return True
 
+    def task_options(self, trial: dict) -> dict:
+        """Ray's options for the task of `trial` (a trial dict; a stack's first): its name, CPUs,
+        retries, and GPUs only for an autoencoder's training; PCA and the classical baselines run
+        on CPUs alone, so they never hold a GPU that a training waits for."""
+        options = {"name": trial["id"], **self._options}
+        if trial.get("kind") != "ae" and options.get("num_gpus"):
+            options.update(num_gpus=0, runtime_env={"env_vars": {"CUDA_VISIBLE_DEVICES": ""}})
+        return options
+
     def submit(self, trial: dict | list[dict]) -> Future:
         """Start `trial` (a `study.Trial.to_dict()`, or a list of them: a stack) as a Ray task;
         returns a Future of its result row (a list of rows for a stack), whose exception (after
@@ -183,7 +192,7 @@ class RayExecutor:
         if device.startswith("cuda") and not self.gpus_per_trial:
             raise ConfigError(f"the study trains on {device}: give --gpus-per-trial (e.g. 1, or 0.25 to "
                               "share a GPU between 4 trials) with --executor ray")
-        ref = self._task.options(name=first["id"], **self._options).remote(trial, str(self.study_dir), self.data_dir)
+        ref = self._task.options(**self.task_options(first)).remote(trial, str(self.study_dir), self.data_dir)
         self._pending.add(ref)
         out: Future = Future()
 
