@@ -138,6 +138,21 @@ def test_denoise_logs_each_score_and_compares_every_method_on_the_subset(trained
     assert quiet.exit_code == 0 and quiet.stderr == ""
 
 
+def test_evaluate_noise_var_0_scores_a_denoiser_on_clean_inputs(trained, data_dir) -> None:
+    """A per-level denoiser is scored at its own variance by default; --noise-var 0 scores it on
+    clean inputs (it was labelled "noisy inputs sigma^2=0"), and a variance outside [0, 1] is refused."""
+    out = trained["level"][0]
+    result = CliRunner().invoke(main, ["evaluate", str(out), "--noise-var", "0", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    assert ", clean inputs: psnr" in result.output and "sigma^2=0" not in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    x_test, _ = data.load("mnist", "test", data_dir)
+    assert metrics["noise_var"] is None
+    assert metrics["psnr"] == pytest.approx(psnr(reconstruct(load_run(out), x_test), x_test), abs=1e-6)
+    bad = CliRunner().invoke(main, ["evaluate", str(out), "--noise-var", "-0.1", "--data-dir", str(data_dir)])
+    assert bad.exit_code == 2 and "noise_var -0.1 is not allowed" in bad.stderr
+
+
 def test_denoise_fits_the_pca_baseline_once_for_every_level(trained, data_dir, monkeypatch) -> None:
     """The PCA projection baseline is fitted on the training split once, not once per level, and
     scores what a fit of its own at each level scores."""

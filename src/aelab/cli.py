@@ -257,8 +257,8 @@ def _reg_tag(l2: float, l1: float, nv) -> str:
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
 @click.option("--noise-var", type=float, default=None,
-              help="Score as a denoiser of the fixed test noise of this variance sigma^2, e.g. 0.09 "
-                   "(default: a per-level denoiser's own variance; clean inputs otherwise).")
+              help="Score as a denoiser of the fixed test noise of this variance sigma^2, e.g. 0.09; 0 scores "
+                   "clean inputs (default: a per-level denoiser's own variance; clean inputs otherwise).")
 @DATA_DIR
 def evaluate_cmd(run_dir: Path, split: str, noise_var: float | None, data_dir: Path | None) -> None:
     """Evaluate RUN_DIR: writes metrics.json and grid.png (16 fixed images above their outputs).

@@ -496,7 +496,7 @@ def evaluate_run(path: str | Path, split: str = "test", data_dir: str | Path | N
     subset and `aelab denoise` use them; metrics' "n_images" says how many.
     noise_var: score the model as a denoiser of the protocol's fixed test noise of this variance
     (sigma^2 on the [0, 1] scale); by default the denoiser's training variance is used for a
-    denoiser, none for a plain autoencoder. Returns the metrics dict (PSNR in dB).
+    denoiser, none for a plain autoencoder; 0 scores clean inputs. Returns the metrics dict (PSNR in dB).
     """
     from . import data, noise
     from .evaluation import evaluate
@@ -510,6 +510,8 @@ def evaluate_run(path: str | Path, split: str = "test", data_dir: str | Path | N
     x, y = x[:n], None if y is None else y[:n]
     if noise_var is None:
         noise_var = default_noise_var(run.config)
+    elif noise.check_variance(noise_var, name="noise_var") == 0:
+        noise_var = None  # 0: clean inputs (a per-level denoiser's default is its own variance)
     x_in = None if noise_var is None else noise.noisy_test_set(x, noise_var, seed=seed)
     metrics = {"split": split, "dataset": dataset, "noise_var": noise_var,
                **evaluate(run.model, x, y, shape, x_in=x_in, class_names=data.class_names(dataset))}
