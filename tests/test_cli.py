@@ -138,6 +138,20 @@ def test_denoise_logs_each_score_and_compares_every_method_on_the_subset(trained
     assert quiet.exit_code == 0 and quiet.stderr == ""
 
 
+def test_a_variance_above_the_protocols_levels_gets_a_note_in_case_it_was_meant_as_sigma(trained, data_dir) -> None:
+    """--noise-var 0.3 is accepted as the variance it is, with a note saying so and what sigma 0.3
+    would be (0.09); within the protocol's levels, no note."""
+    assert noise.sigma_hint(0.3) == ("note: --noise-var 0.3 is the variance sigma^2 (sigma = 0.548), above the "
+                                     "protocol's levels (up to 0.25, sigma 0.5); for sigma = 0.3 give 0.09")
+    assert noise.sigma_hint((0.01, 0.4)).startswith("note: --noise-var 0.4 is the variance")
+    assert noise.sigma_hint([0.01, 0.25]) is None and noise.sigma_hint(None) is None
+    run_dir = str(trained["level"][0])
+    result = CliRunner().invoke(main, ["denoise", run_dir, "--noise-var", "0.04,0.3", "--baselines", "none",
+                                       "--data-dir", str(data_dir), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("note: --noise-var 0.3 is the variance sigma^2 (sigma = 0.548)")
+
+
 def test_evaluate_noise_var_0_scores_a_denoiser_on_clean_inputs(trained, data_dir) -> None:
     """A per-level denoiser is scored at its own variance by default; --noise-var 0 scores it on
     clean inputs (it was labelled "noisy inputs sigma^2=0"), and a variance outside [0, 1] is refused."""

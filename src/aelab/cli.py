@@ -178,6 +178,8 @@ def train(dataset, depth, widths, latent, activation, latent_activation, norm, l
     model_config = ModelConfig(input_dim=int(np.prod(data_mod.image_shape(dataset, data_dir))), widths=hidden,
                                latent=latent, activation=activation, latent_activation=latent_activation, norm=norm)
     nv = noise.parse_noise_var(noise_var, accept=("variance", "range")) if noise_var is not None else None
+    if (hint := noise.sigma_hint(nv)) is not None:
+        click.secho(hint, fg="yellow", err=True)
     train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, l2=l2, l1=l1,
                                loss=loss, patience=patience, patience_start=patience_start, bn_images=bn_images,
                                seed=seed, device=device, precision=precision, threads=threads, noise_var=nv,
@@ -297,6 +299,8 @@ def denoise(run_dir: Path, noise_vars: str, methods: str, subset: int, seed: int
 
     variances = noise.parse_noise_var(noise_vars, accept=("variance", "list"))
     variances = variances if isinstance(variances, list) else [variances]
+    if (hint := noise.sigma_hint(variances)) is not None:
+        click.secho(hint, fg="yellow", err=True)
     names = [] if methods == "none" else None if methods == "all" else [m.strip() for m in methods.split(",")]
     if names is not None and not all(names):  # "" or "noisy,,linear": an empty item dropped ran no baseline
         empty = "is empty" if not methods.strip() else "has an empty item"

@@ -290,6 +290,20 @@ def _parse_one(item: str, text: str, flag: str, forms: str) -> float:
     return value
 
 
+def sigma_hint(spec: NoiseSpec | Sequence[float] | None) -> str | None:
+    """A note for variances above the protocol's grid (EVAL_VARIANCES, up to 0.25 = sigma 0.5),
+    where a standard deviation given by mistake lands ("0.3" meant as sigma 0.3 is variance 0.09):
+    "note: --noise-var 0.3 is the variance sigma^2 (sigma = 0.548); for sigma = 0.3 give 0.09".
+    None when every variance is within the grid."""
+    values = [] if spec is None else list(spec) if isinstance(spec, (tuple, list)) else [spec]
+    high = [v for v in values if v > max(EVAL_VARIANCES)]
+    if not high:
+        return None
+    v = high[0]
+    return (f"note: --noise-var {v:g} is the variance sigma^2 (sigma = {math.sqrt(v):.3g}), above the protocol's "
+            f"levels (up to {max(EVAL_VARIANCES):g}, sigma 0.5); for sigma = {v:g} give {v * v:.4g}")
+
+
 def parse_noise_var(text: str, flag: str = "--noise-var", accept: Sequence[str] = ("variance", "range", "list"),
                     ) -> float | tuple[float, float] | list[float]:
     """Parse a CLI noise string into a variance, a blind range, or a list of variances.
