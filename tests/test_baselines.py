@@ -177,6 +177,8 @@ def test_denoising_baselines_end_to_end(synth) -> None:
                                     methods=methods, subset=8)
     by = {r.method: r for r in results}
     assert [r.method for r in results] == methods
+    one = B.denoising_baselines(synth["train"], synth["val"][:16], synth["test"], VAR, SHAPE, methods="noisy")
+    assert [r.method for r in one] == ["noisy"]  # a string is one name (it was walked letter by letter: 'n')
     noisy = by["noisy"]
     # the noisy test images are the protocol's fixed ones
     assert noisy.psnr == pytest.approx(E.psnr(synth["noisy_test"], synth["test"]))

@@ -656,10 +656,11 @@ def denoising_baselines(x_train: torch.Tensor, x_val: torch.Tensor, x_test: torc
     noise.noisy_test_set(x_test, var, seed) and the validation noise
     noise.noisy_validation_set(x_val, var, seed), so autoencoders scored with the same seed see
     the same noisy images. methods: names from METHODS (default all; bm3d without the package
-    gives a result with psnr None and a note). subset: test images for slow methods (bm3d), see
-    subset_indices; None scores all; the other methods are scored on the whole split and on this
-    subset too (subset_psnr, ...). pca: denoising_pca(x_train), fitted once for several calls (saves about 3 s
-    a call; its rows' seconds then leave the fit out).
+    gives a result with psnr None and a note; one name may be given as a string). subset: test
+    images for slow methods (bm3d), see subset_indices; None scores all; the other methods are
+    scored on the whole split and on this subset too (subset_psnr, ...). pca:
+    denoising_pca(x_train), fitted once for several calls (saves about 3 s a call; its rows'
+    seconds then leave the fit out).
     progress: True prints a line per method to stderr, or pass a callable taking the line.
     on_result: called with each BaselineResult as soon as it is done (for progress bars).
     with_ssim: also compute SSIM (about 0.04 s per 1,000 images). Returns one BaselineResult per
@@ -667,7 +668,7 @@ def denoising_baselines(x_train: torch.Tensor, x_val: torch.Tensor, x_test: torc
     """
     variances = list(var) if isinstance(var, (list, tuple)) else [var]
     variances = [noise.check_variance(v, allow_zero=False) for v in variances]
-    methods = list(METHODS if methods is None else methods)
+    methods = list(METHODS if methods is None else [methods] if isinstance(methods, str) else methods)
     for m in methods:
         if m not in METHOD_INFO:
             raise ConfigError(f"unknown baseline {m!r}; choose from {', '.join(METHODS)}")
