@@ -188,6 +188,9 @@ def test_denoise_fits_the_pca_baseline_once_for_every_level(trained, data_dir, m
 
 def test_denoise_refuses_an_unknown_baseline_before_scoring_anything(trained, data_dir) -> None:
     out = trained["blind"][0]
+    # a negative --seed too, as train refuses it (the test noise's seed; it was taken as given)
+    result = CliRunner().invoke(main, ["denoise", str(out), "--seed", "-1", "--data-dir", str(data_dir)])
+    assert result.exit_code == 2 and "Invalid value for '--seed': -1 is not in the range x>=0" in result.output
     # --subset 0 too (it was refused after the first level, in words for Python: "or None for all images")
     result = CliRunner().invoke(main, ["denoise", str(out), "--subset", "0", "--data-dir", str(data_dir)])
     assert result.exit_code == 2 and "Invalid value for '--subset': 0 is not in the range x>=1" in result.output

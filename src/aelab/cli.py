@@ -287,7 +287,7 @@ def evaluate_cmd(run_dir: Path, split: str, noise_var: float | None, data_dir: P
 @click.option("--subset", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Test images the slow baselines (bm3d) run on; every method is also scored on them "
                    "(subset_psnr).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fixed test noise.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the fixed test noise.")
 @DATA_DIR
 @click.option("--quiet", is_flag=True, help="No progress bar (nor, without a terminal, a line per level and method).")
 def denoise(run_dir: Path, noise_vars: str, methods: str, subset: int, seed: int, data_dir: Path | None,
