@@ -4,6 +4,7 @@ Each command is a thin layer over the Python API of the module named for its sta
 """
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from pathlib import Path
@@ -268,7 +269,7 @@ def evaluate_cmd(run_dir: Path, split: str, noise_var: float | None, data_dir: P
     A run trained on a subset (a study's trial, subset.test) is scored on the split's first images
     as its study scored it."""
     m = runs.evaluate_run(run_dir, split, data_dir, noise_var=noise_var)
-    subset = runs.read_run(run_dir).config.get("subset", {}).get(split)
+    subset = json.loads((run_dir / runs.CONFIG).read_text()).get("subset", {}).get(split)  # read (and checked) above
     on = f"{split} (its first {m['n_images']:,} images: the run's subset)" if subset else split
     click.echo(f"{run_dir} on {on}, {noise.inputs_label(m['noise_var'])}: psnr {m['psnr']:.2f} dB, "
                f"psnr_dataset {m['psnr_dataset']:.2f} dB, "
