@@ -1,5 +1,5 @@
 # Two commands for a newcomer:
-#   make run    set up .venv and run the default study (AELAB_DATA_DIR points at the data)
+#   make run    set up .venv and run the default study (AUTOENC_DATA_DIR points at the data)
 #   make test   set up .venv with the test extras and run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -33,7 +33,7 @@ browser:
 	    else echo "note: chromium not installed and no root: the browser test will be skipped"; fi; }
 
 run: setup
-	$(VENV)/bin/aelab study --out $(OUT)
+	$(VENV)/bin/autoenc study --out $(OUT)
 
 test: setup-test
 	$(VENV)/bin/python -m pytest

@@ -7,7 +7,7 @@ Trains one denoiser per noise variance in {0.01, 0.04, 0.09, 0.16, 0.25} and one
 (sigma uniform in [0.1, 0.5]) per dataset, runs every baseline with its parameter chosen on the
 validation split, and prints one table per dataset: psnr (mean per-image PSNR, dB) per method and
 level, the margin of the per-level denoiser over the best baseline, and each method's seconds.
-It runs as a study (aelab.study) in --out, so an interrupted run resumes. With --from DIR it
+It runs as a study (autoenc.study) in --out, so an interrupted run resumes. With --from DIR it
 trains nothing and prints the tables of a finished study's denoising part (e.g. the default
 study's folder, whose denoisers use the compression part's best architecture).
 """
@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from aelab.study import ALL_BASELINES, DenoiseConfig, StudyConfig, run_study
+from autoenc.study import ALL_BASELINES, DenoiseConfig, StudyConfig, run_study
 
 LEVELS = [0.01, 0.04, 0.09, 0.16, 0.25]
 TARGET = {"mnist": 1.5, "fashion-mnist": 0.7}  # issue 5: dB over the best baseline at sigma^2 >= 0.04

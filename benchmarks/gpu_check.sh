@@ -2,7 +2,7 @@
 # The device check of issue 6, sized for one call of at most ~9.5 minutes on one H100 or H200
 # (each step has its own time limit, so a slow step cannot eat the next ones' time):
 #   1. benchmarks/train_speed.py on CUDA (CUDA graphs, the default there), float32 and bf16
-#   2. the default study on the GPU as `aelab study` runs it (CUDA graphs, stacks of 8), with
+#   2. the default study on the GPU as `autoenc study` runs it (CUDA graphs, stacks of 8), with
 #      STUDY_WORKERS trainer processes (default: the study's own), stopped after STUDY_LIMIT
 #      seconds (default 270), nvidia-smi and /proc/loadavg sampled every second: trials done per
 #      phase, when the last autoencoder trial finished, GPU utilization, CPU load
@@ -11,7 +11,7 @@
 #      a model scored on CUDA gets the CPU's numbers)
 #      and a stack on CUDA against separate fits there, with and without graphs
 #   5. benchmarks/stack_speed.py on CUDA: models per second with 4 and 16 models per stack
-#   6. the whole training step as one CUDA graph (AELAB_CUDA_GRAPHS=step, not yet the default):
+#   6. the whole training step as one CUDA graph (AUTOENC_CUDA_GRAPHS=step, not yet the default):
 #      its CUDA test against eager steps, train_speed.py and a depth-5 stack of 8 both ways, and
 #      train_speed.py in bf16 with it
 #   7. trainer processes sharing the GPU (benchmarks/gpu_share.py: 1 and 4 processes, a depth-5
@@ -22,7 +22,7 @@
 #
 # The device machine has PyTorch but neither the data nor PyWavelets / bm3d. Prepare both here,
 # in folders git ignores (never commit them), then run this script there:
-#   mkdir -p .data .whl && cp -r "$AELAB_DATA_DIR"/mnist "$AELAB_DATA_DIR"/fashion-mnist .data/
+#   mkdir -p .data .whl && cp -r "$AUTOENC_DATA_DIR"/mnist "$AUTOENC_DATA_DIR"/fashion-mnist .data/
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 #       -d .whl PyWavelets bm3d bm4d
@@ -33,7 +33,7 @@ mkdir -p "$OUT"
 if ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 fi
-export PYTHONPATH=/tmp/site:$PWD/src:$PWD/tests AELAB_DATA_DIR=$PWD/.data PYTHONUNBUFFERED=1
+export PYTHONPATH=/tmp/site:$PWD/src:$PWD/tests AUTOENC_DATA_DIR=$PWD/.data PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/device.txt"
 nproc | sed 's/^/cpus /' | tee -a "$OUT/device.txt"
@@ -55,14 +55,14 @@ SAMPLER=$!
 LOADS=$!  # how busy the CPU cores were (the baselines run beside the trainers at nice 19)
 START=$(date +%s)
 [ "${STUDY_MPS:-0}" = 1 ] && mps_start
-AELAB_CUDA_GRAPHS=${STUDY_GRAPHS:-1} timeout "${STUDY_LIMIT:-270}" python3 -m aelab.cli study --preset default ${STUDY_WORKERS:+--workers $STUDY_WORKERS} \
+AUTOENC_CUDA_GRAPHS=${STUDY_GRAPHS:-1} timeout "${STUDY_LIMIT:-270}" python3 -m autoenc.cli study --preset default ${STUDY_WORKERS:+--workers $STUDY_WORKERS} \
     --out /tmp/lab --quiet 2>&1 | tail -5
 echo "study wall: $(( $(date +%s) - START )) s, MPS ${STUDY_MPS:-0}" | tee "$OUT/study.txt"
 [ "${STUDY_MPS:-0}" = 1 ] && mps_stop
 kill $SAMPLER $LOADS
 START=$START python3 - <<'PY' 2>&1 | tee -a "$OUT/study.txt"
 import collections, glob, json, os
-from aelab.study import plan, preset
+from autoenc.study import plan, preset
 start = int(os.environ["START"])
 total = collections.Counter(t.phase for t in plan(preset("default"), {}))
 rows = []
@@ -82,8 +82,8 @@ for phase in sorted(set(total) | set(done)):
 ae = [r for r in rows if r.get("kind") == "ae"]
 if ae:
     print(f"autoencoder trials: {len(ae)}, last finished at {max(r['finished_at'] for r in ae):.0f} s")
-from aelab.findings import load_study
-from aelab.report import schedule_text, timeline
+from autoenc.findings import load_study
+from autoenc.report import schedule_text, timeline
 jobs, st = timeline(load_study("/tmp/lab"))  # seconds since the study's own start (the driver's, after imports)
 if st:
     print("timeline:", schedule_text(jobs, st), f"(last result at {st['span']:.1f} s)")
@@ -113,10 +113,10 @@ echo "== 4. CUDA-only tests"
 timeout 100 python3 -m pytest -q -p no:cacheprovider tests/test_training.py tests/test_noise.py tests/test_evaluation.py -k "cuda" 2>&1 \
     | tail -15 | tee "$OUT/tests_cuda.txt"
 timeout 60 python3 - <<'PY' 2>&1 | tee -a "$OUT/tests_cuda.txt"  # a stack on CUDA trains what separate fits train there
-from aelab import data, fit
-from aelab.model import ModelConfig
-from aelab.stacked import fit_stacked
-from aelab.training import TrainConfig
+from autoenc import data, fit
+from autoenc.model import ModelConfig
+from autoenc.stacked import fit_stacked
+from autoenc.training import TrainConfig
 x, v = data.load("mnist", "train")[0][:3000], data.load("mnist", "val")[0][:1000]
 jobs = [(x, v, TrainConfig(epochs=3, device="cuda", seed=s, l1=l1)) for s, l1 in ((0, 0.0), (1, 1e-4))]
 for graphs in (False, True, "step"):
@@ -137,16 +137,16 @@ done
 }
 
 step6() {
-echo "== 6. the whole step as one CUDA graph (AELAB_CUDA_GRAPHS=step) against the forward/backward graphs"
+echo "== 6. the whole step as one CUDA graph (AUTOENC_CUDA_GRAPHS=step) against the forward/backward graphs"
 timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_training.py -k "cuda_graphs_give" 2>&1 \
     | tail -5 | tee "$OUT/whole_step.txt"
 for graphs in step 1; do
-    AELAB_CUDA_GRAPHS=$graphs timeout 60 python3 benchmarks/train_speed.py --device cuda --epochs 3 2>&1 \
+    AUTOENC_CUDA_GRAPHS=$graphs timeout 60 python3 benchmarks/train_speed.py --device cuda --epochs 3 2>&1 \
         | tee -a "$OUT/whole_step.txt"
-    AELAB_CUDA_GRAPHS=$graphs timeout 60 python3 benchmarks/stack_speed.py --device cuda --depth 5 --stacks 8 2>&1 \
+    AUTOENC_CUDA_GRAPHS=$graphs timeout 60 python3 benchmarks/stack_speed.py --device cuda --depth 5 --stacks 8 2>&1 \
         | tee -a "$OUT/whole_step.txt"
 done
-AELAB_CUDA_GRAPHS=step timeout 60 python3 benchmarks/train_speed.py --device cuda --epochs 3 --precision bf16 2>&1 \
+AUTOENC_CUDA_GRAPHS=step timeout 60 python3 benchmarks/train_speed.py --device cuda --epochs 3 --precision bf16 2>&1 \
     | tee -a "$OUT/whole_step.txt"  # bf16 was no faster while the launches set the pace
 }
 
@@ -160,10 +160,10 @@ mps_stop() {
 
 step7() {
 echo "== 7. trainer processes sharing the GPU (depth-5 stacks of 8), without and with MPS, graphs ${SHARE_GRAPHS:-1}"
-AELAB_CUDA_GRAPHS=${SHARE_GRAPHS:-1} timeout 60 python3 benchmarks/gpu_share.py --processes 1 4 --epochs 4 2>&1 \
+AUTOENC_CUDA_GRAPHS=${SHARE_GRAPHS:-1} timeout 60 python3 benchmarks/gpu_share.py --processes 1 4 --epochs 4 2>&1 \
     | tee -a "$OUT/gpu_share.txt"
 if mps_start; then
-    AELAB_CUDA_GRAPHS=${SHARE_GRAPHS:-1} timeout 60 python3 benchmarks/gpu_share.py --processes 1 4 --epochs 4 2>&1 \
+    AUTOENC_CUDA_GRAPHS=${SHARE_GRAPHS:-1} timeout 60 python3 benchmarks/gpu_share.py --processes 1 4 --epochs 4 2>&1 \
         | tee -a "$OUT/gpu_share.txt"
     mps_stop
 else

@@ -23,10 +23,10 @@ import os
 import queue
 import statistics
 
-from aelab import data
-from aelab.model import ModelConfig
-from aelab.stacked import fit_stacked
-from aelab.training import TrainConfig, fit
+from autoenc import data
+from autoenc.model import ModelConfig
+from autoenc.stacked import fit_stacked
+from autoenc.training import TrainConfig, fit
 
 
 def _train(args: argparse.Namespace, ready, results) -> None:
@@ -69,14 +69,14 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads per process (default: torch's)")
     ap.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
-                    help="as fit's cuda_graphs (default: on CUDA; AELAB_CUDA_GRAPHS=step: the whole step)")
+                    help="as fit's cuda_graphs (default: on CUDA; AUTOENC_CUDA_GRAPHS=step: the whole step)")
     args = ap.parse_args()
     if min(args.processes) < 1 or args.stack < 1 or args.epochs < 2:
         ap.error("--processes and --stack must be >= 1 and --epochs >= 2 (the first epoch is not timed)")
     args.processes = sorted(set(args.processes) | {1})  # the others are compared with one process alone
     ctx = mp.get_context("spawn")
     print(f"device {args.device}, depth {args.depth}, L=30, {args.stack} model(s) per process, precision "
-          f"{args.precision}, graphs {os.environ.get('AELAB_CUDA_GRAPHS', 'default')}, "
+          f"{args.precision}, graphs {os.environ.get('AUTOENC_CUDA_GRAPHS', 'default')}, "
           f"MPS pipe {'found' if os.path.exists(os.environ.get('CUDA_MPS_PIPE_DIRECTORY', '/tmp/nvidia-mps')) else 'absent'}")
     print("| processes | s/epoch of one (median) | models/s, all together | epoch vs 1 process | models/s vs 1 process |")
     print("| --- | --- | --- | --- | --- |")

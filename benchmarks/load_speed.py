@@ -4,7 +4,7 @@ Cold: the in-process cache is cleared first, so the time includes reading the fi
 decompressing, verifying the checksum and converting to float32 in [0, 1]. Warm: the decoded
 file is cached, so only the conversion to a float tensor remains (best of --repeat runs).
 
-    python benchmarks/load_speed.py [--data-dir DIR]     # default: $AELAB_DATA_DIR
+    python benchmarks/load_speed.py [--data-dir DIR]     # default: $AUTOENC_DATA_DIR
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import argparse
 import os
 import time
 
-from aelab import data
+from autoenc import data
 
 
 def _timed_load(name: str, split: str, data_dir: str | None) -> tuple[float, int]:
@@ -23,9 +23,9 @@ def _timed_load(name: str, split: str, data_dir: str | None) -> tuple[float, int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=os.environ.get("AELAB_DATA_DIR"),
+    parser.add_argument("--data-dir", default=os.environ.get("AUTOENC_DATA_DIR"),
                         help="folder laid out as <dir>/<dataset>/<files> (default: "
-                             "$AELAB_DATA_DIR, then the cache and Debian's copy)")
+                             "$AUTOENC_DATA_DIR, then the cache and Debian's copy)")
     parser.add_argument("--repeat", type=int, default=3, help="warm runs (the best is shown)")
     args = parser.parse_args()
 

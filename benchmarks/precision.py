@@ -14,10 +14,10 @@ import argparse
 
 import torch
 
-from aelab import data
-from aelab.evaluation import psnr, reconstruct
-from aelab.model import ModelConfig
-from aelab.training import TrainConfig, fit
+from autoenc import data
+from autoenc.evaluation import psnr, reconstruct
+from autoenc.model import ModelConfig
+from autoenc.training import TrainConfig, fit
 
 TOLERANCE_DB = 0.1
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from aelab import data
-from aelab.baselines import fit_pca
-from aelab.evaluation import image_metrics
-from aelab.model import ModelConfig
-from aelab.runs import train_run
-from aelab.training import TrainConfig
+from autoenc import data
+from autoenc.baselines import fit_pca
+from autoenc.evaluation import image_metrics
+from autoenc.model import ModelConfig
+from autoenc.runs import train_run
+from autoenc.training import TrainConfig
 
 TARGETS = {"mnist": {15: 21.8, 30: 24.3, 50: 25.6, 100: 27.3},
            "fashion-mnist": {15: 21.5, 30: 22.6, 50: 23.2, 100: 24.5}}

@@ -1,4 +1,4 @@
-"""Training throughput when several models train at once in one stack (`aelab.stacked`).
+"""Training throughput when several models train at once in one stack (`autoenc.stacked`).
 
     python benchmarks/stack_speed.py [--device cpu|cuda] [--stacks 2 4 8] [--depth 3] [--epochs 3]
                                      [--[no-]cuda-graphs]
@@ -16,10 +16,10 @@ import statistics
 
 import torch
 
-from aelab import data
-from aelab.model import ModelConfig
-from aelab.stacked import fit_stacked
-from aelab.training import TrainConfig, fit, resolve_device, use_cuda_graphs
+from autoenc import data
+from autoenc.model import ModelConfig
+from autoenc.stacked import fit_stacked
+from autoenc.training import TrainConfig, fit, resolve_device, use_cuda_graphs
 
 
 def median_epoch(history: list[dict]) -> float:
@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
                     help="replay each step's forward and backward as CUDA graphs (default: on CUDA, as fit does; "
-                         "AELAB_CUDA_GRAPHS=step: the whole step as one graph)")
+                         "AUTOENC_CUDA_GRAPHS=step: the whole step as one graph)")
     args = ap.parse_args()
     device = resolve_device(args.device)
     x_train, _ = data.load("mnist", "train")

@@ -32,9 +32,9 @@ import time
 
 import torch
 
-from aelab import data
-from aelab.model import DenseAutoencoder, ModelConfig
-from aelab.training import (TrainConfig, _Autoencode, adam_step, build_optimizer, init_model, prepare,
+from autoenc import data
+from autoenc.model import DenseAutoencoder, ModelConfig
+from autoenc.training import (TrainConfig, _Autoencode, adam_step, build_optimizer, init_model, prepare,
                             reconstruction_loss)
 from core_latency import describe as round_trips, measure as core_round_trip
 from train_speed import gemm_rate

@@ -14,7 +14,7 @@ The default preset takes about an hour side by side on 2 cores and 1.3 hours one
 runs the same 140 trials, in the same order and with the same dependencies, with a tenth of every
 epoch budget and of the slow baselines' test subset (42 minutes both ways when the study had 60
 trials). `--only sequential` (or `parallel`) runs one of the two, for a full-budget study whose
-other half was timed by `aelab study` itself (its summary.json has the wall time).
+other half was timed by `autoenc study` itself (its summary.json has the wall time).
 """
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ import shutil
 import time
 from pathlib import Path
 
-from aelab.findings import load_study
-from aelab.report import schedule_text, timeline
-from aelab.study import StudyConfig, preset, run_study
+from autoenc.findings import load_study
+from autoenc.report import schedule_text, timeline
+from autoenc.study import StudyConfig, preset, run_study
 
 
 def scaled(name: str, epochs_scale: float, baseline_subset: int | None) -> StudyConfig:

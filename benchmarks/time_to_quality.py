@@ -4,7 +4,7 @@
 
 Trains MNIST depth 3, L=30 twice: with the default recipe (TrainConfig(): up to 100 epochs,
 early stopping on validation) and with the short-budget recipe (the epochs that fit
---budget-seconds, as `aelab train --budget-seconds` picks them). After every epoch the test psnr
+--budget-seconds, as `autoenc train --budget-seconds` picks them). After every epoch the test psnr
 (mean per-image, dB) is measured outside the training clock; the table gives the training
 seconds at which it first reached --target, and where each run ended. 21.6 dB is what 20 Keras
 epochs reach on this machine (about 45 s).
@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from aelab import data
-from aelab.evaluation import psnr, reconstruct
-from aelab.model import ModelConfig
-from aelab.training import TrainConfig, budget_epochs, fit
+from autoenc import data
+from autoenc.evaluation import psnr, reconstruct
+from autoenc.model import ModelConfig
+from autoenc.training import TrainConfig, budget_epochs, fit
 
 
 def timed_run(mc: ModelConfig, tc: TrainConfig, x_train, x_val, x_test, target: float) -> dict:

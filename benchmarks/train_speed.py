@@ -19,9 +19,9 @@ import time
 
 import torch
 
-from aelab import data
-from aelab.model import DenseAutoencoder, ModelConfig
-from aelab.training import TrainConfig, fit, resolve_device, use_cuda_graphs
+from autoenc import data
+from autoenc.model import DenseAutoencoder, ModelConfig
+from autoenc.training import TrainConfig, fit, resolve_device, use_cuda_graphs
 from core_latency import describe as round_trips, measure as core_round_trip
 
 IMAGES = 60_000
@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     ap.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
                     help="replay each step's forward and backward as CUDA graphs (default: on CUDA, as fit does; "
-                         "AELAB_CUDA_GRAPHS=step: the whole step as one graph)")
+                         "AUTOENC_CUDA_GRAPHS=step: the whole step as one graph)")
     ap.add_argument("--per-epoch", action="store_true",
                     help="also print every timed epoch: s/epoch, %% of the 2048^3 bound, core round trip")
     args = ap.parse_args()

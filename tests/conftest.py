@@ -1,10 +1,10 @@
-"""Shared fixtures: the datasets (real when AELAB_DATA_DIR points at them, generated otherwise)
+"""Shared fixtures: the datasets (real when AUTOENC_DATA_DIR points at them, generated otherwise)
 and isolation from the user's environment.
 
 Every test runs with XDG_CACHE_HOME in a fresh temporary folder (the real ~/.cache is never
-touched), AELAB_OFFLINE=1 (clear it with monkeypatch.delenv to test downloads) and
-AELAB_DATA_DIR unset: a test that needs data takes the ``data_dir`` fixture and passes it on
-(``data_dir=``, ``--data-dir`` or ``monkeypatch.setenv("AELAB_DATA_DIR", str(data_dir))``).
+touched), AUTOENC_OFFLINE=1 (clear it with monkeypatch.delenv to test downloads) and
+AUTOENC_DATA_DIR unset: a test that needs data takes the ``data_dir`` fixture and passes it on
+(``data_dir=``, ``--data-dir`` or ``monkeypatch.setenv("AUTOENC_DATA_DIR", str(data_dir))``).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from aelab import data
+from autoenc import data
 from generated import write_dataset
 
 # CI runs the property tests on a fixed sequence of examples (HYPOTHESIS_PROFILE=ci in .ci/run), so
@@ -25,7 +25,7 @@ settings.register_profile("ci", derandomize=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # Read once at import, before the autouse fixture below hides it from the tests.
-_REAL_DATA_DIR = os.environ.get("AELAB_DATA_DIR")
+_REAL_DATA_DIR = os.environ.get("AUTOENC_DATA_DIR")
 
 
 def _has_real_data(root: str | None) -> bool:
@@ -36,15 +36,15 @@ def _has_real_data(root: str | None) -> bool:
 
 @pytest.fixture(scope="session")
 def real_data() -> bool:
-    """Whether the tests run on the real MNIST and Fashion-MNIST (AELAB_DATA_DIR holds both)."""
+    """Whether the tests run on the real MNIST and Fashion-MNIST (AUTOENC_DATA_DIR holds both)."""
     return _has_real_data(_REAL_DATA_DIR)
 
 
 @pytest.fixture(scope="session")
 def data_dir(real_data: bool, tmp_path_factory: pytest.TempPathFactory):
     """A folder laid out as <dir>/<dataset>/<standard files> holding both known datasets:
-    AELAB_DATA_DIR when it has them, else generated ones (6,000 train / 1,000 test images of
-    28x28, labels 0..9) whose checksums are put in ``aelab.data.SHA256`` for the session."""
+    AUTOENC_DATA_DIR when it has them, else generated ones (6,000 train / 1,000 test images of
+    28x28, labels 0..9) whose checksums are put in ``autoenc.data.SHA256`` for the session."""
     if real_data:
         yield Path(_REAL_DATA_DIR)
         return
@@ -59,20 +59,22 @@ def data_dir(real_data: bool, tmp_path_factory: pytest.TempPathFactory):
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch,
                           tmp_path_factory: pytest.TempPathFactory) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
-    monkeypatch.setenv("AELAB_OFFLINE", "1")
-    monkeypatch.delenv("AELAB_DATA_DIR", raising=False)
+    monkeypatch.setenv("AUTOENC_OFFLINE", "1")
+    monkeypatch.delenv("AUTOENC_DATA_DIR", raising=False)
 
 
 @pytest.fixture(scope="session")
 def quick_study(data_dir, tmp_path_factory: pytest.TempPathFactory):
     """The quick preset study, run once per test session (about a minute on 2 cores), with its
     report. Returns the study folder."""
-    from aelab.study import preset, run_study
+    from autoenc.report.sections import write_report
+    from autoenc.study import preset, run_study
 
     out = tmp_path_factory.mktemp("quick-study")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AELAB_DATA_DIR", str(data_dir))
+        mp.setenv("AUTOENC_DATA_DIR", str(data_dir))
         run_study(preset("quick"), out, data_dir=data_dir, progress=False)
+        write_report(out)
     return out
 
 
@@ -82,7 +84,8 @@ def whole_step_graphs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     answers "step" unless cuda_graphs is given (False: eager), the warm-up runs without a side stream, and the 'capture' records nothing:
     its replay runs the step again on the graph's inputs, as a replayed graph does. Everything
     but the CUDA calls is the real path. Returns a list that gets one entry per replay."""
-    from aelab import stacked, training
+    from autoenc.training import device, stacked
+    from autoenc.training import loop as training
 
     replays: list[int] = []
 
@@ -94,6 +97,6 @@ def whole_step_graphs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     for module in (training, stacked):
         monkeypatch.setattr(module, "use_cuda_graphs", lambda requested, device: "step" if requested is None else requested)
-    monkeypatch.setattr(training, "_side_stream", contextlib.nullcontext)
-    monkeypatch.setattr(training, "_capture", capture)
+    monkeypatch.setattr(device, "_side_stream", contextlib.nullcontext)
+    monkeypatch.setattr(device, "_capture", capture)
     return replays

@@ -1,6 +1,6 @@
 """Generated stand-ins for MNIST-family data, written in the standard IDX layout.
 
-Tests use these when the real datasets are not available (AELAB_DATA_DIR unset). Images are
+Tests use these when the real datasets are not available (AUTOENC_DATA_DIR unset). Images are
 structured (a few smooth strokes per class, shifted and scaled per image, plus noise) so that
 an autoencoder has something to learn and classes are separable.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aelab import data
+from autoenc import data
 
 _TYPE_BYTES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(">i2"): 0x0B,
                np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
@@ -78,7 +78,7 @@ def write_dataset(root: str | Path, name: str, n_train: int = 6000, n_test: int 
     """Write a generated dataset as ``root/name/<standard file names>``.
 
     Returns its checksum table {file stem: SHA-256 of the decompressed content}, the shape of
-    ``aelab.data.SHA256[name]``, so a test can make the files verify.
+    ``autoenc.data.SHA256[name]``, so a test can make the files verify.
     """
     folder = Path(root) / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -110,12 +110,12 @@ def write_npz(path: str | Path, n: int = 700, size: int = 20, labels: bool = Tru
 def python_with_checksums() -> list[str]:
     """The command prefix of a Python subprocess that knows this session's dataset checksums
     (the generated datasets' are registered in this process only): append the arguments of
-    `python -m aelab.cli`."""
-    boot = ("import json, sys; from aelab import data; data.SHA256.update(json.loads(sys.argv.pop(1))); "
-            "from aelab.cli import main; main(prog_name='aelab')")
+    `python -m autoenc.cli`."""
+    boot = ("import json, sys; from autoenc import data; data.SHA256.update(json.loads(sys.argv.pop(1))); "
+            "from autoenc.cli import main; main(prog_name='autoenc')")
     return [sys.executable, "-c", boot, json.dumps(data.SHA256)]
 
 
 def checksums_cell() -> str:
     """Python source that registers this session's dataset checksums (for a notebook kernel)."""
-    return f"import json as _json; from aelab import data as _data; _data.SHA256.update(_json.loads({json.dumps(data.SHA256)!r}))"
+    return f"import json as _json; from autoenc import data as _data; _data.SHA256.update(_json.loads({json.dumps(data.SHA256)!r}))"

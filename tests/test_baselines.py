@@ -1,6 +1,6 @@
-"""Classical baselines (aelab.baselines): PCA, the linear denoiser, the filter denoisers, parameter
+"""Classical baselines (autoenc.baselines): PCA, the linear denoiser, the filter denoisers, parameter
 selection on validation, and the study's entry point. Synthetic smooth images (three Gaussian blobs
-per 28x28 image) stand in for the data; with real data (AELAB_DATA_DIR) the protocol's reference
+per 28x28 image) stand in for the data; with real data (AUTOENC_DATA_DIR) the protocol's reference
 figures are checked too."""
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aelab import baselines as B
-from aelab import evaluation as E
-from aelab import noise
-from aelab.errors import ConfigError
+from autoenc.evaluation import baselines as B
+from autoenc.evaluation import metrics as E
+from autoenc.evaluation import noise
+from autoenc.errors import ConfigError
 
 SHAPE = (28, 28)
 VAR = 0.09
@@ -76,7 +76,7 @@ def test_pca_refuses_more_components_than_the_images_span() -> None:
     with pytest.raises(ConfigError, match=r"PCA k=500 needs at least k \+ 1 = 501 training images .* got 100"):
         B.fit_pca(x, 500)
     assert B.fit_pca(x, 99).k == 99
-    with pytest.raises(ConfigError, match=r"x_train has pixels from [0-9.]+ to [0-9.]+; aelab.s pixels are in \[0, 1\]"):
+    with pytest.raises(ConfigError, match=r"x_train has pixels from [0-9.]+ to [0-9.]+; autoenc.s pixels are in \[0, 1\]"):
         B.fit_pca(x * 255, 10)
 
 
@@ -234,7 +234,7 @@ def test_missing_bm3d_is_skipped_with_a_note(synth, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(B, "bm3d_available", lambda: False)
     (r,) = B.denoising_baselines(synth["train"][:100], synth["val"][:4], synth["test"][:4], 0.04, SHAPE,
                                  methods=["bm3d"])
-    assert r.psnr is None and r.note == "bm3d not installed: pip install 'aelab[bm3d]'"
+    assert r.psnr is None and r.note == "bm3d not installed: pip install 'autoenc[bm3d]'"
     with pytest.raises(ConfigError, match="bm3d not installed"):
         B.apply_denoiser("bm3d", 1.0, synth["test"][:2], SHAPE, var=0.04)
 
@@ -383,8 +383,8 @@ def test_subset_indices_are_fixed_sorted_and_distinct() -> None:
 def test_reference_figures_on_mnist(real_data: bool, data_dir) -> None:
     """PCA k=30: 18.32 / 17.94 dB; linear denoiser at sigma^2 0.09: psnr_dataset 20.52 (noisy 13.32)."""
     if not real_data:
-        pytest.skip("needs the real MNIST (set AELAB_DATA_DIR)")
-    from aelab import data
+        pytest.skip("needs the real MNIST (set AUTOENC_DATA_DIR)")
+    from autoenc import data
 
     x_train, _ = data.load("mnist", "train", data_dir=data_dir)
     x_test, _ = data.load("mnist", "test", data_dir=data_dir)

@@ -3,7 +3,7 @@
 Fails on any console error (SEVERE log entry) and on any image that did not load; saves a
 full-page screenshot next to the test's temporary files. Needs Debian's `chromium` and
 `chromium-driver` packages and the `selenium` Python package (the test extra); without them the
-test is skipped, unless AELAB_REQUIRE_BROWSER=1 (as in CI), where it fails instead.
+test is skipped, unless AUTOENC_REQUIRE_BROWSER=1 (as in CI), where it fails instead.
 """
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ def _require_browser() -> None:
     reason = _missing()
     if reason is None:
         return
-    if os.environ.get("AELAB_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"AELAB_REQUIRE_BROWSER=1 but {reason}")
+    if os.environ.get("AUTOENC_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"AUTOENC_REQUIRE_BROWSER=1 but {reason}")
     pytest.skip(reason)
 
 
@@ -90,7 +90,7 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 @pytest.fixture(scope="session")
 def chromium_ready() -> None:
-    """Skip (or fail under AELAB_REQUIRE_BROWSER=1) before the quick study is run for nothing."""
+    """Skip (or fail under AUTOENC_REQUIRE_BROWSER=1) before the quick study is run for nothing."""
     _require_browser()
 
 
@@ -103,7 +103,7 @@ def test_quick_report_in_chromium(chromium_ready, quick_study, tmp_path):
     assert result["images"], "the report shows no images"
     assert not result["broken"], f"images that did not load: {result['broken']}"
     assert all(src.startswith("data:image/png;base64") for _, _, _, src in result["images"])
-    assert "aelab" in result["title"]
+    assert "autoenc" in result["title"]
     width, height = _png_size(shot)
     assert width >= 800 and height >= min(result["height"], 2000), (width, height)
     assert shot.stat().st_size > 50_000, "the screenshot looks empty"

@@ -1,5 +1,5 @@
 """The command line's own behaviour: what each printed psnr is on, the noise forms each command takes,
-`aelab denoise`'s progress and its subset column, the study's help and per-trial lines."""
+`autoenc denoise`'s progress and its subset column, the study's help and per-trial lines."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from aelab import baselines, data, noise
-from aelab.cli import main
-from aelab.evaluation import psnr, psnr_dataset, reconstruct
-from aelab.runs import load_run
+from autoenc import data
+from autoenc.evaluation import baselines, noise
+from autoenc.cli import main
+from autoenc.evaluation.metrics import psnr, psnr_dataset, reconstruct
+from autoenc.runs import load_run
 
 SCORE = r"test psnr (\d+\.\d\d) dB on (.+), psnr_dataset (\d+\.\d\d) dB, ssim (\d\.\d{4})"
 
@@ -29,7 +30,7 @@ def _train(data_dir: Path, out: Path, *extra: str, quiet: bool = True):
 @pytest.fixture(scope="module")
 def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A per-level denoiser (sigma^2 0.09, trained without --quiet: its epoch lines logged), a blind one
-    (0.04:0.16) and a plain autoencoder, each trained by `aelab train` for one epoch: folder and output."""
+    (0.04:0.16) and a plain autoencoder, each trained by `autoenc train` for one epoch: folder and output."""
     root = tmp_path_factory.mktemp("cli-runs")
     return {"level": (root / "level", _train(data_dir, root / "level", "--noise-var", "0.09", quiet=False)),
             "blind": (root / "blind", _train(data_dir, root / "blind", "--noise-var", "0.04:0.16")),
@@ -37,7 +38,7 @@ def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def _scores(stdout: str) -> list[tuple[str, float, float]]:
-    """(what the score is on, psnr, psnr_dataset) of each score `aelab train` printed, in order."""
+    """(what the score is on, psnr, psnr_dataset) of each score `autoenc train` printed, in order."""
     return [(m.group(2), float(m.group(1)), float(m.group(3))) for m in re.finditer(SCORE, stdout)]
 
 
@@ -57,7 +58,7 @@ def test_train_says_what_each_psnr_is_on_and_scores_both_kinds_of_denoiser_alike
         assert scores[0][1:] == (round(psnr(clean, x_test), 2), round(psnr_dataset(clean, x_test), 2))
         for (_, p, _), v in zip(scores[1:], levels):
             assert p == round(psnr(reconstruct(model, noise.noisy_test_set(x_test, v)), x_test), 2)
-        # metrics.json is `aelab evaluate`'s, and its noise_var says what it is on
+        # metrics.json is `autoenc evaluate`'s, and its noise_var says what it is on
         metrics = json.loads((out / "metrics.json").read_text())
         assert metrics["noise_var"] == (0.09 if kind == "level" else None)
         shown = dict((on, p) for on, p, _ in scores)[noise.inputs_label(metrics["noise_var"])]
@@ -214,14 +215,14 @@ def test_the_study_help_gives_the_quick_presets_measured_time() -> None:
 
 
 def test_the_denoise_help_names_the_default_baselines_and_every_choice() -> None:
-    """`aelab denoise --help` said neither which baselines run without --baselines nor which exist."""
+    """`autoenc denoise --help` said neither which baselines run without --baselines nor which exist."""
     help_text = " ".join(CliRunner().invoke(main, ["denoise", "--help"]).output.split())
     assert "[default: noisy,linear]" in help_text
     assert all(m in help_text for m in baselines.METHODS)
 
 
 def test_a_study_trial_line_says_what_a_denoisers_psnr_is_on() -> None:
-    from aelab.study import trial_line
+    from autoenc.study import trial_line
 
     base = {"status": "ok", "wall_seconds": 9.14, "psnr": 20.071}
     levels = [{"noise_var": v, "psnr": p} for v, p in ((0.01, 26.1), (0.04, 23.404), (0.09, 21.0), (0.25, 17.9))]
@@ -249,7 +250,7 @@ def test_a_study_trial_line_says_what_a_denoisers_psnr_is_on() -> None:
 def test_study_refuses_workers_below_one(monkeypatch) -> None:
     """--workers 0 (or -2) is refused by name, as the study file's `workers: 0` is; it used to run the
     study one trial at a time as if no --workers had been given."""
-    import aelab.study as study_mod
+    import autoenc.study as study_mod
 
     ran = []
     monkeypatch.setattr(study_mod, "run_study", lambda *a, **k: ran.append(k) or {
@@ -263,7 +264,7 @@ def test_study_refuses_workers_below_one(monkeypatch) -> None:
 def test_study_refuses_ray_options_without_the_ray_executor(monkeypatch) -> None:
     """--gpus-per-trial, --cpus-per-trial and --address are Ray's (docs/ray.md); without --executor ray
     they were silently ignored (a study given --gpus-per-trial 1 ran as if it had not been)."""
-    import aelab.study as study_mod
+    import autoenc.study as study_mod
 
     ran = []
     monkeypatch.setattr(study_mod, "run_study", lambda *a, **k: ran.append(k) or {
@@ -277,7 +278,7 @@ def test_study_refuses_ray_options_without_the_ray_executor(monkeypatch) -> None
 def test_study_refuses_workers_with_the_ray_executor(monkeypatch) -> None:
     """Ray places trials by --cpus-per-trial / --gpus-per-trial; --workers with --executor ray was
     silently ignored (--workers 1 still ran a trial per CPU)."""
-    import aelab.study as study_mod
+    import autoenc.study as study_mod
 
     ran = []
     monkeypatch.setattr(study_mod, "run_study", lambda *a, **k: ran.append(k) or {
@@ -302,7 +303,7 @@ def test_an_out_folder_the_file_system_refuses_is_one_line_naming_the_path(data_
 
 
 def test_evaluate_on_a_study_or_trial_folder_points_at_the_run_folder_inside(tmp_path) -> None:
-    """`aelab evaluate STUDY_DIR` used to advise `aelab train --out STUDY_DIR`, a run written into
+    """`autoenc evaluate STUDY_DIR` used to advise `autoenc train --out STUDY_DIR`, a run written into
     the study's folder; it names what the folder is and where its run folders are."""
     study = tmp_path / "study"
     (study / "trials" / "t1" / "run").mkdir(parents=True)
@@ -314,12 +315,12 @@ def test_evaluate_on_a_study_or_trial_folder_points_at_the_run_folder_inside(tmp
                           (study / "trials" / "t1", f"its run folder is {study}/trials/t1/run"),
                           (study / "trials" / "p1", "a study trial without a model")):
         result = CliRunner().invoke(main, ["evaluate", str(folder)])
-        assert result.exit_code == 2 and words in result.stderr and "aelab train --out" not in result.stderr
+        assert result.exit_code == 2 and words in result.stderr and "autoenc train --out" not in result.stderr
 
 
 def test_ctrl_c_during_train_says_how_to_resume(data_dir, tmp_path, monkeypatch) -> None:
-    """As `aelab study` does: exit status 130 and how to resume, not click's bare "Aborted!"."""
-    from aelab import runs
+    """As `autoenc study` does: exit status 130 and how to resume, not click's bare "Aborted!"."""
+    from autoenc import runs
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -336,10 +337,10 @@ def test_rerunning_a_budget_seconds_training_keeps_its_measured_epochs(data_dir,
     """--budget-seconds measures the epochs that fit; timing varies, so the rerun of the same command
     (to resume an interrupted run, or on a finished one) measured other epochs, a configuration the
     folder's checkpoint or run did not match: it keeps the epochs recorded in the folder."""
-    import aelab.cli as cli
-    from aelab.model import ModelConfig
-    from aelab.runs import recorded_epochs
-    from aelab.training import TrainConfig, fit
+    import autoenc.cli as cli
+    from autoenc.model import ModelConfig
+    from autoenc.runs import recorded_epochs
+    from autoenc.training.loop import TrainConfig, fit
 
     measured = iter([1, 2])
     monkeypatch.setattr(cli, "budget_epochs", lambda *args: next(measured))
@@ -365,7 +366,7 @@ def test_rerunning_a_budget_seconds_training_keeps_its_measured_epochs(data_dir,
 @pytest.mark.parametrize("args", [["train", "--epochs", "1", "--out", ""], ["study", "--preset", "quick", "--out", " "],
                                   ["data", "fetch", "mnist", "--dest", ""], ["data", "check", "--data-dir", ""]])
 def test_an_empty_folder_option_is_refused_not_taken_as_the_current_folder(args, tmp_path, monkeypatch) -> None:
-    """Path("") is "."; `aelab train --out ""` (an unset shell variable) wrote config.json, model.safetensors,
+    """Path("") is "."; `autoenc train --out ""` (an unset shell variable) wrote config.json, model.safetensors,
     metrics.json, ... into the current folder."""
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, args)
@@ -399,24 +400,24 @@ def test_train_refuses_an_empty_or_malformed_widths_and_widths_beside_depth(args
 
 
 def test_a_training_refused_before_its_first_epoch_leaves_no_empty_run_folder(data_dir, tmp_path, monkeypatch) -> None:
-    """A setting `fit` refuses (here AELAB_CHECKPOINT_SECONDS; also --device cuda without a GPU) left the
+    """A setting `fit` refuses (here AUTOENC_CHECKPOINT_SECONDS; also --device cuda without a GPU) left the
     --out folder made, empty, behind; one that existed before stays."""
-    monkeypatch.setenv("AELAB_CHECKPOINT_SECONDS", "-1")
+    monkeypatch.setenv("AUTOENC_CHECKPOINT_SECONDS", "-1")
     for out in (tmp_path / "new" / "run", tmp_path / "existing"):
         (tmp_path / "existing").mkdir(exist_ok=True)
         result = CliRunner().invoke(main, ["train", "--epochs", "1", "--threads", "1", "--out", str(out),
                                            "--data-dir", str(data_dir), "--quiet"])
         assert result.exit_code == 2, result.output
-        assert "AELAB_CHECKPOINT_SECONDS is '-1'" in result.stderr
+        assert "AUTOENC_CHECKPOINT_SECONDS is '-1'" in result.stderr
     assert not (tmp_path / "new" / "run").exists() and (tmp_path / "existing").is_dir()
 
 
-def test_aelab_data_dir_naming_a_file_is_named_in_the_error(tmp_path, monkeypatch) -> None:
+def test_autoenc_data_dir_naming_a_file_is_named_in_the_error(tmp_path, monkeypatch) -> None:
     """It said "Invalid value for '--data-dir'", an option the user had not given."""
     (tmp_path / "data.gz").write_bytes(b"")
-    monkeypatch.setenv("AELAB_DATA_DIR", str(tmp_path / "data.gz"))
+    monkeypatch.setenv("AUTOENC_DATA_DIR", str(tmp_path / "data.gz"))
     result = CliRunner().invoke(main, ["data", "check"])
     assert result.exit_code == 2, result.output
-    assert f"Invalid value for AELAB_DATA_DIR: '{tmp_path / 'data.gz'}' is a file; set it to a folder" in result.stderr
+    assert f"Invalid value for AUTOENC_DATA_DIR: '{tmp_path / 'data.gz'}' is a file; set it to a folder" in result.stderr
     result = CliRunner().invoke(main, ["data", "check", "--data-dir", str(tmp_path / "data.gz")])
     assert result.exit_code == 2 and "Invalid value for '--data-dir'" in result.stderr

@@ -1,4 +1,4 @@
-"""Loading, splits, verification, error messages and bring-your-own data (aelab.data)."""
+"""Loading, splits, verification, error messages and bring-your-own data (autoenc.data)."""
 from __future__ import annotations
 
 import gzip
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from aelab import data
-from aelab.errors import DataError
+from autoenc import data
+from autoenc.errors import DataError
 from generated import idx_bytes, make_images, write_dataset, write_idx, write_npz
 
 
@@ -51,7 +51,7 @@ def test_load_splits(data_dir: Path, name: str) -> None:
 
 def test_real_data_counts(data_dir: Path, real_data: bool) -> None:
     if not real_data:
-        pytest.skip("needs the real datasets (AELAB_DATA_DIR)")
+        pytest.skip("needs the real datasets (AUTOENC_DATA_DIR)")
     for name in data.KNOWN_DATASETS:
         sizes = {split: len(data.load(name, split, data_dir=data_dir)[1])
                  for split in data.SPLITS}
@@ -75,7 +75,7 @@ def test_check_report(data_dir: Path, real_data: bool) -> None:
 def test_cli_data_check(data_dir: Path) -> None:
     from click.testing import CliRunner
 
-    from aelab.cli import main as cli
+    from autoenc.cli import main as cli
 
     result = CliRunner().invoke(cli, ["data", "check", "--data-dir", str(data_dir)])
     assert result.exit_code == 0, result.output
@@ -83,28 +83,28 @@ def test_cli_data_check(data_dir: Path) -> None:
 
 
 def test_cli_names_the_data_folders_source_truthfully(data_dir: Path, tmp_path: Path) -> None:
-    """A folder from the AELAB_DATA_DIR variable is labelled as such, not as --data-dir: in `aelab data
+    """A folder from the AUTOENC_DATA_DIR variable is labelled as such, not as --data-dir: in `autoenc data
     check` and in a command's missing-data error; a --data-dir given on the command line wins and says so."""
     from click.testing import CliRunner
 
-    from aelab.cli import main as cli
+    from autoenc.cli import main as cli
 
     runner = CliRunner()
-    by_env = runner.invoke(cli, ["data", "check"], env={"AELAB_DATA_DIR": str(data_dir)})
+    by_env = runner.invoke(cli, ["data", "check"], env={"AUTOENC_DATA_DIR": str(data_dir)})
     assert by_env.exit_code == 0, by_env.output
-    assert f"mnist: found in explicit dir (AELAB_DATA_DIR): {data_dir / 'mnist'}" in by_env.output
+    assert f"mnist: found in explicit dir (AUTOENC_DATA_DIR): {data_dir / 'mnist'}" in by_env.output
     assert "(--data-dir" not in by_env.output
     by_flag = runner.invoke(cli, ["data", "check", "--data-dir", str(data_dir)],
-                            env={"AELAB_DATA_DIR": str(tmp_path / "elsewhere")})
+                            env={"AUTOENC_DATA_DIR": str(tmp_path / "elsewhere")})
     assert by_flag.exit_code == 0, by_flag.output
     assert f"mnist: found in explicit dir (--data-dir / data_dir=): {data_dir / 'mnist'}" in by_flag.output
-    assert "AELAB_DATA_DIR)" not in by_flag.output
+    assert "AUTOENC_DATA_DIR)" not in by_flag.output
     empty = tmp_path / "empty"
     empty.mkdir()
-    missing = runner.invoke(cli, ["train", "--epochs", "1"], env={"AELAB_DATA_DIR": str(empty)})
+    missing = runner.invoke(cli, ["train", "--epochs", "1"], env={"AUTOENC_DATA_DIR": str(empty)})
     assert missing.exit_code == 2
     assert missing.stderr.startswith("error: dataset 'mnist' not found")
-    assert f"{empty / 'mnist'} (AELAB_DATA_DIR): no such folder" in missing.stderr
+    assert f"{empty / 'mnist'} (AUTOENC_DATA_DIR): no such folder" in missing.stderr
     assert "(--data-dir" not in missing.stderr
 
 
@@ -141,10 +141,10 @@ def test_sources_in_order(small_mnist: Path, monkeypatch: pytest.MonkeyPatch) ->
     cache.mkdir(parents=True)
     (small_mnist / "mnist").rename(cache / "mnist")
     assert data.locate("mnist") == ("cache", cache / "mnist")
-    # An explicit dir (argument or AELAB_DATA_DIR) comes first.
+    # An explicit dir (argument or AUTOENC_DATA_DIR) comes first.
     write_dataset(small_mnist / "explicit", "mnist", 120, 24)
     assert data.locate("mnist", small_mnist / "explicit")[0] == "explicit dir"
-    monkeypatch.setenv("AELAB_DATA_DIR", str(small_mnist / "explicit"))
+    monkeypatch.setenv("AUTOENC_DATA_DIR", str(small_mnist / "explicit"))
     assert data.locate("mnist") == ("explicit dir", small_mnist / "explicit" / "mnist")
     assert data.load("mnist", "val")[0].shape == (10, 784)
 
@@ -173,9 +173,9 @@ def test_missing_dataset_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                    system):
         assert str(looked) in message
     assert "missing train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz]" in message
-    assert "no such folder" in message and "AELAB_OFFLINE" in message
-    assert "--data-dir" in message and "AELAB_DATA_DIR" in message          # fix 1
-    assert "aelab data fetch fashion-mnist" in message                       # fix 2
+    assert "no such folder" in message and "AUTOENC_OFFLINE" in message
+    assert "--data-dir" in message and "AUTOENC_DATA_DIR" in message          # fix 1
+    assert "autoenc data fetch fashion-mnist" in message                       # fix 2
     assert "apt install dataset-fashion-mnist" in message                    # fix 3
     with pytest.raises(DataError, match="download=False"):
         data.load("fashion-mnist", "train", data_dir=tmp_path / "nowhere", download=False)
@@ -348,15 +348,15 @@ def test_not_an_npz(tmp_path: Path) -> None:
     (b"\x00\x01\x02\x03\xff\xfe\xfd\xfc", "it starts with 00 01 02 03 ff fe fd fc"),
 ])
 def test_a_file_named_npz_that_is_not_one(tmp_path: Path, content: bytes, what: str) -> None:
-    """A text (or other non-zip) file named .npz: aelab's own message naming the file and what an .npz
-    for aelab holds, not numpy's advice to load it unsafely with allow_pickle=."""
+    """A text (or other non-zip) file named .npz: autoenc's own message naming the file and what an .npz
+    for autoenc holds, not numpy's advice to load it unsafely with allow_pickle=."""
     path = tmp_path / "notes.npz"
     path.write_bytes(content)
     with pytest.raises(DataError) as info:
         data.load(str(path), "train")
     message = str(info.value)
     assert message.startswith(f"{path} is not an .npz archive (a zip file, which starts with 'PK'): {what}; ")
-    assert message.endswith("an .npz dataset for aelab holds x, a uint8 array of shape (N, H, W), and optionally y, "
+    assert message.endswith("an .npz dataset for autoenc holds x, a uint8 array of shape (N, H, W), and optionally y, "
                             "integer labels of shape (N,); or x_train and x_test (and y_train, y_test). "
                             "numpy.savez(PATH, x=x, y=y) writes one")
     assert "allow_pickle" not in message and "pickle" not in message
@@ -367,7 +367,7 @@ def test_an_npz_of_pickled_objects_or_one_npy_array_is_refused_by_name(tmp_path:
     with pytest.raises(DataError) as info:
         data.load(str(tmp_path / "objects.npz"), "train")
     assert str(info.value).startswith(f"{tmp_path / 'objects.npz'}, array 'x' holds Python objects (pickled), "
-                                      "which aelab does not load: an .npz dataset for aelab holds x, a uint8 array")
+                                      "which autoenc does not load: an .npz dataset for autoenc holds x, a uint8 array")
     assert "allow_pickle" not in str(info.value)
     np.save(tmp_path / "one.npy", np.zeros((20, 4, 4), np.uint8))
     (tmp_path / "one.npy").rename(tmp_path / "one.npz")
@@ -385,7 +385,7 @@ def test_a_dataset_too_small_for_every_split_is_refused_at_load(tmp_path: Path) 
         with pytest.raises(DataError) as info:
             call()
         assert str(info.value) == (
-            f"{small}, array 'x' holds 5 images, too few to split: aelab splits one pool in file order into test "
+            f"{small}, array 'x' holds 5 images, too few to split: autoenc splits one pool in file order into test "
             "(the last round(N / 7)), val (the last rest // 12 of the others) and train, which would give train 4, "
             "val 0, test 1. Every split needs an image: give at least 14 images (train 11, val 1, test 2); the "
             "protocol's 70,000 split 55,000 / 5,000 / 10,000")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from aelab import data
-from aelab.errors import DataError
+from autoenc import data
+from autoenc.errors import DataError
 from generated import write_dataset
 
 
@@ -81,7 +81,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture
 def mirror(server, monkeypatch: pytest.MonkeyPatch):
     """mirror(mode) -> base URL; downloads allowed, checksums of the served mnist in place."""
-    monkeypatch.delenv("AELAB_OFFLINE")
+    monkeypatch.delenv("AUTOENC_OFFLINE")
     monkeypatch.setitem(data.SHA256, "mnist", server.table)
     server.requests.clear()
     return lambda mode: f"http://127.0.0.1:{server.server_address[1]}/{mode}/"
@@ -162,6 +162,6 @@ def test_load_downloads_into_cache(mirror, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_offline_refuses_to_download(mirror, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AELAB_OFFLINE", "1")
-    with pytest.raises(DataError, match="AELAB_OFFLINE"):
+    monkeypatch.setenv("AUTOENC_OFFLINE", "1")
+    with pytest.raises(DataError, match="AUTOENC_OFFLINE"):
         data.fetch("mnist", mirrors=[mirror("good")])

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage.metrics import structural_similarity
 
-from aelab.evaluation import ssim, ssim_per_image
+from autoenc.evaluation.metrics import ssim, ssim_per_image
 
 
 @settings(max_examples=30, deadline=None)
@@ -36,9 +36,9 @@ def test_ssim_of_an_image_with_itself_is_1_and_small_images_are_refused():
 def test_a_model_on_cuda_is_scored_there_with_the_cpus_numbers():
     import copy
 
-    from aelab.denoise import score_levels
-    from aelab.evaluation import evaluate
-    from aelab.model import DenseAutoencoder, ModelConfig
+    from autoenc.evaluation.denoising import score_levels
+    from autoenc.evaluation.metrics import evaluate
+    from autoenc.model import DenseAutoencoder, ModelConfig
 
     torch.manual_seed(0)
     model = DenseAutoencoder(ModelConfig.preset(3, 15))
@@ -56,7 +56,7 @@ def test_a_model_on_cuda_is_scored_there_with_the_cpus_numbers():
 
 
 def test_an_output_with_nan_values_scores_nan_not_a_perfect_100_db():
-    from aelab.evaluation import image_metrics, psnr
+    from autoenc.evaluation.metrics import image_metrics, psnr
 
     x = torch.rand(4, 784)
     x_hat = x.clone()
@@ -66,7 +66,7 @@ def test_an_output_with_nan_values_scores_nan_not_a_perfect_100_db():
 
 
 @pytest.mark.parametrize("change, words", [
-    (lambda x, y: {"x": x * 255}, r"^x has pixels from [0-9.]+ to [0-9.]+; aelab's pixels are in \[0, 1\] \(divide 0-255"),
+    (lambda x, y: {"x": x * 255}, r"^x has pixels from [0-9.]+ to [0-9.]+; autoenc's pixels are in \[0, 1\] \(divide 0-255"),
     (lambda x, y: {"x": x.index_put((torch.tensor([0]), torch.tensor([0])), torch.tensor(float("nan")))},
      "^x has values that are not finite"),
     (lambda x, y: {"x": x.reshape(-1, 28, 28)}, r"^x has shape \(20, 28, 28\); expected \(N, 784\); flatten"),
@@ -75,8 +75,8 @@ def test_an_output_with_nan_values_scores_nan_not_a_perfect_100_db():
     (lambda x, y: {"x_in": x[:3]}, "^x_in has 3 images but x has 20"),
 ])
 def test_evaluate_refuses_inputs_that_do_not_fit_naming_the_argument(change, words):
-    from aelab import ConfigError, evaluate
-    from aelab.model import DenseAutoencoder, ModelConfig
+    from autoenc import ConfigError, evaluate
+    from autoenc.model import DenseAutoencoder, ModelConfig
 
     model = DenseAutoencoder(ModelConfig.preset(3, 15))
     x, y = torch.rand(20, 784), torch.randint(0, 10, (20,))
@@ -86,8 +86,8 @@ def test_evaluate_refuses_inputs_that_do_not_fit_naming_the_argument(change, wor
 
 
 def test_the_metrics_refuse_clean_images_outside_0_1():
-    from aelab import ConfigError
-    from aelab.evaluation import psnr
+    from autoenc import ConfigError
+    from autoenc.evaluation.metrics import psnr
 
     x = torch.rand(3, 784)
     with pytest.raises(ConfigError, match=r"^x \(the clean images\) has pixels from"):
@@ -102,11 +102,11 @@ def test_the_metrics_refuse_clean_images_outside_0_1():
     (lambda x: x[:, :100], r"^x has shape \(20, 100\); expected \(N, 784\)"),
 ])
 def test_reconstruct_refuses_inputs_that_are_not_the_models_images(change, words):
-    """aelab.reconstruct takes (N, D) float pixels like every other public function: a numpy array or
+    """autoenc.reconstruct takes (N, D) float pixels like every other public function: a numpy array or
     (N, 28, 28) images were an AttributeError / matmul RuntimeError from inside torch, and uint8
     0-255 pixels came back as confident, wrong reconstructions."""
-    from aelab import ConfigError, reconstruct
-    from aelab.model import DenseAutoencoder, ModelConfig
+    from autoenc import ConfigError, reconstruct
+    from autoenc.model import DenseAutoencoder, ModelConfig
 
     model = DenseAutoencoder(ModelConfig.preset(3, 15))
     x = torch.rand(20, 784)
@@ -116,8 +116,8 @@ def test_reconstruct_refuses_inputs_that_are_not_the_models_images(change, words
 
 
 def test_reconstruct_and_evaluate_leave_the_model_in_the_mode_it_came_in():
-    from aelab.evaluation import evaluate, reconstruct
-    from aelab.model import DenseAutoencoder, ModelConfig
+    from autoenc.evaluation.metrics import evaluate, reconstruct
+    from autoenc.model import DenseAutoencoder, ModelConfig
 
     torch.manual_seed(0)
     model = DenseAutoencoder(ModelConfig(input_dim=49, widths=(16,), latent=4))
@@ -137,17 +137,17 @@ def test_reconstruct_and_evaluate_leave_the_model_in_the_mode_it_came_in():
 
 
 @pytest.mark.parametrize("call, words", [
-    (lambda x: __import__("aelab").psnr(x.numpy(), x), r"^x_hat is a ndarray, not a torch tensor"),
-    (lambda x: __import__("aelab").psnr_dataset((x * 255).to(torch.uint8), x), r"^x_hat has dtype torch.uint8"),
-    (lambda x: __import__("aelab").psnr(x[:0], x[:0]), r"holds no images"),
-    (lambda x: __import__("aelab").psnr_dataset(x[:0], x[:0]), r"holds no images"),
-    (lambda x: __import__("aelab.evaluation").evaluation.ssim(x[:0], x[:0], (28, 28)), r"holds no images"),
-    (lambda x: __import__("aelab.evaluation").evaluation.per_class_psnr(x, x, torch.rand(len(x))), r"integer label"),
+    (lambda x: __import__("autoenc").psnr(x.numpy(), x), r"^x_hat is a ndarray, not a torch tensor"),
+    (lambda x: __import__("autoenc").psnr_dataset((x * 255).to(torch.uint8), x), r"^x_hat has dtype torch.uint8"),
+    (lambda x: __import__("autoenc").psnr(x[:0], x[:0]), r"holds no images"),
+    (lambda x: __import__("autoenc").psnr_dataset(x[:0], x[:0]), r"holds no images"),
+    (lambda x: __import__("autoenc.evaluation.metrics").evaluation.metrics.ssim(x[:0], x[:0], (28, 28)), r"holds no images"),
+    (lambda x: __import__("autoenc.evaluation.metrics").evaluation.metrics.per_class_psnr(x, x, torch.rand(len(x))), r"integer label"),
 ])
 def test_the_metrics_refuse_outputs_that_are_not_float_tensors_and_empty_sets(call, words):
     """A numpy x_hat was an AttributeError from inside torch, uint8 0-255 outputs were clipped to
     0/1 and scored without a word, no images at all scored NaN, float labels became class keys."""
-    from aelab import ConfigError
+    from autoenc import ConfigError
 
     with pytest.raises(ConfigError, match=words):
         call(torch.rand(6, 784))
@@ -158,8 +158,8 @@ def test_the_metrics_refuse_outputs_that_are_not_float_tensors_and_empty_sets(ca
     ({"x": torch.rand(0, 784), "y": None}, r"^x holds no images"),
 ])
 def test_evaluate_refuses_float_labels_and_no_images(change, words):
-    from aelab import ConfigError, evaluate
-    from aelab.model import DenseAutoencoder, ModelConfig
+    from autoenc import ConfigError, evaluate
+    from autoenc.model import DenseAutoencoder, ModelConfig
 
     model = DenseAutoencoder(ModelConfig.preset(3, 15))
     args = {"x": torch.rand(20, 784), "y": torch.randint(0, 10, (20,)), **change}
@@ -170,8 +170,8 @@ def test_evaluate_refuses_float_labels_and_no_images(change, words):
 @pytest.mark.parametrize("batch", [0, -1, 2.5, True])
 def test_reconstruct_refuses_a_batch_size_below_1(batch):
     # 0 was a ValueError from range(), -1 ran silently
-    from aelab import ConfigError, reconstruct
-    from aelab.model import DenseAutoencoder, ModelConfig
+    from autoenc import ConfigError, reconstruct
+    from autoenc.model import DenseAutoencoder, ModelConfig
 
     with pytest.raises(ConfigError, match="batch=.*whole number >= 1"):
         reconstruct(DenseAutoencoder(ModelConfig.preset(3, 15)), torch.rand(4, 784), batch=batch)

@@ -9,8 +9,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aelab import data
-from aelab.errors import DataError
+from autoenc import data
+from autoenc.errors import DataError
 from generated import idx_bytes
 
 VALID = [

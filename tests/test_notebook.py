@@ -1,7 +1,7 @@
 """examples/lab.ipynb runs from top to bottom with quick settings (nbclient); a failing cell fails
 the test.
 
-Kernel: the test writes a temporary kernel spec "aelab-test" whose argv starts the Python running
+Kernel: the test writes a temporary kernel spec "autoenc-test" whose argv starts the Python running
 pytest (the project's .venv: `sys.executable -m ipykernel_launcher`) and puts it first on
 JUPYTER_PATH, so the notebook never runs in another interpreter that happens to own a "python3"
 kernel spec; the injected first cell also asserts the kernel's sys.prefix is the venv's.
@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 from generated import checksums_cell
 
-from aelab.study import count_trials, preset
+from autoenc.study import count_trials, preset
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "lab.ipynb"
-KERNEL = "aelab-test"
+KERNEL = "autoenc-test"
 
 
 def _kernel_spec(root: Path) -> Path:
@@ -35,7 +35,7 @@ def _kernel_spec(root: Path) -> Path:
     folder.mkdir(parents=True)
     (folder / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "aelab test (.venv)", "language": "python"}))
+        "display_name": "autoenc test (.venv)", "language": "python"}))
     return root
 
 
@@ -70,7 +70,7 @@ def test_notebook_text_names_files_that_exist_and_the_presets_activation():
     """The markdown points at documents the repository has (the protocol is docs/protocol.md; there is
     no SPEC.md) and names the preset's real hidden activation (SiLU, the recipe), not ReLU."""
     nbformat = pytest.importorskip("nbformat")
-    from aelab import ModelConfig
+    from autoenc import ModelConfig
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
@@ -80,7 +80,7 @@ def test_notebook_text_names_files_that_exist_and_the_presets_activation():
         assert any((root / name).is_file() for root in (NOTEBOOK.parent, NOTEBOOK.parents[1])), name
     preset = next(c.source for c in nb.cells if c.cell_type == "markdown" and "depth-3 preset" in c.source)
     activation = {"silu": "SiLU", "relu": "ReLU"}[ModelConfig.preset(3, 30).activation]
-    assert f"hidden layers follow aelab's training recipe: {activation}" in preset
+    assert f"hidden layers follow autoenc's training recipe: {activation}" in preset
     assert "ReLU hidden layers, sigmoid" not in preset
     assert 'activation="relu")` gives the\nprotocol\'s plain model' in preset
 

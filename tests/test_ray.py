@@ -3,7 +3,7 @@ results; a trial whose worker is SIGKILLed mid-training is retried and ends with
 a trial that fails on every attempt is recorded as failed; without Ray the flag says how to
 install it.
 
-Skipped when Ray is not installed, unless AELAB_REQUIRE_RAY=1 (CI installs the ray extra).
+Skipped when Ray is not installed, unless AUTOENC_REQUIRE_RAY=1 (CI installs the ray extra).
 """
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from aelab.errors import ConfigError
+from autoenc.errors import ConfigError
 
-if os.environ.get("AELAB_REQUIRE_RAY") == "1":
+if os.environ.get("AUTOENC_REQUIRE_RAY") == "1":
     import ray
 else:
-    ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'aelab[ray]')")
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'autoenc[ray]')")
 
-from aelab.study import TIMING_COLUMNS, preset, run_study, study_from_dict  # noqa: E402
+from autoenc.study import TIMING_COLUMNS, preset, run_study, study_from_dict  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -74,14 +74,14 @@ def _ray_worker_pid(trial_id: str) -> int | None:
 
 def test_without_ray_the_flag_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)
-    from aelab.executors import make_executor
+    from autoenc.study.executors import make_executor
 
-    with pytest.raises(ConfigError, match=r"--executor ray needs Ray: pip install 'aelab\[ray\]'"):
+    with pytest.raises(ConfigError, match=r"--executor ray needs Ray: pip install 'autoenc\[ray\]'"):
         make_executor("ray", tmp_path, None, workers=1, threads=1, progress=False)
 
 
 def test_bad_resources_are_config_errors(tmp_path):
-    from aelab.ray_executor import RayExecutor
+    from autoenc.study.ray_executor import RayExecutor
 
     with pytest.raises(ConfigError, match="--cpus-per-trial"):
         RayExecutor(tmp_path, None, threads=1, cpus_per_trial=0)
@@ -102,7 +102,7 @@ def test_a_cluster_that_is_not_there_is_a_config_error_not_a_hang(monkeypatch, t
         pytest.skip("a Ray instance is already running in this process")
     import socket
 
-    from aelab.ray_executor import RayExecutor
+    from autoenc.study.ray_executor import RayExecutor
 
     with socket.socket() as s:  # a port where nothing listens
         s.bind(("127.0.0.1", 0))
@@ -148,8 +148,8 @@ def test_a_cluster_that_is_not_there_is_a_config_error_not_a_hang(monkeypatch, t
 def test_failed_tasks_become_readable_errors_with_attempts():
     from ray import exceptions as rx
 
-    from aelab.errors import TrainingError
-    from aelab.ray_executor import trial_error
+    from autoenc.errors import TrainingError
+    from autoenc.study.ray_executor import trial_error
 
     wrapped = rx.RayTaskError("run_on_worker", "Traceback (most recent call last):\nTrainingError: loss nan",
                               TrainingError("loss nan")).as_instanceof_cause()
@@ -167,7 +167,7 @@ def test_failed_tasks_become_readable_errors_with_attempts():
 def test_only_a_training_asks_ray_for_a_gpu():
     """With --gpus-per-trial, PCA and the classical baselines (CPU-only) held a GPU slot each, so on
     a GPU cluster they queued for GPUs beside the trainings and kept trainings waiting."""
-    from aelab.ray_executor import RayExecutor
+    from autoenc.study.ray_executor import RayExecutor
 
     executor = object.__new__(RayExecutor)  # the options alone: no Ray started
     executor._options = {"num_cpus": 1, "num_gpus": 0.25, "max_retries": 2, "retry_exceptions": True}
@@ -184,7 +184,7 @@ def test_starts_and_stops_its_own_local_instance(tmp_path):
     cores and stops it on shutdown. Runs before the module's shared instance exists."""
     if ray.is_initialized():
         pytest.skip("a Ray instance is already running in this process")
-    from aelab.ray_executor import RayExecutor
+    from autoenc.study.ray_executor import RayExecutor
 
     pool = RayExecutor(tmp_path / "study", None, threads=1)
     try:
@@ -198,10 +198,10 @@ def test_starts_and_stops_its_own_local_instance(tmp_path):
 
 def test_starting_ray_keeps_the_sigterm_handler(tmp_path):
     """ray.init installs its own SIGTERM handler (sys.exit(15)); the executor puts the process's
-    back, so that `aelab study` still stops on SIGTERM with its message and exit status 143."""
+    back, so that `autoenc study` still stops on SIGTERM with its message and exit status 143."""
     if ray.is_initialized():
         pytest.skip("a Ray instance is already running in this process")
-    from aelab.ray_executor import RayExecutor
+    from autoenc.study.ray_executor import RayExecutor
 
     def handler(signum, frame):  # the study command's, in the CLI
         raise KeyboardInterrupt
@@ -224,19 +224,19 @@ def ray_cluster(data_dir, real_data, tmp_path_factory):
     leaves it running). Workers get the test environment: offline, a temporary cache."""
     options = {}
     if not real_data:  # generated datasets: workers must know their checksums too
-        from aelab import data
+        from autoenc import data
 
         sums = {name: dict(data.SHA256[name]) for name in data.KNOWN_DATASETS}
 
         def patch_checksums():
-            from aelab import data as worker_data
+            from autoenc import data as worker_data
 
             worker_data.SHA256.update(sums)
 
         options["runtime_env"] = {"worker_process_setup_hook": patch_checksums}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AELAB_OFFLINE", "1")
-        mp.setenv("AELAB_CHECKPOINT_SECONDS", "0")  # a checkpoint every epoch: the tests catch trials mid-training
+        mp.setenv("AUTOENC_OFFLINE", "1")
+        mp.setenv("AUTOENC_CHECKPOINT_SECONDS", "0")  # a checkpoint every epoch: the tests catch trials mid-training
         mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("ray-cache")))
         mp.delenv("RAY_ADDRESS", raising=False)
         ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", **options)
@@ -258,7 +258,7 @@ def test_quick_preset_on_ray_matches_the_local_executor(ray_cluster, quick_study
 def test_a_killed_worker_is_retried_and_the_study_completes(ray_cluster, data_dir, tmp_path):
     config = study_from_dict(_small(epochs=8))
     reference = tmp_path / "reference"
-    run_study(config, reference, data_dir=data_dir, executor="local", workers=1, progress=False, report=False)
+    run_study(config, reference, data_dir=data_dir, executor="local", workers=1, progress=False)
 
     out = tmp_path / "killed"
     killed: dict = {}
@@ -278,7 +278,7 @@ def test_a_killed_worker_is_retried_and_the_study_completes(ray_cluster, data_di
     killer = threading.Thread(target=kill_one_mid_training, daemon=True)
     killer.start()
     try:
-        summary = run_study(config, out, data_dir=data_dir, executor="ray", progress=False, report=False)
+        summary = run_study(config, out, data_dir=data_dir, executor="ray", progress=False)
     finally:
         study_over.set()
     killer.join(timeout=5)
@@ -296,7 +296,7 @@ def test_a_trial_failing_on_every_attempt_is_recorded_and_the_rest_completes(ray
         denoising={"variances": [0.04], "blind": None, "baselines": ["noisy"], "subset": 100,
                    "train": {"lr": 1.0e30}, "model": {"norm": "none"}}))
     out = tmp_path / "failing"
-    summary = run_study(config, out, data_dir=data_dir, executor="ray", progress=False, report=False,
+    summary = run_study(config, out, data_dir=data_dir, executor="ray", progress=False,
                         max_retries=1)
     failed = summary["failed"]
     assert [f["phase"] for f in failed] == ["denoise"]
@@ -314,8 +314,8 @@ def test_a_trial_failing_on_every_attempt_is_recorded_and_the_rest_completes(ray
 
 @pytest.mark.slow
 def test_shutdown_cancels_running_trials_and_leaves_a_shared_instance_running(ray_cluster, data_dir, tmp_path):
-    from aelab.ray_executor import RayExecutor
-    from aelab.study import plan
+    from autoenc.study.ray_executor import RayExecutor
+    from autoenc.study import plan
 
     trial = plan(study_from_dict(_small(latents=[15], epochs=30)), {})[0].to_dict()
     pool = RayExecutor(tmp_path, data_dir, threads=1)

@@ -1,4 +1,4 @@
-"""The study report (aelab.report): on the quick study and on small hand-made study folders.
+"""The study report (autoenc.report): on the quick study and on small hand-made study folders.
 
 The hand-made folders (`make_study`) hold the files a study writes (summary.json, results.json,
 denoising.json, trials/<id>/...) with chosen numbers, so each test knows the right answer and
@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 import torch
 
-from aelab import findings, report
-from aelab.figures import image_grid
+from autoenc.report import findings
+from autoenc.report import sections as report
+from autoenc.figures import image_grid
 
 SECTIONS = ["Findings", "Compression", "Regularization", "Image grids", "Training curves", "Per-class PSNR",
             "Time per trial", "How the trials were scheduled"]
@@ -230,7 +231,7 @@ def test_quick_report_has_every_section(quick_study):
         assert report.PSNR_LABEL in text and report.PSNR_DATASET_LABEL in text
         assert "Failed trials" not in text
     assert "Partial results" not in md
-    from aelab.training import resolve_precision
+    from autoenc.training.device import resolve_precision
 
     assert f"Training arithmetic: {resolve_precision('auto', torch.device('cpu'))} " in md
     for heading in SECTIONS + ["Denoising"]:
@@ -382,8 +383,8 @@ def test_report_refuses_a_folder_that_is_not_a_study(tmp_path, kind):
     what to run, exit status 2 from the CLI, and nothing written there."""
     from click.testing import CliRunner
 
-    from aelab.cli import main
-    from aelab.errors import ConfigError
+    from autoenc.cli import main
+    from autoenc.errors import ConfigError
 
     folder = tmp_path / "mnist-d5-L30-s0"
     if kind != "missing":
@@ -396,7 +397,7 @@ def test_report_refuses_a_folder_that_is_not_a_study(tmp_path, kind):
         report.write_report(folder)
     message = str(err.value)
     assert message.startswith(f"{folder} is not a study folder")
-    assert "aelab study STUDY.yaml --out" in message
+    assert "autoenc study STUDY.yaml --out" in message
     if kind != "missing":
         assert "it holds no study.yaml" in message
         assert ("training run folder (config.json)" in message) == (kind == "run folder")
@@ -840,7 +841,7 @@ def test_partial_study_renders(tmp_path):
     _, md_path = report.write_report(study)
     md = md_path.read_text()
     _no_broken_section(md)
-    assert "Partial results" in md and "aelab study report: partial" in md
+    assert "Partial results" in md and "autoenc study report: partial" in md
     assert "Validation chose depth 5, L = 30" in md
     assert f"**{report.AE_LABELS['dae-blind']}**" not in md and f"**{report.AE_LABELS['dae']}**" in md
     assert "| 5 | 15 |" not in md  # the missing grid cell is simply absent
@@ -880,7 +881,7 @@ def test_empty_study_renders(tmp_path):
 def test_cli_report(tmp_path):
     from click.testing import CliRunner
 
-    from aelab.cli import main
+    from autoenc.cli import main
 
     study = make_study(tmp_path / "s", denoising=False)
     result = CliRunner().invoke(main, ["report", str(study)])

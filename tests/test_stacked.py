@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aelab import ConfigError, data, fit, reconstruct
-from aelab.model import ModelConfig
-from aelab.stacked import StackedAutoencoder, fit_stacked
-from aelab.training import TrainConfig, init_model
+from autoenc import ConfigError, data, fit, reconstruct
+from autoenc.model import ModelConfig
+from autoenc.training.stacked import StackedAutoencoder, fit_stacked
+from autoenc.training.loop import TrainConfig, init_model
 from interrupt import Stop, stop_after
 
 
@@ -157,7 +157,7 @@ def test_a_resumed_stack_equals_an_uninterrupted_one(splits, tmp_path):
 def test_the_graphed_stack_path_runs_on_a_cpu_with_a_stand_in_capture(splits, monkeypatch):
     """fit_stacked's CUDA-graph path but the capture: the stand-in records what is captured and
     returns the module, so the numbers must be those of the eager stack."""
-    import aelab.stacked as stacked
+    import autoenc.training.stacked as stacked
 
     x_train, x_val, _ = splits["mnist"]
     jobs = [(x_train, x_val, TrainConfig(epochs=2, device="cpu", threads=1, seed=s)) for s in (0, 1)]

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from aelab import ConfigError
+from autoenc import ConfigError
 from generated import python_with_checksums
-from aelab.study import (StudyConfig, TIMING_COLUMNS, by_priority, count_trials, load_study, plan, preset,
+from autoenc.study import (StudyConfig, TIMING_COLUMNS, by_priority, count_trials, load_study, plan, preset,
                          run_study, stack_groups, study_from_dict)
 
 
@@ -83,10 +83,10 @@ def test_a_study_file_that_is_not_text_is_refused_by_name(tmp_path):
 def test_a_budget_the_file_sets_applies_to_every_budget_it_leaves_out(monkeypatch):
     """A small study written with epochs {3: 3} must not train 100 epochs on a GPU, nor its
     denoisers their default 50; budgets the file sets itself stay as set."""
-    import aelab.study as study_mod
+    import autoenc.study.plan as study_mod
 
     for on_gpu in (False, True):
-        monkeypatch.setattr(study_mod, "_on_gpu", lambda c, on_gpu=on_gpu: on_gpu)
+        monkeypatch.setattr(study_mod, "on_gpu", lambda c, on_gpu=on_gpu: on_gpu)
         small = study_from_dict({"epochs": {3: 3, 5: 2}})
         assert [study_mod._epochs(small, d, denoise) for d in (3, 5) for denoise in (False, True)] == [3, 3, 2, 2]
         own = study_from_dict({"epochs": {3: 3, 5: 2}, "denoising": {"epochs": 7}})
@@ -102,11 +102,11 @@ def test_gpu_epochs_alone_is_the_denoisers_budget_on_a_gpu_too(monkeypatch):
     """docs/study.md: denoising.gpu_epochs left out is denoising.epochs when set, else the study's:
     a file that sets only gpu_epochs {3: 10} must not train its denoisers the default 100 on a GPU,
     and on a CPU everything keeps its default budget."""
-    import aelab.study as study_mod
+    import autoenc.study.plan as study_mod
 
     text = {"gpu_epochs": {3: 10, 5: 8}}
     for on_gpu, want in ((True, [10, 10, 8, 8]), (False, [30, 50, 30, 30])):
-        monkeypatch.setattr(study_mod, "_on_gpu", lambda c, on_gpu=on_gpu: on_gpu)
+        monkeypatch.setattr(study_mod, "on_gpu", lambda c, on_gpu=on_gpu: on_gpu)
         c = study_from_dict(dict(text))
         assert [study_mod._epochs(c, d, denoise) for d in (3, 5) for denoise in (False, True)] == want
         own = study_from_dict({"gpu_epochs": 10, "denoising": {"epochs": 7}})
@@ -186,11 +186,13 @@ def test_trial_ids_change_with_their_config():
 
 
 def test_stack_auto_stacks_on_a_gpu_and_leaves_the_cpu_trials_as_they_were(monkeypatch):
-    import aelab.study as study
+    import autoenc.study.plan as study
+    import autoenc.study.runner as runner
 
     on_cpu = plan(study_from_dict({"device": "cpu"}), {})
     assert [t.id for t in on_cpu] == [t.id for t in plan(study_from_dict({"device": "cpu", "stack": 1}), {})]
-    monkeypatch.setattr(study, "_on_gpu", lambda c: True)
+    monkeypatch.setattr(study, "on_gpu", lambda c: True)
+    monkeypatch.setattr(runner, "on_gpu", lambda c: True)
     on_gpu = plan(study_from_dict({"device": "cpu"}), {})
     assert [t.spec.get("stack") for t in on_gpu if t.phase == "grid"] == [study.GPU_STACK] * 16
     assert {t.id for t in on_gpu if t.kind == "ae"}.isdisjoint(t.id for t in on_cpu)
@@ -245,7 +247,7 @@ def test_a_study_runs_a_released_trial_before_the_queued_ones(data_dir, tmp_path
     """Inline, trial by trial: the l2 and l1 trials (which the combined one waits for) run as soon
     as the grid is in, before the denoiser, the baselines and PCA that were ready all along; and
     each trial starts with the finished ones' results already written."""
-    import aelab.executors as executors
+    import autoenc.study.executors as executors
 
     ran, written = [], []  # phase of each trial, and the trials in summary.json as it started
     real = executors.run_trial
@@ -261,7 +263,7 @@ def test_a_study_runs_a_released_trial_before_the_queued_ones(data_dir, tmp_path
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(3)  # the trials (one thread each) ran in this process: it keeps its own count
-        summary = run_study(config, tmp_path / "order", data_dir=data_dir, workers=1, progress=False, report=False)
+        summary = run_study(config, tmp_path / "order", data_dir=data_dir, workers=1, progress=False)
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(threads)
@@ -274,9 +276,9 @@ def test_a_study_without_its_data_stops_before_any_trial_and_says_how_to_get_it(
     """Missing data is one clear error up front, not a failed trial per model and baseline."""
     from click.testing import CliRunner
 
-    import aelab.executors as executors
-    from aelab import DataError
-    from aelab.cli import main
+    import autoenc.study.executors as executors
+    from autoenc import DataError
+    from autoenc.cli import main
 
     ran = []
     monkeypatch.setattr(executors, "run_trial", lambda trial, *a, **k: ran.append(trial["id"]))
@@ -284,7 +286,7 @@ def test_a_study_without_its_data_stops_before_any_trial_and_says_how_to_get_it(
     empty.mkdir()
     with pytest.raises(DataError, match="dataset 'mnist' not found") as err:
         run_study(study_from_dict(SMALL_STUDY), tmp_path / "s", data_dir=empty, workers=1, progress=False)
-    assert "AELAB_DATA_DIR" in str(err.value) and "aelab data fetch mnist" in str(err.value)
+    assert "AUTOENC_DATA_DIR" in str(err.value) and "autoenc data fetch mnist" in str(err.value)
     assert ran == [] and not (tmp_path / "s").exists()  # nor a half-made folder (study.yaml, .lock)
 
     spec = tmp_path / "small.yaml"
@@ -300,7 +302,7 @@ def test_a_study_writing_to_a_file_reports_each_finished_trial_on_a_line(data_di
     finished as it goes: a line per trial with its test psnr and seconds. progress=False: silent."""
     import re
 
-    run_study(study_from_dict(SMALL_STUDY), tmp_path / "s", data_dir=data_dir, workers=1, report=False)
+    run_study(study_from_dict(SMALL_STUDY), tmp_path / "s", data_dir=data_dir, workers=1)
     lines = capsys.readouterr().err.splitlines()
     rows = {r["id"]: r for r in _rows(tmp_path / "s" / "results.csv")}
     assert [line.split("]")[0] for line in lines] == [f"[{k}/7" for k in range(1, 8)]
@@ -313,13 +315,13 @@ def test_a_study_writing_to_a_file_reports_each_finished_trial_on_a_line(data_di
             assert bool(m.group(3)) == (rows[m.group(1)]["noise_var"] != "")  # a denoiser's line is labelled
     assert sum(" psnr " in line for line in lines) == 7  # the one baseline trial ("noisy") too
 
-    run_study(study_from_dict(SMALL_STUDY), tmp_path / "quiet", data_dir=data_dir, workers=1, report=False,
+    run_study(study_from_dict(SMALL_STUDY), tmp_path / "quiet", data_dir=data_dir, workers=1,
               progress=False)
     assert capsys.readouterr().err == ""
 
 
 def test_a_trial_line_gives_a_failed_trials_first_error_line():
-    from aelab.study import trial_line
+    from autoenc.study import trial_line
 
     failed = {"id": "mnist-l1-x", "status": "failed", "error": "TrainingError: loss became nan\n(details)"}
     assert trial_line(3, 7, failed) == "[3/7] mnist-l1-x failed: TrainingError: loss became nan"
@@ -333,9 +335,9 @@ def test_the_study_command_names_why_its_trials_failed(data_dir, tmp_path, monke
     each distinct error once, with how many trials it stopped and one of their ids."""
     from click.testing import CliRunner
 
-    import aelab.executors as executors
-    from aelab import TrainingError
-    from aelab.cli import main
+    import autoenc.study.executors as executors
+    from autoenc import TrainingError
+    from autoenc.cli import main
 
     real = executors.run_trial
 
@@ -370,11 +372,10 @@ def test_a_stacked_study_gives_the_plain_studys_numbers_up_to_rounding(data_dir,
             "epochs": 2, "l2": [1e-5], "l1": [1e-5], "combined": False, "pca": False,
             "subset": {"train": 1500, "val": 300, "test": 300},
             "denoising": {"variances": [0.04, 0.16], "blind": None, "baselines": ["noisy"], "subset": 50, "epochs": 2}}
-    plain = run_study(study_from_dict(spec), tmp_path / "plain", data_dir=data_dir, workers=1, progress=False,
-                      report=False)
+    plain = run_study(study_from_dict(spec), tmp_path / "plain", data_dir=data_dir, workers=1, progress=False)
     stacked = study_from_dict({**spec, "stack": 2})
-    inline = run_study(stacked, tmp_path / "inline", data_dir=data_dir, workers=1, progress=False, report=False)
-    pool = run_study(stacked, tmp_path / "pool", data_dir=data_dir, workers=2, progress=False, report=False)
+    inline = run_study(stacked, tmp_path / "inline", data_dir=data_dir, workers=1, progress=False)
+    pool = run_study(stacked, tmp_path / "pool", data_dir=data_dir, workers=2, progress=False)
     assert plain["trials_done"] == inline["trials_done"] == pool["trials_done"] == 14
     assert _rows(tmp_path / "pool" / "results.csv") == _rows(tmp_path / "inline" / "results.csv")
     rows = json.loads((tmp_path / "inline" / "results.json").read_text())
@@ -391,7 +392,7 @@ def test_a_stacked_study_gives_the_plain_studys_numbers_up_to_rounding(data_dir,
     (trial / "result.json").unlink()
     for f in (trial / "run").iterdir():
         f.unlink()
-    run_study(stacked, tmp_path / "inline", data_dir=data_dir, workers=1, progress=False, report=False)
+    run_study(stacked, tmp_path / "inline", data_dir=data_dir, workers=1, progress=False)
     assert _rows(tmp_path / "inline" / "results.csv") == _rows(tmp_path / "pool" / "results.csv")
 
 
@@ -424,7 +425,7 @@ def test_the_quick_study_writes_every_trial_and_its_results(quick_study):
 
 
 def test_every_trial_of_the_quick_study_says_when_and_where_it_ran(quick_study):
-    from aelab.executors import default_workers
+    from autoenc.study.executors import default_workers
 
     start = json.loads((quick_study / "summary.json").read_text())["started_at"]
     results = [json.loads(p.read_text()) for p in quick_study.glob("trials/*/result.json")]
@@ -449,7 +450,7 @@ def test_every_trial_of_the_quick_study_says_when_and_where_it_ran(quick_study):
 def test_rerunning_a_finished_study_trains_nothing(quick_study, data_dir):
     before = {p: p.stat().st_mtime_ns for p in quick_study.glob("trials/*/result.json")}
     first = json.loads((quick_study / "summary.json").read_text())
-    summary = run_study(preset("quick"), quick_study, data_dir=data_dir, progress=False, report=False)
+    summary = run_study(preset("quick"), quick_study, data_dir=data_dir, progress=False)
     assert {p: p.stat().st_mtime_ns for p in quick_study.glob("trials/*/result.json")} == before
     # the wall time adds up over runs (the summaries written during a run keep the earlier total)
     assert summary["wall_seconds_total"] == pytest.approx(first["wall_seconds_total"] + summary["wall_seconds"], abs=0.11)
@@ -459,35 +460,36 @@ def test_rerunning_a_finished_study_trains_nothing(quick_study, data_dir):
 
 def test_damaged_summary_or_trial_results_are_rewritten_not_a_traceback(data_dir, tmp_path):
     """summary.json cut short or not an object, a result.json that is JSON but not an object: the
-    rerun and `aelab report` take them as not written (the trial runs again, the summary is
+    rerun and `autoenc report` take them as not written (the trial runs again, the summary is
     rewritten) instead of stopping with a JSONDecodeError or AttributeError."""
-    from aelab.report import write_report
+    from autoenc.report.sections import write_report
 
     spec = {"name": "tiny", "datasets": ["mnist"], "depths": [3], "latents": [15], "epochs": 1, "l2": [], "l1": [],
             "combined": False, "pca": False, "subset": {"train": 600, "val": 200, "test": 200}, "denoising": None,
             "workers": 1}
     config = study_from_dict(spec)
-    first = run_study(config, tmp_path, data_dir=data_dir, progress=False, report=False)
+    first = run_study(config, tmp_path, data_dir=data_dir, progress=False)
     (result,) = tmp_path.glob("trials/*/result.json")
     for summary in ('{"trials_total": 1, "tri', "[1]"):
         (tmp_path / "summary.json").write_text(summary)
         result.write_text("[]")
         write_report(tmp_path)
-        again = run_study(config, tmp_path, data_dir=data_dir, progress=False, report=False)
+        again = run_study(config, tmp_path, data_dir=data_dir, progress=False)
         assert again["trials_done"] == 1 and [r["psnr"] for r in again["rows"]] == [r["psnr"] for r in first["rows"]]
         assert json.loads(result.read_text())["psnr"] == first["rows"][0]["psnr"]
 
 
 def test_on_a_gpu_machine_cpu_trials_get_their_own_pool_and_the_same_numbers(data_dir, tmp_path, monkeypatch):
-    import aelab.executors as executors
-    import aelab.study as study
+    import autoenc.study.executors as executors
+    import autoenc.study.plan as study
+    import autoenc.study.runner as runner
 
     config = study_from_dict({
         "name": "gpu-side", "datasets": ["mnist"], "depths": [3], "latents": [15], "epochs": 2, "gpu_epochs": 2,
         "l2": [], "l1": [], "stack": 1, "subset": {"train": 2000, "val": 500, "test": 500},
         "denoising": {"variances": [0.04], "blind": None, "baselines": ["noisy", "gaussian"], "subset": 50,
                       "epochs": 2, "gpu_epochs": 2}})
-    inline = run_study(config, tmp_path / "inline", data_dir=data_dir, workers=1, progress=False, report=False)
+    inline = run_study(config, tmp_path / "inline", data_dir=data_dir, workers=1, progress=False)
 
     made = []
 
@@ -497,11 +499,12 @@ def test_on_a_gpu_machine_cpu_trials_get_their_own_pool_and_the_same_numbers(dat
 
     make = executors.make_executor
     monkeypatch.setattr(executors, "make_executor", recording)
-    monkeypatch.setattr(study, "_on_gpu", lambda c: True)  # as on a GPU machine; the trials still train on the CPU
+    monkeypatch.setattr(study, "on_gpu", lambda c: True)
+    monkeypatch.setattr(runner, "on_gpu", lambda c: True)  # as on a GPU machine; the trials still train on the CPU
     monkeypatch.setattr(executors, "_cores", lambda: 3)
     monkeypatch.setattr(executors, "_memory_gib", lambda: 64)
     assert executors.default_workers(1, True) == 3 and executors.cpu_workers(1, True) == 3  # 3 trainers, 3 beside
-    gpu = run_study(config, tmp_path / "gpu", data_dir=data_dir, progress=False, report=False)
+    gpu = run_study(config, tmp_path / "gpu", data_dir=data_dir, progress=False)
     assert made[0].submitted == {"main": 2, "cpu": 3}  # grid + denoiser | PCA + 2 baselines
     assert executors.cpu_workers(1, False) == 0  # on a CPU machine one pool runs everything
     assert _rows(tmp_path / "gpu" / "results.csv") == _rows(tmp_path / "inline" / "results.csv")
@@ -510,7 +513,7 @@ def test_on_a_gpu_machine_cpu_trials_get_their_own_pool_and_the_same_numbers(dat
 
 
 def test_cpu_only_trials_beside_gpu_trainers_get_every_core_at_the_lowest_priority(tmp_path, monkeypatch):
-    import aelab.executors as executors
+    import autoenc.study.executors as executors
 
     monkeypatch.setattr(executors, "_cores", lambda: 16)
     monkeypatch.setattr(executors, "_memory_gib", lambda: 128)
@@ -527,9 +530,9 @@ def test_cpu_only_trials_beside_gpu_trainers_get_every_core_at_the_lowest_priori
 
 
 def test_pool_workers_send_each_epochs_progress_to_the_driver(data_dir, tmp_path):
-    """The progress bars of `aelab study` read the workers' per-epoch messages from the pool's
+    """The progress bars of `autoenc study` read the workers' per-epoch messages from the pool's
     queue: one (trial id, epoch, epochs, val psnr) per epoch of a trial run in a worker."""
-    import aelab.executors as executors
+    import autoenc.study.executors as executors
 
     spec = {"name": "tiny", "datasets": ["mnist"], "depths": [3], "latents": [15], "epochs": 2, "l2": [], "l1": [],
             "combined": False, "pca": False, "subset": {"train": 600, "val": 200, "test": 200}, "denoising": None}
@@ -552,7 +555,7 @@ def test_pool_workers_send_each_epochs_progress_to_the_driver(data_dir, tmp_path
 def test_pool_workers_end_when_their_driver_is_killed_alone(tmp_path):
     """`kill -9` (or the OOM killer) on the study process alone, not its group: its workers end
     within seconds instead of finishing their trials beside a rerun's and then waiting forever."""
-    driver = ("import os, sys, time; from aelab.executors import LocalPoolExecutor; "
+    driver = ("import os, sys, time; from autoenc.study.executors import LocalPoolExecutor; "
               "pool = LocalPoolExecutor(sys.argv[1], None, workers=2, threads=1); "
               "print(*{pool._pool.submit(time.sleep, 0.5) and pool._pool.submit(os.getpid).result(timeout=120) "
               "for _ in range(4)}, flush=True); time.sleep(300)")
@@ -638,17 +641,17 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_says_how_to_resume(data_dir, tmp_pa
 
 
 def test_a_second_study_into_a_running_studys_folder_is_refused_until_the_first_ends(tmp_path):
-    """Two `aelab study` into one folder trained the same trials twice, side by side; now the second
+    """Two `autoenc study` into one folder trained the same trials twice, side by side; now the second
     is refused naming the process that holds the folder, and a killed holder frees it."""
     from click.testing import CliRunner
 
-    from aelab.cli import main
-    from aelab.study import study_lock
+    from autoenc.cli import main
+    from autoenc.study import study_lock
 
     out = tmp_path / "study"
     out.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from aelab.study import study_lock; cm = study_lock(Path(sys.argv[1])); "
+                               "from autoenc.study import study_lock; cm = study_lock(Path(sys.argv[1])); "
                                "cm.__enter__(); print('held', flush=True); time.sleep(600)", str(out)],
                               stdout=subprocess.PIPE, text=True)
     try:

@@ -15,13 +15,14 @@ from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from aelab import ConfigError, TrainingError, data, evaluate, fit, load_run, psnr, reconstruct, train_run
-from aelab.baselines import fit_pca
-from aelab.model import PRESETS, DenseAutoencoder, ModelConfig
-from aelab.runs import atomic_save_tensors
-from aelab.stacked import fit_stacked
-from aelab.training import (TrainConfig, adam_step, batch_norm_inputs, build_optimizer, denormals_flushed,
-                            evaluate_loss, init_model, learning_rate, recompute_batch_norm)
+from autoenc import ConfigError, TrainingError, data, evaluate, fit, load_run, psnr, reconstruct, train_run
+from autoenc.evaluation.baselines import fit_pca
+from autoenc.model import PRESETS, DenseAutoencoder, ModelConfig
+from autoenc.files import atomic_save_tensors
+from autoenc.training.stacked import fit_stacked
+from autoenc.training.device import denormals_flushed
+from autoenc.training.loop import (TrainConfig, adam_step, batch_norm_inputs, build_optimizer, evaluate_loss, init_model,
+                                   learning_rate, recompute_batch_norm)
 from interrupt import Stop, stop_after
 
 N_TRAIN, N_VAL, N_TEST = 4000, 500, 500
@@ -110,7 +111,7 @@ def test_training_under_a_float64_default_dtype_gives_the_float32_numbers_and_ke
 def test_the_budget_probe_leaves_the_callers_random_state_as_it_found_it():
     """budget_epochs builds and trains a throw-away model: it drew from torch's global generator,
     so a notebook's next torch.rand after it gave other numbers than without it."""
-    from aelab.training import budget_epochs
+    from autoenc.training.loop import budget_epochs
 
     torch.manual_seed(7)
     expected = torch.rand(3)
@@ -122,8 +123,8 @@ def test_the_budget_probe_leaves_the_callers_random_state_as_it_found_it():
 @pytest.mark.parametrize("seconds", [0.0, -1.0, float("nan"), float("inf")])
 def test_budget_epochs_refuses_a_budget_that_is_not_a_finite_positive_number(seconds):
     """--budget-seconds inf ended in a traceback (OverflowError: cannot convert float infinity to integer)."""
-    from aelab.errors import ConfigError
-    from aelab.training import budget_epochs
+    from autoenc.errors import ConfigError
+    from autoenc.training.loop import budget_epochs
 
     with pytest.raises(ConfigError, match="must be a finite number of seconds > 0"):
         budget_epochs(ModelConfig.preset(3, 15), TrainConfig(threads=1), 1000, seconds, probe_steps=2)
@@ -355,10 +356,10 @@ def test_a_resumed_training_equals_an_uninterrupted_one(mnist, tmp_path, precisi
         fit(ModelConfig.preset(3, 30), x_train, x_val, config, progress=False, checkpoint_path=ckpt)
     # a checkpoint of an older format (other parameters) is refused
     with safe_open(str(ckpt), framework="pt") as fh:
-        meta, tensors = json.loads(fh.metadata()["aelab"]), {k: fh.get_tensor(k) for k in fh.keys()}
+        meta, tensors = json.loads(fh.metadata()["autoenc"]), {k: fh.get_tensor(k) for k in fh.keys()}
     meta["format"] = "1"
-    atomic_save_tensors(ckpt, tensors, metadata={"aelab": json.dumps(meta)})
-    with pytest.raises(ConfigError, match="checkpoint format '1', this aelab reads '2'; delete it"):
+    atomic_save_tensors(ckpt, tensors, metadata={"autoenc": json.dumps(meta)})
+    with pytest.raises(ConfigError, match="checkpoint format '1', this autoenc reads '2'; delete it"):
         fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt)
 
 
@@ -386,16 +387,16 @@ def test_a_temp_file_left_by_a_writer_killed_mid_write_is_removed_by_the_next_wr
     import sys
     from pathlib import Path
 
-    from aelab import runs
+    from autoenc import files
 
     ckpt = tmp_path / "checkpoint.safetensors"
     killed = subprocess.run([sys.executable, "-c", "import os, sys; from pathlib import Path; "
-                             "from aelab.runs import _temp_beside; fd, tmp = _temp_beside(Path(sys.argv[1])); "
+                             "from autoenc.files import _temp_beside; fd, tmp = _temp_beside(Path(sys.argv[1])); "
                              "os.write(fd, bytes(1000)); print(tmp); os._exit(9)", str(ckpt)],
                             capture_output=True, text=True)
     left = Path(killed.stdout.strip())
     assert killed.returncode == 9 and left.is_file() and left.name.startswith(".checkpoint.safetensors.")
-    fd, live = runs._temp_beside(ckpt)  # this process's, still being written
+    fd, live = files._temp_beside(ckpt)  # this process's, still being written
     os.close(fd)
     elsewhere = tmp_path / ".checkpoint.safetensors.otherhost-1.abcd.tmp"
     elsewhere.write_bytes(b"")
@@ -408,7 +409,7 @@ def test_a_resume_keeps_the_precision_and_device_type_the_training_began_in(mnis
     """precision "auto" resolves by machine (bf16 where the CPU computes it natively): a training
     begun in bf16 and resumed where auto means fp32 goes on in bf16 and equals the uninterrupted
     run (it mixed the two before); a checkpoint of another device type is refused by name."""
-    from aelab import training
+    from autoenc.training import device as training
 
     x_train, x_val, _, _ = mnist
     x_train = x_train[:1000]
@@ -429,9 +430,9 @@ def test_a_resume_keeps_the_precision_and_device_type_the_training_began_in(mnis
         fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt,
             on_epoch=stop_after(1), checkpoint_seconds=0)
     with safe_open(str(ckpt), framework="pt") as fh:
-        meta, tensors = json.loads(fh.metadata()["aelab"]), {k: fh.get_tensor(k) for k in fh.keys()}
+        meta, tensors = json.loads(fh.metadata()["autoenc"]), {k: fh.get_tensor(k) for k in fh.keys()}
     assert (meta["device"], meta["precision"]) == ("cpu", "fp32")
-    atomic_save_tensors(ckpt, tensors, metadata={"aelab": json.dumps({**meta, "device": "cuda"})})
+    atomic_save_tensors(ckpt, tensors, metadata={"autoenc": json.dumps({**meta, "device": "cuda"})})
     with pytest.raises(ConfigError, match="was written by a training on cuda; this one trains on cpu: resume it on "
                                           "a machine with cuda"):
         fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt)
@@ -442,8 +443,8 @@ def test_checkpoints_are_written_every_checkpoint_seconds_and_a_resume_from_any_
     """The training state is saved only when checkpoint_seconds have passed since the last save
     (a stack's checkpoint costs as much as its epoch on a GPU); whichever epoch it holds, or none,
     the resumed run ends with the uninterrupted run's numbers."""
-    from aelab import runs, training
-    from aelab.training import checkpoint_interval
+    from autoenc.training import loop as training
+    from autoenc.training.loop import checkpoint_interval
 
     x_train, x_val, _, _ = mnist
     x_train = x_train[:1000]
@@ -451,7 +452,7 @@ def test_checkpoints_are_written_every_checkpoint_seconds_and_a_resume_from_any_
     whole = fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False)
 
     clock, saved = {"now": 0.0}, []
-    real_save = runs.save_checkpoint
+    real_save = training.save_checkpoint
 
     def save(path, *args):
         saved.append(args[6])  # the epochs done
@@ -464,7 +465,7 @@ def test_checkpoints_are_written_every_checkpoint_seconds_and_a_resume_from_any_
 
     ckpt = tmp_path / "checkpoint.safetensors"
     with monkeypatch.context() as patch:
-        patch.setattr(runs, "save_checkpoint", save)
+        patch.setattr(training, "save_checkpoint", save)
         patch.setattr(training.time, "perf_counter", lambda: clock["now"])
         with pytest.raises(Stop):  # every 35 s: after epoch 3 (40 s in), not 1, 2 or 4 (20 s after the save)
             fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt,
@@ -482,11 +483,11 @@ def test_checkpoints_are_written_every_checkpoint_seconds_and_a_resume_from_any_
     assert not never.exists()  # nothing to resume from: a rerun starts over
 
     assert checkpoint_interval() == 30.0 and checkpoint_interval(0) == 0.0
-    monkeypatch.setenv("AELAB_CHECKPOINT_SECONDS", "5")
+    monkeypatch.setenv("AUTOENC_CHECKPOINT_SECONDS", "5")
     assert checkpoint_interval() == 5.0 and checkpoint_interval(7) == 7.0
     for bad in ("soon", "-1", "nan"):
-        monkeypatch.setenv("AELAB_CHECKPOINT_SECONDS", bad)
-        with pytest.raises(ConfigError, match=f"AELAB_CHECKPOINT_SECONDS is '{bad}'; give the seconds between"):
+        monkeypatch.setenv("AUTOENC_CHECKPOINT_SECONDS", bad)
+        with pytest.raises(ConfigError, match=f"AUTOENC_CHECKPOINT_SECONDS is '{bad}'; give the seconds between"):
             fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt)
     with pytest.raises(ConfigError, match="checkpoint_seconds is -2; give the seconds"):
         checkpoint_interval(-2)
@@ -495,32 +496,32 @@ def test_checkpoints_are_written_every_checkpoint_seconds_and_a_resume_from_any_
 def test_cuda_graphs_are_refused_on_a_cpu_and_the_variable_is_ignored_there(mnist, monkeypatch):
     x_train, x_val, _, _ = mnist
     config = TrainConfig(epochs=1, device="cpu", threads=1)
-    with pytest.raises(ConfigError, match="cuda_graphs=True needs a CUDA device.*AELAB_CUDA_GRAPHS"):
+    with pytest.raises(ConfigError, match="cuda_graphs=True needs a CUDA device.*AUTOENC_CUDA_GRAPHS"):
         fit(ModelConfig.preset(3, 15), x_train[:600], x_val, config, progress=False, cuda_graphs=True)
     plain = fit(ModelConfig.preset(3, 15), x_train[:600], x_val, config, progress=False)
-    monkeypatch.setenv("AELAB_CUDA_GRAPHS", "1")
+    monkeypatch.setenv("AUTOENC_CUDA_GRAPHS", "1")
     with_variable = fit(ModelConfig.preset(3, 15), x_train[:600], x_val, config, progress=False)
     assert plain.history[-1]["val_loss"] == with_variable.history[-1]["val_loss"]
 
 
 def test_cuda_graphs_are_the_default_on_cuda_unless_the_variable_is_0(monkeypatch):
-    from aelab.training import use_cuda_graphs
+    from autoenc.training.device import use_cuda_graphs
 
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    monkeypatch.delenv("AELAB_CUDA_GRAPHS", raising=False)
+    monkeypatch.delenv("AUTOENC_CUDA_GRAPHS", raising=False)
     assert use_cuda_graphs(None, cuda) and not use_cuda_graphs(None, cpu) and not use_cuda_graphs(False, cuda)
-    monkeypatch.setenv("AELAB_CUDA_GRAPHS", "0")
+    monkeypatch.setenv("AUTOENC_CUDA_GRAPHS", "0")
     assert not use_cuda_graphs(None, cuda) and use_cuda_graphs(True, cuda)
-    monkeypatch.setenv("AELAB_CUDA_GRAPHS", "step")
+    monkeypatch.setenv("AUTOENC_CUDA_GRAPHS", "step")
     assert use_cuda_graphs(None, cuda) == "step" and use_cuda_graphs(True, cuda) is True
     assert use_cuda_graphs(None, cpu) is False
     with pytest.raises(ConfigError, match="cuda_graphs='step' needs a CUDA device"):
         use_cuda_graphs("step", cpu)
     with pytest.raises(ConfigError, match="cuda_graphs='yes'; give True, False, \"step\" or None"):
         use_cuda_graphs("yes", cuda)
-    monkeypatch.setenv("AELAB_CUDA_GRAPHS", "setp")  # a typo is named, on any device, never taken as on
+    monkeypatch.setenv("AUTOENC_CUDA_GRAPHS", "setp")  # a typo is named, on any device, never taken as on
     for device in (cuda, cpu):
-        with pytest.raises(ConfigError, match="AELAB_CUDA_GRAPHS is 'setp'; set it to 0 .* or step"):
+        with pytest.raises(ConfigError, match="AUTOENC_CUDA_GRAPHS is 'setp'; set it to 0 .* or step"):
             use_cuda_graphs(None, device)
 
 
@@ -528,7 +529,7 @@ def test_the_graphed_step_path_runs_on_a_cpu_with_a_stand_in_capture(mnist, monk
     """Everything of fit's CUDA-graph path but the capture itself: a stand-in for
     make_graphed_callables runs the warm-up passes the real one runs (they move the batch-norm
     running averages, which validation uses when bn_images is 0) and returns the module."""
-    import aelab.training as training
+    import autoenc.training.loop as training
 
     x_train, x_val, _, _ = mnist
     config = TrainConfig(epochs=2, device="cpu", threads=1, bn_images=0, precision="bf16", l1=1e-5)
@@ -619,7 +620,7 @@ def test_cuda_graphs_give_the_numbers_of_the_eager_steps(mnist, tmp_path, graphs
 
 
 def test_auto_precision_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch):
-    from aelab.training import resolve_precision
+    from autoenc.training.loop import resolve_precision
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cuda) == "bf16"
@@ -645,7 +646,7 @@ def test_bf16_trains_as_well_as_fp32_for_the_same_epochs(mnist):
 def test_freed_training_memory_stays_in_the_process():
     import resource
 
-    from aelab.training import keep_freed_memory
+    from autoenc.training.device import keep_freed_memory
 
     assert keep_freed_memory()
 
@@ -675,8 +676,8 @@ def test_a_non_finite_loss_stops_with_the_epoch_and_a_lower_lr(mnist):
                                     r"build it for 100-pixel images, e\.g\. ModelConfig\.preset\(depth, latent, "
                                     r"input_dim=100\)"),
     (lambda x: x.index_put((torch.tensor([3]), torch.tensor([5])), torch.tensor(float("nan"))), "not finite"),
-    (lambda x: x * 255, r"x_train has pixels from 0 to 255; aelab's pixels are in \[0, 1\] \(divide 0-255 images by 255\)"),
-    (lambda x: x * 2 - 1, r"x_train has pixels from -1 to 1; aelab's pixels are in \[0, 1\]"),
+    (lambda x: x * 255, r"x_train has pixels from 0 to 255; autoenc's pixels are in \[0, 1\] \(divide 0-255 images by 255\)"),
+    (lambda x: x * 2 - 1, r"x_train has pixels from -1 to 1; autoenc's pixels are in \[0, 1\]"),
     (lambda x: (x * 255).to(torch.uint8), r"x_train has dtype torch.uint8; give float pixels in \[0, 1\] \(x.float\(\) / 255"),
     (lambda x: x.numpy(), r"x_train is a ndarray, not a torch tensor; convert it, e\.g\. torch\.from_numpy"),
     (lambda x: x.reshape(-1, 28, 28), r"x_train has shape \(64, 28, 28\); expected \(N, 784\); flatten images"),
@@ -745,9 +746,9 @@ def test_run_folder_round_trip_gives_identical_reconstructions(data_dir, tmp_pat
 
 def test_a_run_trained_on_a_subset_is_evaluated_on_that_subset(data_dir, tmp_path):
     """train_run's subset ("use only the first n images of a split") holds for its test score too, and
-    `aelab evaluate` of a study trial's run gives the study's number: both scored all 10,000 test
+    `autoenc evaluate` of a study trial's run gives the study's number: both scored all 10,000 test
     images before, whatever subset.test said."""
-    from aelab import evaluate_run
+    from autoenc import evaluate_run
 
     out = tmp_path / "run"
     run = train_run("mnist", ModelConfig.preset(3, 15), TrainConfig(epochs=1, threads=2), out, data_dir,
@@ -762,10 +763,10 @@ def test_a_run_trained_on_a_subset_is_evaluated_on_that_subset(data_dir, tmp_pat
 
 
 def test_a_finished_run_without_its_test_metrics_is_scored_again(data_dir, tmp_path):
-    """`aelab train` killed between saving the run and writing metrics.json, or a run that
-    `aelab evaluate --split val --noise-var` scored since: the rerun scores the test split again
+    """`autoenc train` killed between saving the run and writing metrics.json, or a run that
+    `autoenc evaluate --split val --noise-var` scored since: the rerun scores the test split again
     instead of failing (KeyError 'psnr') or printing the other metrics as the test psnr."""
-    from aelab.runs import evaluate_run
+    from autoenc.runs import evaluate_run
 
     out = tmp_path / "run"
     args = ("mnist", ModelConfig.preset(3, 15), TrainConfig(epochs=1, threads=2), out, data_dir)
@@ -784,7 +785,7 @@ def test_your_own_data_replaced_under_the_same_path_is_not_taken_for_the_old(tmp
     of returning the model trained on the old data as the result."""
     import numpy as np
 
-    from aelab.study import plan, study_from_dict
+    from autoenc.study import plan, study_from_dict
 
     path = tmp_path / "own.npz"
     rng = np.random.default_rng(0)
@@ -805,11 +806,11 @@ def test_your_own_data_replaced_under_the_same_path_is_not_taken_for_the_old(tmp
 
 
 def test_a_run_on_your_own_data_given_by_a_relative_path_evaluates_from_any_folder(tmp_path, monkeypatch):
-    """config.json records your own data's absolute path: `aelab evaluate RUN` from another folder
+    """config.json records your own data's absolute path: `autoenc evaluate RUN` from another folder
     found no 'data/own.npz' ("unknown dataset")."""
     import numpy as np
 
-    from aelab.runs import evaluate_run
+    from autoenc.runs import evaluate_run
 
     (tmp_path / "data").mkdir()
     np.savez(tmp_path / "data" / "own.npz", x=(np.random.default_rng(0).random((200, 8, 8)) * 255).astype(np.uint8))
@@ -822,10 +823,10 @@ def test_a_run_on_your_own_data_given_by_a_relative_path_evaluates_from_any_fold
 
 
 def test_the_train_command_logs_a_line_per_epoch_without_a_terminal(data_dir, tmp_path):
-    """`aelab train > log` is not silent for minutes: each epoch's line matches history.jsonl."""
+    """`autoenc train > log` is not silent for minutes: each epoch's line matches history.jsonl."""
     from click.testing import CliRunner
 
-    from aelab.cli import main
+    from autoenc.cli import main
 
     args = ["train", "--dataset", "mnist", "--latent", "15", "--threads", "2", "--data-dir", str(data_dir)]
     result = CliRunner().invoke(main, args + ["--epochs", "2", "--out", str(tmp_path / "a")])
@@ -844,8 +845,8 @@ def test_a_corrupt_or_older_weights_file_is_refused(data_dir, tmp_path):
     train_run("mnist", ModelConfig.preset(3, 15), TrainConfig(epochs=1, threads=2), out, data_dir, progress=False,
               subset={"train": 500, "val": 100}, evaluate_on=None)
     weights = out / "model.safetensors"
-    atomic_save_tensors(weights, load_file(weights), metadata={"format": "pt", "aelab": "1"})
-    with pytest.raises(ConfigError, match="model.safetensors has weights format '1', this aelab reads '2'"):
+    atomic_save_tensors(weights, load_file(weights), metadata={"format": "pt", "autoenc": "1"})
+    with pytest.raises(ConfigError, match="model.safetensors has weights format '1', this autoenc reads '2'"):
         load_run(out)
     blob = weights.read_bytes()
     weights.write_bytes(blob[: len(blob) // 2])
@@ -855,8 +856,8 @@ def test_a_corrupt_or_older_weights_file_is_refused(data_dir, tmp_path):
 
 
 def test_a_damaged_metrics_or_history_file_is_rewritten_or_named(data_dir, tmp_path):
-    """metrics.json cut short is an evaluation not yet written (aelab evaluate, or the rerun of
-    aelab train, writes it again); a damaged history.jsonl is named with what to do. Neither is a
+    """metrics.json cut short is an evaluation not yet written (autoenc evaluate, or the rerun of
+    autoenc train, writes it again); a damaged history.jsonl is named with what to do. Neither is a
     JSONDecodeError traceback."""
     out = tmp_path / "run"
     args = ("mnist", ModelConfig.preset(3, 15), TrainConfig(epochs=1, threads=2), out, data_dir)
@@ -904,14 +905,14 @@ def test_a_hand_edited_run_config_is_refused_naming_the_file_and_the_field(data_
 
 
 def test_a_denoisers_noise_var_written_as_text_is_read_as_its_number(data_dir, tmp_path):
-    from aelab.runs import default_noise_var
+    from autoenc.runs import default_noise_var
 
     assert default_noise_var({"train": TrainConfig(noise_var=0.09).to_dict() | {"noise_var": "0.09"}}) == 0.09
     assert default_noise_var({"train": TrainConfig(noise_var=(0.01, 0.25)).to_dict()}) is None
 
 
 def test_a_briefly_trained_denoiser_beats_its_noisy_input(mnist):
-    from aelab import noise
+    from autoenc.evaluation import noise
 
     x_train, x_val, x_test, _ = mnist
     r = fit(ModelConfig.preset(3, 50), x_train, x_val, TrainConfig(epochs=4, noise_var=0.09, threads=2), progress=False)
@@ -927,8 +928,8 @@ def test_a_briefly_trained_denoiser_beats_its_noisy_input(mnist):
 
 
 def test_blind_training_noise_matches_the_noise_model_and_weights_low_noise_up():
-    from aelab import noise
-    from aelab.training import corrupt_weighted, reconstruction_loss
+    from autoenc.evaluation import noise
+    from autoenc.training.loop import corrupt_weighted, reconstruction_loss
 
     x = torch.rand(512, 784)
     config = TrainConfig(noise_var=(0.01, 0.25))

@@ -1,0 +1,2 @@
+"""Reports: a study folder read back (findings), its sections as HTML and Markdown (sections,
+render), and results tables of any runs (tables)."""
