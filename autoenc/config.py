@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional
 from .errors import ConfigError
 
 # ---- allowed values (the engine maps each name to its implementation) ----
+DATASETS = ("mnist", "fashion-mnist")  # the known datasets; any other is a path to your own data
 PRESETS: Dict[int, tuple] = {3: (256, 128), 5: (512, 384, 256, 128)}  # depth -> hidden widths
 ACTIVATIONS = ("relu", "gelu", "silu", "elu", "leaky_relu", "tanh", "linear")
 NORMS = ("none", "batch", "layer")
@@ -425,6 +426,12 @@ def check_denoising(d: DenoiseConfig, where: str = "study.denoising.") -> None:
 def check_study(c: StudyConfig, where: str = "study.") -> None:
     """Check a study (its fields' rules and their combinations); budgets as {depth: epochs}."""
     check(c, where)
+    from pathlib import Path
+
+    for name in c.datasets:
+        if name not in DATASETS and not Path(name).expanduser().exists():
+            raise ConfigError(f"{where}datasets: {name!r} is not a known dataset ({', '.join(DATASETS)}) nor a path to "
+                              f"your data")
     if c.denoising is not None and c.denoising.architecture == "best" and not (c.depths and c.latents):
         raise ConfigError(f"{where}denoising.architecture=best needs a grid, but {where}depths or {where}latents is "
                           f"empty: name the denoisers' architecture, e.g. {{depth: 3, latent: 100}}")

@@ -40,10 +40,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .config import DATASETS
 from .errors import DataError
 from .progress import Bars
 
-KNOWN_DATASETS = ("mnist", "fashion-mnist")
+KNOWN_DATASETS = DATASETS
 SPLITS = ("train", "val", "test")
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"

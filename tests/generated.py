@@ -110,9 +110,9 @@ def write_npz(path: str | Path, n: int = 700, size: int = 20, labels: bool = Tru
 def python_with_checksums() -> list[str]:
     """The command prefix of a Python subprocess that knows this session's dataset checksums
     (the generated datasets' are registered in this process only): append the arguments of
-    `python -m autoenc.cli`."""
+    `autoenc` (a command and its arguments)."""
     boot = ("import json, sys; from autoenc import data; data.SHA256.update(json.loads(sys.argv.pop(1))); "
-            "from autoenc.cli import main; main(prog_name='autoenc')")
+            "from autoenc.cli import main; main()")
     return [sys.executable, "-c", boot, json.dumps(data.SHA256)]
 
 

@@ -16,7 +16,7 @@ import torch
 
 from autoenc import ConfigError
 from generated import python_with_checksums
-from autoenc.study import (StudyConfig, TIMING_COLUMNS, by_priority, count_trials, load_study, plan, preset,
+from autoenc.study import (StudyConfig, TIMING_COLUMNS, by_priority, count_trials, plan, preset,
                          run_study, stack_groups, study_from_dict)
 
 
@@ -27,108 +27,65 @@ def _rows(path: Path) -> list[dict]:
 
 # ---- configuration -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, words", [
-    ("latnets: [15]", ["unknown key 'latnets'", "latents"]),
-    ("depths: [4]", ["'depths'", "[4]", "3 and 5"]),
-    ("l2: [-1e-5]", ["'l2'", "-1e-05", "> 0"]),
-    ("epochs: {3: 0}", ["'epochs'", "per depth"]),
-    ("datasets: [cifar]", ["'datasets'", "cifar", "mnist, fashion-mnist"]),
-    ("model: {activation: swish9}", ["'model'", "swish9", "silu"]),
-    ("train: {lr: -1}", ["'train'", "lr"]),
-    ("train: {epochs: 3}", ["'train.epochs'", "top level"]),
-    ("denoising: {variances: [2.0]}", ["'denoising.variances'", "(0, 1]"]),
-    ("denoising: {baselines: [bm4d]}", ["'denoising.baselines'", "bm4d", "linear"]),
-    ("denoising: {architecture: {depth: 3}}", ["'denoising.architecture'", "latent"]),
-    ("denoising: {blind: [0.2, 0.1]}", ["'denoising.blind'", "low < high"]),
-    ("denoising: {variances: [], blind: [0.01, 0.09]}", ["'denoising.blind'", "denoising.variances", "empty"]),
-    ("model: {widths: [64, 32]}", ["'model.widths'", "depths and latents"]),
-    ("model: {latent: 5}", ["'model.latent'", "depths and latents"]),
-    ("train: {l2: 1.0e-5}", ["'train.l2'", "top-level 'l2'"]),
-    ("denoising: {model: {widths: [64]}}", ["'denoising.model.widths'", "denoising.architecture"]),
-    ("denoising: {train: {l1: 1.0e-5}}", ["'denoising.train.l1'", "without penalties"]),
-    ('denoising: {architecture: {widths: "512,256", latent: 100}}', ["'denoising.architecture.widths'", "[512, 256]"]),
-    ("denoising: {architecture: {widths: 512, latent: 100}}", ["'denoising.architecture.widths'", "512"]),
-    ("denoising: {architecture: {widths: [512.7, 256], latent: 100}}", ["'denoising.architecture.widths'", "item 1",
-                                                                       "512.7"]),
-    ("denoising: {architecture: {widths: [512, 256], latent: 0}}", ["'denoising.architecture.latent'", "0", ">= 1"]),
-    ("denoising: {architecture: {depth: 3, latent: big}}", ["'denoising.architecture.latent'", "'big'"]),
-    ("denoising: {blind_epochs_factor: 0}", ["'denoising.blind_epochs_factor'", "> 0"]),
-    ("workers: zero", ["'workers'", "auto"]),
-    ("stack: 0", ["'stack'", "0", ">= 1"]),
-    ("stack: many", ["'stack'", "many", "'auto'", "on a GPU"]),
-    ("- a list", ["expected a mapping"]),
-    ("latents: [15, thirty]", ["'latents'", "item 2", "'thirty'"]),
-    ("denoising: {variances: [0.1, 0.3, 9]}", ["'denoising.variances'", "item 3", ", 9,", "(0, 1]"]),
-    ("l1: [1e-4, .inf]", ["'l1'", "item 2", "inf", "finite"]),
-    ("latents: [15, 30\nl2: [1e-5]", ["study.yaml", "line 2", "not valid YAML"]),
-    ("", ["study.yaml is empty", "--preset default"]),  # it ran the whole default lab into runs/lab
-    ("# latents: [15]", ["study.yaml is empty (or only comments)"]),
+@pytest.mark.parametrize("mapping, words", [
+    ({"latnets": [15]}, ["study.latnets is not a key of study", "latents"]),
+    ({"depths": [4]}, ["study.depths=[4]", "3 and/or 5"]),
+    ({"l2": [-1e-5]}, ["study.l2=[-1e-05]", "> 0"]),
+    ({"epochs": {3: 0}}, ["study.epochs", "per depth"]),
+    ({"datasets": ["cifar"]}, ["study.datasets", "cifar", "mnist, fashion-mnist"]),
+    ({"model": {"activation": "swish9"}}, ["study.model.activation=swish9", "silu"]),
+    ({"train": {"lr": -1}}, ["study.train.lr=-1", "> 0"]),
+    ({"train": {"epochs": 3}}, ["study.train.epochs=3", "top level"]),
+    ({"denoising": {"variances": [2.0]}}, ["study.denoising.variances", "(0, 1]"]),
+    ({"denoising": {"baselines": ["bm4d"]}}, ["study.denoising.baselines", "bm4d", "linear"]),
+    ({"denoising": {"architecture": {"depth": 3}}}, ["study.denoising.architecture", "latent: L"]),
+    ({"denoising": {"blind": [0.2, 0.1]}}, ["study.denoising.blind", "low < high"]),
+    ({"denoising": {"variances": [], "blind": [0.01, 0.09]}}, ["study.denoising.blind", "denoising.variances",
+                                                               "empty"]),
+    ({"model": {"widths": [64, 32]}}, ["study.model.widths", "depths and latents"]),
+    ({"model": {"latent": 5}}, ["study.model.latent", "depths and latents"]),
+    ({"train": {"l2": 1.0e-5}}, ["study.train.l2", "study.l2"]),
+    ({"denoising": {"model": {"widths": [64]}}}, ["study.denoising.model.widths", "denoising.architecture"]),
+    ({"denoising": {"train": {"l1": 1.0e-5}}}, ["study.denoising.train.l1", "without penalties"]),
+    ({"denoising": {"architecture": {"widths": "512,256", "latent": 100}}}, ["study.denoising.architecture",
+                                                                            "widths: [w1, w2, ...]"]),
+    ({"denoising": {"architecture": {"widths": [512.7, 256], "latent": 100}}}, ["study.denoising.architecture"]),
+    ({"denoising": {"architecture": {"widths": [512, 256], "latent": 0}}}, ["study.denoising.architecture"]),
+    ({"denoising": {"blind_epochs_factor": 0}}, ["study.denoising.blind_epochs_factor=0", "> 0"]),
+    ({"workers": "zero"}, ["study.workers=zero", "auto"]),
+    ({"stack": 0}, ["study.stack=0", ">= 1"]),
+    ({"stack": "many"}, ["study.stack=many", "auto", "on a GPU"]),
+    ({"latents": [15, "thirty"]}, ["study.latents=[15, 'thirty']", "latent sizes"]),
+    ({"denoising": {"variances": [0.1, 0.3, 9]}}, ["study.denoising.variances", "(0, 1]"]),
+    ({"l1": [1e-4, float("inf")]}, ["study.l1", "inf"]),
+    ({"denoising": "many"}, ["study.denoising=many", "a mapping"]),
 ])
-def test_a_bad_study_file_names_the_key_the_value_and_what_is_allowed(tmp_path, text, words):
-    path = tmp_path / "study.yaml"
-    path.write_text(text + "\n")
+def test_a_bad_study_names_the_key_the_value_and_what_is_allowed(mapping, words):
     with pytest.raises(ConfigError) as err:
-        load_study(path)
+        study_from_dict(mapping)
     message = str(err.value)
     assert all(w in message for w in words), message
 
 
-def test_a_study_file_that_is_not_text_is_refused_by_name(tmp_path):
-    path = tmp_path / "study.yaml"
-    path.write_bytes(b"\x1f\x8b\x08\x00\xff\xfe binary")
-    with pytest.raises(ConfigError, match="study.yaml is not a UTF-8 text file"):
-        load_study(path)
-
-
-def test_a_budget_the_file_sets_applies_to_every_budget_it_leaves_out(monkeypatch):
-    """A small study written with epochs {3: 3} must not train 100 epochs on a GPU, nor its
-    denoisers their default 50; budgets the file sets itself stay as set."""
+def test_budgets_left_null_take_the_studys(monkeypatch):
+    """gpu_epochs null is the study's epochs on a GPU; denoising.epochs / gpu_epochs null are the
+    study's budgets; set budgets stay as set, and a study reads back as itself."""
     import autoenc.study.plan as study_mod
 
     for on_gpu in (False, True):
         monkeypatch.setattr(study_mod, "on_gpu", lambda c, on_gpu=on_gpu: on_gpu)
-        small = study_from_dict({"epochs": {3: 3, 5: 2}})
+        small = study_from_dict({"epochs": {3: 3, 5: 2}, "gpu_epochs": None,
+                                 "denoising": {"epochs": None, "gpu_epochs": None}})
         assert [study_mod._epochs(small, d, denoise) for d in (3, 5) for denoise in (False, True)] == [3, 3, 2, 2]
-        own = study_from_dict({"epochs": {3: 3, 5: 2}, "denoising": {"epochs": 7}})
-        assert [study_mod._epochs(own, 3), study_mod._epochs(own, 3, True)] == [3, 7]
-        both = study_from_dict({"epochs": 3, "gpu_epochs": 9, "denoising": {"gpu_epochs": 11}})
-        assert [study_mod._epochs(both, 3), study_mod._epochs(both, 3, True)] == ([9, 11] if on_gpu else [3, 3])
+        own = study_from_dict({"epochs": 3, "gpu_epochs": 9, "denoising": {"epochs": 7, "gpu_epochs": 11}})
+        assert [study_mod._epochs(own, 3), study_mod._epochs(own, 3, True)] == ([9, 11] if on_gpu else [3, 7])
         lab = study_from_dict({})  # the lab's defaults: 30 / 100 epochs, denoisers 50 (depth 3) / 100
         assert [study_mod._epochs(lab, 3), study_mod._epochs(lab, 3, True)] == ([100, 100] if on_gpu else [30, 50])
         assert study_from_dict(small.to_dict()) == small  # study.yaml reads back as the same study
 
 
-def test_gpu_epochs_alone_is_the_denoisers_budget_on_a_gpu_too(monkeypatch):
-    """docs/study.md: denoising.gpu_epochs left out is denoising.epochs when set, else the study's:
-    a file that sets only gpu_epochs {3: 10} must not train its denoisers the default 100 on a GPU,
-    and on a CPU everything keeps its default budget."""
-    import autoenc.study.plan as study_mod
-
-    text = {"gpu_epochs": {3: 10, 5: 8}}
-    for on_gpu, want in ((True, [10, 10, 8, 8]), (False, [30, 50, 30, 30])):
-        monkeypatch.setattr(study_mod, "on_gpu", lambda c, on_gpu=on_gpu: on_gpu)
-        c = study_from_dict(dict(text))
-        assert [study_mod._epochs(c, d, denoise) for d in (3, 5) for denoise in (False, True)] == want
-        own = study_from_dict({"gpu_epochs": 10, "denoising": {"epochs": 7}})
-        assert study_mod._epochs(own, 3, True) == 7  # denoising.epochs set: it holds on a GPU too
-        assert study_from_dict(c.to_dict()) == c
-    assert text == {"gpu_epochs": {3: 10, 5: 8}}  # the caller's mapping is left as it was
-
-
-def test_yaml_exponents_without_a_dot_are_numbers(tmp_path):
-    path = tmp_path / "s.yaml"
-    path.write_text("l2: [1e-6, 1e-5]\nl1: [3e-4]\nrobustness_var: 1e-2\n")
-    c = load_study(path)
-    assert c.l2 == [1e-6, 1e-5] and c.l1 == [3e-4] and c.robustness_var == 0.01
-
-
-def test_a_missing_study_file_says_what_to_do(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist.*--preset"):
-        load_study(tmp_path / "nope.yaml")
-
-
 def test_the_default_study_is_the_lab():
-    c = preset("default")
+    c = preset("lab")
     assert c.datasets == ["mnist", "fashion-mnist"] and c.depths == [3, 5] and c.latents == [15, 30, 50, 100]
     assert c.l2 == [1e-6, 1e-5, 1e-4] and c.l1 == [1e-6, 1e-5, 1e-4] and c.combined and c.pca
     assert c.denoising.variances == [0.01, 0.04, 0.09, 0.16, 0.25]
@@ -223,7 +180,7 @@ def test_stack_groups_are_fixed_by_the_plan_not_by_timing():
 
 
 def test_trials_that_others_wait_for_take_free_workers_first():
-    c = preset("default")
+    c = preset("lab")
     first = plan(c, {})
     done = {t.id: _fake_result(t, 20.0 + t.spec["model"]["latent"] / 100) for t in first
             if t.phase == "grid" and t.dataset == "mnist"}
@@ -235,6 +192,17 @@ def test_trials_that_others_wait_for_take_free_workers_first():
     assert [t.phase for t in ready[14:26]] == (["blind"] + ["denoise"] * 5) * 2
     assert [t.phase for t in ready[26:]] == ["baselines"] * 90 + ["pca"] * 8
     assert [t.id for t in ready if t.phase == "baselines"] == [t.id for t in first if t.phase == "baselines"]
+
+
+def study_files(folder: Path, study: dict) -> Path:
+    """A config folder for `autoenc study --config-dir FOLDER study=NAME`: study/<name>.yaml holding
+    `study` on top of the lab (Hydra's defaults list)."""
+    import yaml
+
+    (folder / "study").mkdir(parents=True, exist_ok=True)
+    (folder / "study" / f"{study['name']}.yaml").write_text(yaml.safe_dump(
+        {"defaults": ["lab", "_self_"], **study}, sort_keys=False))
+    return folder
 
 
 SMALL_STUDY = {
@@ -272,10 +240,8 @@ def test_a_study_runs_a_released_trial_before_the_queued_ones(data_dir, tmp_path
     assert written == list(range(7))  # the results of every finished trial, before the next one ran
 
 
-def test_a_study_without_its_data_stops_before_any_trial_and_says_how_to_get_it(tmp_path, monkeypatch):
+def test_a_study_without_its_data_stops_before_any_trial_and_says_how_to_get_it(tmp_path, monkeypatch, capsys):
     """Missing data is one clear error up front, not a failed trial per model and baseline."""
-    from click.testing import CliRunner
-
     import autoenc.study.executors as executors
     from autoenc import DataError
     from autoenc.cli import main
@@ -289,12 +255,13 @@ def test_a_study_without_its_data_stops_before_any_trial_and_says_how_to_get_it(
     assert "AUTOENC_DATA_DIR" in str(err.value) and "autoenc data fetch mnist" in str(err.value)
     assert ran == [] and not (tmp_path / "s").exists()  # nor a half-made folder (study.yaml, .lock)
 
-    spec = tmp_path / "small.yaml"
-    spec.write_text(json.dumps(SMALL_STUDY))
-    result = CliRunner().invoke(main, ["study", str(spec), "--out", str(tmp_path / "cli"), "--data-dir", str(empty),
-                                       "--workers", "1", "--quiet"])
-    assert result.exit_code == 2 and ran == []
-    assert result.stderr.startswith("error: dataset 'mnist' not found")
+    conf = study_files(tmp_path / "conf", SMALL_STUDY)
+    with pytest.raises(SystemExit) as stop:
+        main(["study", "--config-dir", str(conf), "study=small", f"hydra.run.dir={tmp_path / 'cli'}",
+              f"data_dir={empty}", "workers=1"])
+    assert stop.value.code == 2 and ran == []
+    assert capsys.readouterr().err.startswith("error: dataset 'mnist' not found")
+    assert not (tmp_path / "cli").exists()
 
 
 def test_a_study_writing_to_a_file_reports_each_finished_trial_on_a_line(data_dir, tmp_path, capsys):
@@ -330,11 +297,9 @@ def test_a_trial_line_gives_a_failed_trials_first_error_line():
     assert trial_line(4, 7, two_methods) == "[4/7] b ok: 2.0 s"
 
 
-def test_the_study_command_names_why_its_trials_failed(data_dir, tmp_path, monkeypatch):
+def test_the_study_command_names_why_its_trials_failed(data_dir, tmp_path, monkeypatch, capsys):
     """Trials that fail leave the rest of the study running; the command then exits 1 and prints
     each distinct error once, with how many trials it stopped and one of their ids."""
-    from click.testing import CliRunner
-
     import autoenc.study.executors as executors
     from autoenc import TrainingError
     from autoenc.cli import main
@@ -347,20 +312,21 @@ def test_the_study_command_names_why_its_trials_failed(data_dir, tmp_path, monke
         return real(trial, *args, **kwargs)
 
     monkeypatch.setattr(executors, "run_trial", failing_penalties)
-    spec = tmp_path / "small.yaml"
-    spec.write_text(json.dumps(SMALL_STUDY))
+    conf = study_files(tmp_path / "conf", SMALL_STUDY)
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["study", str(spec), "--out", str(out), "--data-dir", str(data_dir),
-                                       "--workers", "1", "--quiet"])
-    assert result.exit_code == 1, result.output
-    assert "6/7 trials, 2 failed" in result.stdout  # the combined l2+l1 trial waits for them: not run
+    with pytest.raises(SystemExit) as stop:
+        main(["study", "--config-dir", str(conf), "study=small", f"hydra.run.dir={out}", f"data_dir={data_dir}",
+              "workers=1"])
+    captured = capsys.readouterr()
+    assert stop.value.code == 1, captured.err
+    assert "6/7 trials, 2 failed" in captured.out  # the combined l2+l1 trial waits for them: not run
     failed_ids = sorted(r["id"] for r in _rows(out / "results.csv") if r["status"] == "failed")
     assert len(failed_ids) == 2
-    lines = result.stderr.splitlines()
+    lines = captured.err.splitlines()
     assert lines[0] == "failed trials:"
     assert lines[1].startswith("  2 x TrainingError: the training loss became nan at epoch 1  (e.g. ")
     assert lines[1].split("(e.g. ")[1].rstrip(")") in failed_ids
-    assert "(the l1 trial)" not in result.stderr  # first lines only; the whole message is in results.csv
+    assert "(the l1 trial)" not in captured.err  # first lines only; the whole message is in results.csv
     assert "results.csv" in lines[-1] and "rerun the same command" in lines[-1]
 
 
@@ -581,8 +547,7 @@ def test_pool_workers_end_when_their_driver_is_killed_alone(tmp_path):
 
 
 def _study_cmd(out: Path, data_dir: Path) -> list[str]:
-    return python_with_checksums() + ["study", "--preset", "quick", "--out", str(out), "--data-dir", str(data_dir),
-                                      "--quiet"]
+    return python_with_checksums() + ["study", "study=quick", f"hydra.run.dir={out}", f"data_dir={data_dir}"]
 
 
 def test_a_study_killed_with_sigkill_resumes_to_the_same_results(quick_study, data_dir, tmp_path):
@@ -640,13 +605,10 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_says_how_to_resume(data_dir, tmp_pa
     assert summary["wall_seconds_total"] == summary["wall_seconds"]  # the first run: the total is its time
 
 
-def test_a_second_study_into_a_running_studys_folder_is_refused_until_the_first_ends(tmp_path):
+def test_a_second_study_into_a_running_studys_folder_is_refused_until_the_first_ends(tmp_path, capsys):
     """Two `autoenc study` into one folder trained the same trials twice, side by side; now the second
     is refused naming the process that holds the folder, and a killed holder frees it."""
-    from click.testing import CliRunner
-
     from autoenc.cli import main
-    from autoenc.study import study_lock
 
     out = tmp_path / "study"
     out.mkdir()
@@ -656,9 +618,10 @@ def test_a_second_study_into_a_running_studys_folder_is_refused_until_the_first_
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        result = CliRunner().invoke(main, ["study", "--preset", "quick", "--out", str(out)])
-        assert result.exit_code == 2, result.output
-        assert f"another study is running in {out} (pid {holder.pid} on " in result.stderr
+        with pytest.raises(SystemExit) as stop:
+            main(["study", "study=quick", f"hydra.run.dir={out}"])
+        assert stop.value.code == 2
+        assert f"another study is running in {out} (pid {holder.pid} on " in capsys.readouterr().out
         assert not (out / "study.yaml").exists()  # refused before writing anything
     finally:
         holder.kill()

@@ -19,8 +19,17 @@ def folder(text: str) -> Path:
     return path
 
 
+def data_folder(text: str) -> Path:
+    """An argparse type: a folder that need not exist yet, but not a file nor an empty text."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give a folder")
+    if Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give the folder that holds <dataset>/<IDX files>")
+    return Path(text)
+
+
 def data_dir_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", type=Path, default=None,
+    p.add_argument("--data-dir", type=data_folder, default=None,
                    help="folder laid out as <dir>/<dataset>/<IDX files> (default: $AUTOENC_DATA_DIR, the cache)")
 
 

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from .. import data
-from .common import data_dir_option, guarded
+from .common import data_dir_option, data_folder, guarded
 
 
 def main(args: list[str]) -> int:
@@ -15,7 +14,7 @@ def main(args: list[str]) -> int:
     data_dir_option(check)
     fetch = sub.add_parser("fetch", help="download datasets from the official mirrors and verify them")
     fetch.add_argument("datasets", nargs="*", help=f"default: all ({', '.join(data.KNOWN_DATASETS)})")
-    fetch.add_argument("--dest", type=Path, default=None, help="where to store them (default: ~/.cache/autoenc)")
+    fetch.add_argument("--dest", type=data_folder, default=None, help="where to store them (default: ~/.cache/autoenc)")
     ns = p.parse_args(args)
 
     def run() -> int:

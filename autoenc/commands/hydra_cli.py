@@ -17,7 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..config import Rule, conf_dir, register_configs
-from ..errors import ConfigError
+from ..errors import AutoencError, ConfigError
 
 GROUPS = ("dataset", "model", "regularizer", "noise", "trainer", "study")
 
@@ -69,7 +69,7 @@ def compose(config_name: str, overrides: list[str], config_dir: str | None = Non
         raise ConfigError(explain(exc, overrides, config_name)) from None
 
 
-def to_schema(cfg: DictConfig, cls, check) -> typing.Any:
+def to_schema(cfg: DictConfig, cls, check, config_name: str = "") -> typing.Any:
     """The composed `cfg` (its hydra node dropped) as a `cls` instance, checked by `check`;
     missing values (???) and keys the schema does not know are ConfigErrors naming the key."""
     cfg = cfg.copy()
@@ -79,23 +79,23 @@ def to_schema(cfg: DictConfig, cls, check) -> typing.Any:
     if missing:
         raise ConfigError(f"{missing[0]} is missing: give it on the command line, e.g. {missing[0]}=..."
                           + (" (the path to your data)" if missing[0].endswith("path") else ""))
-    _unknown_keys(cfg, cls, "")
+    _unknown_keys(cfg, cls, "", config_name or ("study" if cls.__name__ == "StudyJob" else "train"))
     job = OmegaConf.to_object(cfg)
     check(job)
     return job
 
 
-def _unknown_keys(node: DictConfig, cls, prefix: str) -> None:
+def _unknown_keys(node: DictConfig, cls, prefix: str, config_name: str) -> None:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for key in node.keys():
         if key not in names:
-            raise ConfigError(f"{prefix}{key} is not a key of {prefix[:-1] or 'this config'}; allowed: "
+            raise ConfigError(f"{prefix}{key} is not a key of {prefix[:-1] or config_name}; allowed: "
                               f"{', '.join(names)}")
         kind = _dataclass_in(hints[key])
         value = node[key]
         if kind is not None and isinstance(value, DictConfig):
-            _unknown_keys(value, kind, f"{prefix}{key}.")
+            _unknown_keys(value, kind, f"{prefix}{key}.", config_name)
 
 
 def _dataclass_in(hint):
@@ -207,13 +207,14 @@ def run(task, config_name: str, args: list[str], schema, check, precheck=None) -
         ns = parse(args)
         if not (ns.help or ns.hydra_help or ns.shell_completion):
             cn = ns.config_name or config_name
-            for overrides in job_overrides(ns):
-                job = to_schema(compose(cn, overrides, ns.config_dir), schema, check)
-                if precheck is not None and ns.cfg is None and ns.info is None:
+            jobs = [to_schema(compose(cn, overrides, ns.config_dir), schema, check, config_name)
+                    for overrides in job_overrides(ns)]
+            if precheck is not None and ns.cfg is None and ns.info is None:
+                for job in jobs:
                     precheck(job)
         if ns.multirun and not any(o.startswith("hydra.sweep.dir=") for o in ns.overrides):
             args = [*args, f"hydra.sweep.dir='{sweep_folder(ns.overrides)}'"]
-    except ConfigError as exc:
+    except AutoencError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     argv = sys.argv

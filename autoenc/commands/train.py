@@ -217,5 +217,10 @@ def _data_there(job: TrainJob) -> None:
 
 
 def main(args: list[str]) -> int:
-    """`autoenc train [overrides and Hydra flags]`; returns the exit status."""
-    return hydra_cli.run(task, "train", args, TrainJob, check_job, precheck=_data_there)
+    """`autoenc train [overrides and Hydra flags]`; returns the exit status (1 when a job of a
+    sweep failed: the others finished, results.csv names it)."""
+    from .sweeps import FAILED_JOBS
+
+    FAILED_JOBS.clear()
+    code = hydra_cli.run(task, "train", args, TrainJob, check_job, precheck=_data_there)
+    return 1 if code == 0 and FAILED_JOBS else code
