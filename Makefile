@@ -1,5 +1,5 @@
 # Two commands for a newcomer:
-#   make run    set up .venv and run the default study (AUTOENC_DATA_DIR points at the data)
+#   make run    set up .venv and run the whole lab: `autoenc study` (AUTOENC_DATA_DIR points at the data)
 #   make test   set up .venv with the test extras and run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -7,7 +7,6 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 # The CPU build of PyTorch this project is developed and tested with; pyproject accepts a range.
 TORCH  ?= torch==2.13.0
-OUT    ?= runs/lab
 
 .PHONY: run test setup setup-test browser clean
 
@@ -19,7 +18,7 @@ $(VENV)/.setup-done: pyproject.toml
 	touch $@
 
 $(VENV)/.test-done: $(VENV)/.setup-done
-	$(PIP) install -q -c constraints.txt -e ".[test,ray,bm3d]"
+	$(PIP) install -q -c constraints.txt -e ".[test,ray,bm3d,slurm,keras]"
 	touch $@
 
 setup: $(VENV)/.setup-done
@@ -33,10 +32,10 @@ browser:
 	    else echo "note: chromium not installed and no root: the browser test will be skipped"; fi; }
 
 run: setup
-	$(VENV)/bin/autoenc study --out $(OUT)
+	$(VENV)/bin/autoenc study
 
 test: setup-test
 	$(VENV)/bin/python -m pytest
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) outputs multirun

@@ -236,7 +236,6 @@ def ray_cluster(data_dir, real_data, tmp_path_factory):
         options["runtime_env"] = {"worker_process_setup_hook": patch_checksums}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AUTOENC_OFFLINE", "1")
-        mp.setenv("AUTOENC_CHECKPOINT_SECONDS", "0")  # a checkpoint every epoch: the tests catch trials mid-training
         mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("ray-cache")))
         mp.delenv("RAY_ADDRESS", raising=False)
         ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", **options)
@@ -278,7 +277,8 @@ def test_a_killed_worker_is_retried_and_the_study_completes(ray_cluster, data_di
     killer = threading.Thread(target=kill_one_mid_training, daemon=True)
     killer.start()
     try:
-        summary = run_study(config, out, data_dir=data_dir, executor="ray", progress=False)
+        summary = run_study(config, out, data_dir=data_dir, executor="ray", progress=False,
+                            runtime={"checkpoint_seconds": 0})  # a checkpoint every epoch: caught mid-training
     finally:
         study_over.set()
     killer.join(timeout=5)
@@ -317,7 +317,8 @@ def test_shutdown_cancels_running_trials_and_leaves_a_shared_instance_running(ra
     from autoenc.study.ray_executor import RayExecutor
     from autoenc.study import plan
 
-    trial = plan(study_from_dict(_small(latents=[15], epochs=30)), {})[0].to_dict()
+    trial = {**plan(study_from_dict(_small(latents=[15], epochs=30)), {})[0].to_dict(),
+             "runtime": {"checkpoint_seconds": 0}}  # a checkpoint every epoch: caught mid-training
     pool = RayExecutor(tmp_path, data_dir, threads=1)
     assert not pool.started  # the module's instance was there first
     future = pool.submit(trial)

@@ -482,47 +482,30 @@ def test_checkpoints_are_written_every_checkpoint_seconds_and_a_resume_from_any_
             on_epoch=epoch_of_20_seconds, checkpoint_seconds=math.inf)
     assert not never.exists()  # nothing to resume from: a rerun starts over
 
-    assert checkpoint_interval() == 30.0 and checkpoint_interval(0) == 0.0
-    monkeypatch.setenv("AUTOENC_CHECKPOINT_SECONDS", "5")
-    assert checkpoint_interval() == 5.0 and checkpoint_interval(7) == 7.0
-    for bad in ("soon", "-1", "nan"):
-        monkeypatch.setenv("AUTOENC_CHECKPOINT_SECONDS", bad)
-        with pytest.raises(ConfigError, match=f"AUTOENC_CHECKPOINT_SECONDS is '{bad}'; give the seconds between"):
-            fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt)
-    with pytest.raises(ConfigError, match="checkpoint_seconds is -2; give the seconds"):
-        checkpoint_interval(-2)
+    assert checkpoint_interval() == 30.0 and checkpoint_interval(0) == 0.0 and checkpoint_interval(7) == 7.0
+    for bad in (-2, math.nan):
+        with pytest.raises(ConfigError, match="checkpoint_seconds=.* is not allowed: the seconds between"):
+            fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt,
+                checkpoint_seconds=bad)
 
 
-def test_cuda_graphs_are_refused_on_a_cpu_and_the_variable_is_ignored_there(mnist, monkeypatch):
+def test_cuda_graphs_are_refused_on_a_cpu(mnist):
     x_train, x_val, _, _ = mnist
     config = TrainConfig(epochs=1, device="cpu", threads=1)
-    with pytest.raises(ConfigError, match="cuda_graphs=True needs a CUDA device.*AUTOENC_CUDA_GRAPHS"):
+    with pytest.raises(ConfigError, match="cuda_graphs=True needs a CUDA device"):
         fit(ModelConfig.preset(3, 15), x_train[:600], x_val, config, progress=False, cuda_graphs=True)
-    plain = fit(ModelConfig.preset(3, 15), x_train[:600], x_val, config, progress=False)
-    monkeypatch.setenv("AUTOENC_CUDA_GRAPHS", "1")
-    with_variable = fit(ModelConfig.preset(3, 15), x_train[:600], x_val, config, progress=False)
-    assert plain.history[-1]["val_loss"] == with_variable.history[-1]["val_loss"]
 
 
-def test_cuda_graphs_are_the_default_on_cuda_unless_the_variable_is_0(monkeypatch):
+def test_cuda_graphs_are_the_default_on_cuda_only():
     from autoenc.training.device import use_cuda_graphs
 
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    monkeypatch.delenv("AUTOENC_CUDA_GRAPHS", raising=False)
     assert use_cuda_graphs(None, cuda) and not use_cuda_graphs(None, cpu) and not use_cuda_graphs(False, cuda)
-    monkeypatch.setenv("AUTOENC_CUDA_GRAPHS", "0")
-    assert not use_cuda_graphs(None, cuda) and use_cuda_graphs(True, cuda)
-    monkeypatch.setenv("AUTOENC_CUDA_GRAPHS", "step")
-    assert use_cuda_graphs(None, cuda) == "step" and use_cuda_graphs(True, cuda) is True
-    assert use_cuda_graphs(None, cpu) is False
+    assert use_cuda_graphs("step", cuda) == "step" and use_cuda_graphs(True, cuda) is True
     with pytest.raises(ConfigError, match="cuda_graphs='step' needs a CUDA device"):
         use_cuda_graphs("step", cpu)
     with pytest.raises(ConfigError, match="cuda_graphs='yes'; give True, False, \"step\" or None"):
         use_cuda_graphs("yes", cuda)
-    monkeypatch.setenv("AUTOENC_CUDA_GRAPHS", "setp")  # a typo is named, on any device, never taken as on
-    for device in (cuda, cpu):
-        with pytest.raises(ConfigError, match="AUTOENC_CUDA_GRAPHS is 'setp'; set it to 0 .* or step"):
-            use_cuda_graphs(None, device)
 
 
 def test_the_graphed_step_path_runs_on_a_cpu_with_a_stand_in_capture(mnist, monkeypatch):
