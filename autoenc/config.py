@@ -291,6 +291,43 @@ TRAIN_OVERRIDES = ("batch_size", "lr", "schedule", "warmup", "loss", "patience",
 
 
 @dataclass
+class ModelOverrides:
+    """study.model (or study.denoising.model): the architecture settings every trial of the
+    study uses instead of the model group's (null: unchanged)."""
+
+    activation: Optional[str] = rule(optional(choice(ACTIVATIONS), "unchanged"), None)
+    latent_activation: Optional[str] = rule(optional(choice(ACTIVATIONS), "unchanged"), None)
+    norm: Optional[str] = rule(optional(choice(NORMS), "unchanged"), None)
+    init: Optional[str] = rule(optional(choice(INITS), "unchanged"), None)
+
+
+@dataclass
+class TrainOverrides:
+    """study.train (or study.denoising.train): the training settings every trial of the study
+    uses instead of the default recipe's (null: unchanged)."""
+
+    batch_size: Optional[int] = rule(optional(whole(1), "unchanged"), None)
+    lr: Optional[float] = rule(optional(real(0, above=True), "unchanged"), None)
+    schedule: Optional[str] = rule(optional(choice(SCHEDULES), "unchanged"), None)
+    warmup: Optional[float] = rule(optional(real(0, 1, below=True), "unchanged"), None)
+    loss: Optional[str] = rule(optional(choice(LOSSES), "unchanged"), None)
+    patience: Optional[int] = rule(optional(whole(0), "unchanged"), None)
+    patience_start: Optional[float] = rule(optional(real(0, 1, below=True), "unchanged"), None)
+    bn_images: Optional[int] = rule(optional(rule_of(TrainerConf, "bn_images"), "unchanged"), None)
+    precision: Optional[str] = rule(optional(choice(PRECISIONS), "unchanged"), None)
+    noise_clip: Optional[bool] = rule(optional(FLAG, "unchanged"), None)
+
+
+@dataclass
+class SubsetConf:
+    """study.subset: use only the first n images of a split (null: the whole split)."""
+
+    train: Optional[int] = rule(optional(whole(2), "the whole split"), None)
+    val: Optional[int] = rule(optional(whole(1), "the whole split"), None)
+    test: Optional[int] = rule(optional(whole(1), "the whole split"), None)
+
+
+@dataclass
 class DenoiseConfig:
     """study.denoising: variances: the evaluation grid (one denoiser per level); blind: [low,
     high] of the blind denoiser, or null; architecture: {widths: [...], latent: L}, {depth: 3|5,
@@ -303,8 +340,8 @@ class DenoiseConfig:
                                   factory=lambda: [0.01, 0.04, 0.09, 0.16, 0.25])
     blind: Optional[List[float]] = rule(optional(VARIANCE_RANGE, "no blind denoiser"), factory=lambda: [0.01, 0.25])
     architecture: Any = rule(ARCHITECTURE, factory=lambda: {"widths": [512, 256], "latent": 100})
-    model: Dict[str, Any] = rule(ANY, factory=dict)
-    train: Dict[str, Any] = rule(ANY, factory=dict)
+    model: ModelOverrides = field(default_factory=ModelOverrides)
+    train: TrainOverrides = field(default_factory=TrainOverrides)
     baselines: List[str] = rule(list_of(choice(BASELINES), "baselines: " + ", ".join(BASELINES)),
                                 factory=lambda: list(BASELINES))
     subset: int = rule(whole(1, " (test images, e.g. 1000)"), 1000)
@@ -342,8 +379,8 @@ class StudyConfig:
                              factory=lambda: [3, 5])
     latents: List[int] = rule(list_of(whole(1), "latent sizes, e.g. [15, 30, 50, 100], or [] to skip the grid"),
                               factory=lambda: [15, 30, 50, 100])
-    model: Dict[str, Any] = rule(ANY, factory=dict)
-    train: Dict[str, Any] = rule(ANY, factory=dict)
+    model: ModelOverrides = field(default_factory=ModelOverrides)
+    train: TrainOverrides = field(default_factory=TrainOverrides)
     epochs: Any = rule(EPOCHS_MAP, factory=lambda: {3: 30, 5: 30})
     gpu_epochs: Any = rule(optional(EPOCHS_MAP, "epochs"), factory=lambda: {3: 100, 5: 100})
     l2: List[float] = rule(list_of(real(0, above=True), "strengths > 0, e.g. [1e-6, 1e-5, 1e-4], or [] to skip"),
@@ -353,9 +390,7 @@ class StudyConfig:
     combined: bool = rule(FLAG, True)
     pca: bool = rule(FLAG, True)
     denoising: Optional[DenoiseConfig] = field(default_factory=DenoiseConfig)
-    subset: Dict[str, int] = rule(Rule(lambda v: isinstance(v, dict) and all(
-        k in ("train", "val", "test") and _int(n) and n >= 1 for k, n in v.items()),
-        "{train|val|test: n}: the first n >= 1 images of a split"), factory=dict)
+    subset: SubsetConf = field(default_factory=SubsetConf)
     robustness_var: float = rule(VARIANCE, 0.01)
     seed: int = rule(whole(0), 0)
     threads: int = rule(whole(1, " (CPU threads per trial)"), 1)
@@ -390,12 +425,32 @@ def _known(cls, data, where: str) -> dict:
     return dict(data)
 
 
+def values_set(value) -> dict:
+    """An overrides or subset dataclass (or a mapping) as a dict of the keys that are set, e.g.
+    values_set(study.subset) -> {"train": 10000, "test": 1000}."""
+    value = _plain(value)
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    return {k: v for k, v in value.items() if v is not None} if isinstance(value, dict) else value
+
+
+def _typed(cls, value, where: str):
+    """A mapping (a study read from a file or a dict) as dataclass `cls`, checked; one already
+    of that type as it is, checked."""
+    if not dataclasses.is_dataclass(value):
+        value = cls(**_known(cls, _plain(value) if value is not None else {}, where))
+    check(value, where)
+    return value
+
+
 def _check_overrides(where: str, overrides: dict, allowed: tuple, planned: dict) -> None:
     """study.model / study.train (or denoising's): keys the study lets a config set for every trial,
     each checked by its schema rule; `planned`: keys the study sets itself -> where to set them."""
     if not isinstance(overrides, dict):
         raise ConfigError(f"{where}={_show(overrides)} is not allowed: a mapping of keys to values")
     for key, value in overrides.items():
+        if value is None:  # null: unchanged
+            continue
         if key in planned:
             raise ConfigError(f"{where}.{key}={_show(value)} is not allowed: {planned[key]}")
         if key not in allowed:
@@ -403,6 +458,14 @@ def _check_overrides(where: str, overrides: dict, allowed: tuple, planned: dict)
         r = ENGINE_RULES[key]
         if not r.ok(_plain(value)):
             raise ConfigError(f"{where}.{key}={_show(value)} is not allowed: {r.allowed}")
+
+
+def _overrides(value, cls, where: str, allowed: tuple, planned: dict):
+    """study.model / study.train (or denoising's) as dataclass `cls`: a mapping's keys checked
+    first (a key the study sets itself is named with where to set it), then every value's rule."""
+    if not dataclasses.is_dataclass(value):
+        _check_overrides(where[:-1], _plain(value) if value is not None else {}, allowed, planned)
+    return _typed(cls, value, where)
 
 
 def check_denoising(d: DenoiseConfig, where: str = "study.denoising.") -> None:
@@ -415,10 +478,10 @@ def check_denoising(d: DenoiseConfig, where: str = "study.denoising.") -> None:
         if getattr(d, key) is not None:
             setattr(d, key, _epochs_map(_plain(getattr(d, key))))
     why = "set epochs with denoising.epochs; noise with denoising.variances / blind"
-    _check_overrides(f"{where}model", d.model, MODEL_OVERRIDES, {
+    d.model = _overrides(d.model, ModelOverrides, f"{where}model.", MODEL_OVERRIDES, {
         k: "the study sets each denoiser's architecture from denoising.architecture" for k in
         ("input_dim", "widths", "latent")})
-    _check_overrides(f"{where}train", d.train, TRAIN_OVERRIDES, {
+    d.train = _overrides(d.train, TrainOverrides, f"{where}train.", TRAIN_OVERRIDES, {
         **{k: why for k in ("epochs", "noise_var", "seed", "device", "threads")},
         **{k: "the denoisers train without penalties" for k in ("l2", "l1")}})
 
@@ -439,13 +502,14 @@ def check_study(c: StudyConfig, where: str = "study.") -> None:
     if c.gpu_epochs is not None:
         c.gpu_epochs = _epochs_map(_plain(c.gpu_epochs))
     top = "set it at the top level of the study, not under train"
-    _check_overrides(f"{where}model", c.model, MODEL_OVERRIDES, {
+    c.model = _overrides(c.model, ModelOverrides, f"{where}model.", MODEL_OVERRIDES, {
         k: "the study sets each trial's architecture from depths and latents (the denoisers': "
            "denoising.architecture); input_dim comes from the dataset" for k in ("input_dim", "widths", "latent")})
-    _check_overrides(f"{where}train", c.train, TRAIN_OVERRIDES, {
+    c.train = _overrides(c.train, TrainOverrides, f"{where}train.", TRAIN_OVERRIDES, {
         **{k: top for k in ("epochs", "noise_var", "seed", "device", "threads")},
         **{k: f"the study sets each trial's penalties: list the strengths to try in {where}{k}, e.g. [1e-5]"
            for k in ("l2", "l1")}})
+    c.subset = _typed(SubsetConf, c.subset, f"{where}subset.")
 
 
 def study_from_dict(data: dict, where: str = "study.") -> StudyConfig:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import data
-from ..config import StudyConfig
+from ..config import StudyConfig, values_set
 from ..model import PRESETS, ModelConfig
 from ..training import TrainConfig, resolve_device
 from ..training.stacked import STACK_FIELDS, unstackable
@@ -56,7 +56,7 @@ def _context(c: StudyConfig) -> dict:
     """What every trial needs to know about the study (part of each trial's identity)."""
     den = c.denoising
     return {
-        "subset": dict(sorted(c.subset.items())),
+        "subset": dict(sorted(values_set(c.subset).items())),
         "robustness_var": c.robustness_var,
         "eval_variances": list(den.variances) if den else [],
         "baseline_subset": den.subset if den else 0,
@@ -99,13 +99,13 @@ def _ae(c: StudyConfig, phase: str, dataset: str, arch: dict, l2: float = 0.0, l
     input_dim = math.prod(data.image_shape(dataset))
     widths = tuple(arch["widths"]) if "widths" in arch else PRESETS[arch["depth"]]
     denoise = noise_var is not None
-    model = ModelConfig(**{**c.model, **(c.denoising.model if denoise else {}),
+    model = ModelConfig(**{**values_set(c.model), **(values_set(c.denoising.model) if denoise else {}),
                            "input_dim": input_dim, "widths": widths, "latent": arch["latent"]})
     depth = len(widths) + 1
     epochs = _epochs(c, depth, denoise)
     if isinstance(noise_var, list):
         epochs = max(1, round(epochs * c.denoising.blind_epochs_factor))
-    train = TrainConfig(**{**c.train, **(c.denoising.train if denoise else {}),
+    train = TrainConfig(**{**values_set(c.train), **(values_set(c.denoising.train) if denoise else {}),
                            "epochs": epochs, "l2": l2, "l1": l1, "seed": c.seed,
                            "device": c.device, "threads": c.threads,
                            "noise_var": tuple(noise_var) if isinstance(noise_var, list) else noise_var})
