@@ -126,7 +126,7 @@ def _folder_kind(path: Path) -> str:
         return f"it is a study trial's folder: its run folder is {path / 'run'}"
     if (path / "result.json").is_file():
         return "it is a study trial without a model (PCA or the classical baselines): its result.json holds its scores"
-    return f"train one with `autoenc train --out {path}`"
+    return f"train one with `autoenc train hydra.run.dir={path}`"
 
 
 def _check_run_config(config: dict, model_config: ModelConfig) -> None:
@@ -189,7 +189,7 @@ def finished_run(out: str | Path, config: dict) -> Run | None:
     if not differ:
         raise ConfigError(f"{out} holds {CONFIG} but no {WEIGHTS}; delete the folder to train it again")
     raise ConfigError(f"{out} already holds a run with another configuration (it differs in {differ}); "
-                      f"choose another --out or delete the folder")
+                      f"choose another folder (hydra.run.dir=...) or delete it")
 
 
 def recorded_epochs(out: str | Path) -> int | None:

@@ -1,7 +1,7 @@
 """Denoising autoencoders against the classical denoisers, on the protocol's test noise.
 
     python benchmarks/denoise_table.py [--datasets mnist,fashion-mnist] [--depth 3] [--latent 100]
-        [--widths 1024,512] [--epochs 60] [--out runs/denoise_table] [--baselines all]
+        [--widths 1024,512] [--epochs 60] [--out outputs/denoise_table] [--baselines all]
 
 Trains one denoiser per noise variance in {0.01, 0.04, 0.09, 0.16, 0.25} and one blind denoiser
 (sigma uniform in [0.1, 0.5]) per dataset, runs every baseline with its parameter chosen on the
@@ -17,7 +17,9 @@ import argparse
 import json
 from pathlib import Path
 
-from autoenc.study import ALL_BASELINES, DenoiseConfig, StudyConfig, run_study
+from autoenc.config import BASELINES as ALL_BASELINES
+from autoenc.config import DenoiseConfig, StudyConfig
+from autoenc.study import run_study
 
 LEVELS = [0.01, 0.04, 0.09, 0.16, 0.25]
 TARGET = {"mnist": 1.5, "fashion-mnist": 0.7}  # issue 5: dB over the best baseline at sigma^2 >= 0.04
@@ -72,7 +74,7 @@ def main() -> None:
     ap.add_argument("--baselines", default="all")
     ap.add_argument("--subset", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=None)
-    ap.add_argument("--out", type=Path, default=Path("runs/denoise_table"))
+    ap.add_argument("--out", type=Path, default=Path("outputs/denoise_table"))
     ap.add_argument("--from", dest="source", type=Path, default=None,
                     help="print the tables of this finished study folder instead of training")
     args = ap.parse_args()
@@ -88,7 +90,7 @@ def main() -> None:
                          l2=[], l1=[], denoising=DenoiseConfig(variances=LEVELS, blind=[0.01, 0.25], architecture=arch,
                                                               baselines=methods, subset=args.subset,
                                                               epochs=args.epochs, gpu_epochs=args.epochs))
-    summary = run_study(config, args.out, workers=args.workers, report=False)
+    summary = run_study(config, args.out, workers=args.workers)
     print(f"architecture {arch}, {args.epochs} epochs; study folder {args.out}; "
           f"wall {summary.get('wall_seconds', 0):.0f} s")
     for dataset in config.datasets:

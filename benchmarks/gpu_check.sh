@@ -11,7 +11,7 @@
 #      a model scored on CUDA gets the CPU's numbers)
 #      and a stack on CUDA against separate fits there, with and without graphs
 #   5. benchmarks/stack_speed.py on CUDA: models per second with 4 and 16 models per stack
-#   6. the whole training step as one CUDA graph (AUTOENC_CUDA_GRAPHS=step, not yet the default):
+#   6. the whole training step as one CUDA graph (--cuda-graphs step, not yet the default):
 #      its CUDA test against eager steps, train_speed.py and a depth-5 stack of 8 both ways, and
 #      train_speed.py in bf16 with it
 #   7. trainer processes sharing the GPU (benchmarks/gpu_share.py: 1 and 4 processes, a depth-5
@@ -47,7 +47,7 @@ done
 }
 
 step2() {
-echo "== 2. the default study on the GPU, workers ${STUDY_WORKERS:-auto}, graphs ${STUDY_GRAPHS:-1} (at most ${STUDY_LIMIT:-270} s)"
+echo "== 2. the default study on the GPU, workers ${STUDY_WORKERS:-auto}, graphs ${STUDY_GRAPHS:-auto} (at most ${STUDY_LIMIT:-270} s)"
 (while true; do nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader; sleep 1; done) \
     > "$OUT/gpu_util.csv" &
 SAMPLER=$!
@@ -55,8 +55,8 @@ SAMPLER=$!
 LOADS=$!  # how busy the CPU cores were (the baselines run beside the trainers at nice 19)
 START=$(date +%s)
 [ "${STUDY_MPS:-0}" = 1 ] && mps_start
-AUTOENC_CUDA_GRAPHS=${STUDY_GRAPHS:-1} timeout "${STUDY_LIMIT:-270}" python3 -m autoenc.cli study --preset default ${STUDY_WORKERS:+--workers $STUDY_WORKERS} \
-    --out /tmp/lab --quiet 2>&1 | tail -5
+timeout "${STUDY_LIMIT:-270}" python3 -m autoenc study cuda_graphs=${STUDY_GRAPHS:-auto} ${STUDY_WORKERS:+workers=$STUDY_WORKERS} \
+    hydra.run.dir=/tmp/lab 2>&1 | tail -5
 echo "study wall: $(( $(date +%s) - START )) s, MPS ${STUDY_MPS:-0}" | tee "$OUT/study.txt"
 [ "${STUDY_MPS:-0}" = 1 ] && mps_stop
 kill $SAMPLER $LOADS
@@ -64,7 +64,7 @@ START=$START python3 - <<'PY' 2>&1 | tee -a "$OUT/study.txt"
 import collections, glob, json, os
 from autoenc.study import plan, preset
 start = int(os.environ["START"])
-total = collections.Counter(t.phase for t in plan(preset("default"), {}))
+total = collections.Counter(t.phase for t in plan(preset("lab"), {}))
 rows = []
 for f in glob.glob("/tmp/lab/trials/*/result.json"):
     r = json.load(open(f))
@@ -137,16 +137,16 @@ done
 }
 
 step6() {
-echo "== 6. the whole step as one CUDA graph (AUTOENC_CUDA_GRAPHS=step) against the forward/backward graphs"
+echo "== 6. the whole step as one CUDA graph (cuda graphs: step) against the forward/backward graphs"
 timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_training.py -k "cuda_graphs_give" 2>&1 \
     | tail -5 | tee "$OUT/whole_step.txt"
-for graphs in step 1; do
-    AUTOENC_CUDA_GRAPHS=$graphs timeout 60 python3 benchmarks/train_speed.py --device cuda --epochs 3 2>&1 \
+for graphs in step forward; do
+    timeout 60 python3 benchmarks/train_speed.py --device cuda --epochs 3 --cuda-graphs $graphs 2>&1 \
         | tee -a "$OUT/whole_step.txt"
-    AUTOENC_CUDA_GRAPHS=$graphs timeout 60 python3 benchmarks/stack_speed.py --device cuda --depth 5 --stacks 8 2>&1 \
+    timeout 60 python3 benchmarks/stack_speed.py --device cuda --depth 5 --stacks 8 --cuda-graphs $graphs 2>&1 \
         | tee -a "$OUT/whole_step.txt"
 done
-AUTOENC_CUDA_GRAPHS=step timeout 60 python3 benchmarks/train_speed.py --device cuda --epochs 3 --precision bf16 2>&1 \
+timeout 60 python3 benchmarks/train_speed.py --device cuda --epochs 3 --precision bf16 --cuda-graphs step 2>&1 \
     | tee -a "$OUT/whole_step.txt"  # bf16 was no faster while the launches set the pace
 }
 
@@ -159,11 +159,11 @@ mps_stop() {
 }
 
 step7() {
-echo "== 7. trainer processes sharing the GPU (depth-5 stacks of 8), without and with MPS, graphs ${SHARE_GRAPHS:-1}"
-AUTOENC_CUDA_GRAPHS=${SHARE_GRAPHS:-1} timeout 60 python3 benchmarks/gpu_share.py --processes 1 4 --epochs 4 2>&1 \
+echo "== 7. trainer processes sharing the GPU (depth-5 stacks of 8), without and with MPS, graphs ${SHARE_GRAPHS:-auto}"
+timeout 60 python3 benchmarks/gpu_share.py --processes 1 4 --epochs 4 --cuda-graphs ${SHARE_GRAPHS:-auto} 2>&1 \
     | tee -a "$OUT/gpu_share.txt"
 if mps_start; then
-    AUTOENC_CUDA_GRAPHS=${SHARE_GRAPHS:-1} timeout 60 python3 benchmarks/gpu_share.py --processes 1 4 --epochs 4 2>&1 \
+    timeout 60 python3 benchmarks/gpu_share.py --processes 1 4 --epochs 4 --cuda-graphs ${SHARE_GRAPHS:-auto} 2>&1 \
         | tee -a "$OUT/gpu_share.txt"
     mps_stop
 else

@@ -1,7 +1,7 @@
 """What several training processes sharing one device get, against one process alone.
 
     python benchmarks/gpu_share.py [--device cuda] [--processes 1 2 4] [--depth 5] [--stack 8] [--epochs 4]
-                                   [--[no-]cuda-graphs] [--threads 1]
+                                   [--cuda-graphs auto|off|forward|step] [--threads 1]
 
 A study on a GPU runs its trainer processes side by side on one device. Without NVIDIA's MPS the
 GPU gives their kernels turns (time slices) instead of running them together, so the chain the
@@ -24,8 +24,9 @@ import queue
 import statistics
 
 from autoenc import data
+from autoenc.config import CUDA_GRAPHS, cuda_graphs_mode
 from autoenc.model import ModelConfig
-from autoenc.stacked import fit_stacked
+from autoenc.training.stacked import fit_stacked
 from autoenc.training import TrainConfig, fit
 
 
@@ -39,9 +40,9 @@ def _train(args: argparse.Namespace, ready, results) -> None:
             for seed in range(args.stack)]
     ready.wait()
     if args.stack == 1:
-        history = fit(mc, *jobs[0], progress=False, cuda_graphs=args.cuda_graphs).history
+        history = fit(mc, *jobs[0], progress=False, cuda_graphs=cuda_graphs_mode(args.cuda_graphs)).history
     else:
-        history = fit_stacked(mc, jobs, progress=False, cuda_graphs=args.cuda_graphs)[0].history
+        history = fit_stacked(mc, jobs, progress=False, cuda_graphs=cuda_graphs_mode(args.cuda_graphs))[0].history
     times = [h["train_seconds"] for h in history]
     results.put((os.getpid(), statistics.median(times[1:] or times)))
 
@@ -68,15 +69,15 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads per process (default: torch's)")
-    ap.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
-                    help="as fit's cuda_graphs (default: on CUDA; AUTOENC_CUDA_GRAPHS=step: the whole step)")
+    ap.add_argument("--cuda-graphs", choices=CUDA_GRAPHS, default="auto",
+                    help="as trainer.cuda_graphs: auto (forward/backward graphs on CUDA), off, forward, step (the whole step)")
     args = ap.parse_args()
     if min(args.processes) < 1 or args.stack < 1 or args.epochs < 2:
         ap.error("--processes and --stack must be >= 1 and --epochs >= 2 (the first epoch is not timed)")
     args.processes = sorted(set(args.processes) | {1})  # the others are compared with one process alone
     ctx = mp.get_context("spawn")
     print(f"device {args.device}, depth {args.depth}, L=30, {args.stack} model(s) per process, precision "
-          f"{args.precision}, graphs {os.environ.get('AUTOENC_CUDA_GRAPHS', 'default')}, "
+          f"{args.precision}, graphs {args.cuda_graphs}, "
           f"MPS pipe {'found' if os.path.exists(os.environ.get('CUDA_MPS_PIPE_DIRECTORY', '/tmp/nvidia-mps')) else 'absent'}")
     print("| processes | s/epoch of one (median) | models/s, all together | epoch vs 1 process | models/s vs 1 process |")
     print("| --- | --- | --- | --- | --- |")

@@ -1,7 +1,7 @@
 """Train the protocol's grid with the default recipe and print test psnr per cell.
 
     python benchmarks/quality_grid.py [--datasets mnist,fashion-mnist] [--depths 3,5]
-        [--latents 15,30,50,100] [--epochs N] [--out runs/quality_grid]
+        [--latents 15,30,50,100] [--epochs N] [--out outputs/quality_grid]
 
 Each model trains with `TrainConfig()` defaults (the recipe in docs/recipe.md) unless --epochs
 is given; finished cells are kept in --out and reused, so an interrupted run resumes.
@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from autoenc import data
-from autoenc.baselines import fit_pca
+from autoenc.evaluation.baselines import fit_pca
 from autoenc.evaluation import image_metrics
 from autoenc.model import ModelConfig
 from autoenc.runs import train_run
@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--latents", default="15,30,50,100")
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--out", type=Path, default=Path("runs/quality_grid"))
+    ap.add_argument("--out", type=Path, default=Path("outputs/quality_grid"))
     args = ap.parse_args()
     rows = []
     print("| dataset | depth | L | psnr | psnr_dataset | PCA psnr | margin over PCA | target | met | epochs | seconds |")

@@ -1,7 +1,7 @@
 """Training throughput when several models train at once in one stack (`autoenc.stacked`).
 
     python benchmarks/stack_speed.py [--device cpu|cuda] [--stacks 2 4 8] [--depth 3] [--epochs 3]
-                                     [--[no-]cuda-graphs]
+                                     [--cuda-graphs auto|off|forward|step]
 
 For one preset at L=30 on MNIST it prints the seconds per epoch of one `fit` and of `fit_stacked`
 with K models (seeds 0..K-1), and the seconds per model-epoch: the median over epochs after the
@@ -17,9 +17,11 @@ import statistics
 import torch
 
 from autoenc import data
+from autoenc.config import CUDA_GRAPHS, cuda_graphs_mode
 from autoenc.model import ModelConfig
-from autoenc.stacked import fit_stacked
-from autoenc.training import TrainConfig, fit, resolve_device, use_cuda_graphs
+from autoenc.training.stacked import fit_stacked
+from autoenc.training import TrainConfig, fit, resolve_device
+from autoenc.training.device import use_cuda_graphs
 
 
 def median_epoch(history: list[dict]) -> float:
@@ -36,9 +38,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
-                    help="replay each step's forward and backward as CUDA graphs (default: on CUDA, as fit does; "
-                         "AUTOENC_CUDA_GRAPHS=step: the whole step as one graph)")
+    ap.add_argument("--cuda-graphs", choices=CUDA_GRAPHS, default="auto",
+                    help="as trainer.cuda_graphs: auto (forward/backward graphs on CUDA), off, forward, step (the whole step)")
     args = ap.parse_args()
     device = resolve_device(args.device)
     x_train, _ = data.load("mnist", "train")
@@ -50,17 +51,17 @@ def main() -> None:
                            seed=seed, patience=0)
 
     one = median_epoch(fit(mc, x_train, x_val, config(0), progress=False,
-                                   cuda_graphs=args.cuda_graphs).history)
+                                   cuda_graphs=cuda_graphs_mode(args.cuda_graphs)).history)
     print(f"device {device}, {torch.get_num_threads()} threads, precision {args.precision}, "
           f"depth {args.depth}, L=30, {len(x_train):,} training images"
           + {True: ", CUDA graphs (forward and backward)", "step": ", CUDA graphs (whole step)"}.get(
-              use_cuda_graphs(args.cuda_graphs, device), ""))
+              use_cuda_graphs(cuda_graphs_mode(args.cuda_graphs), device), ""))
     print("| models | s/epoch | s per model-epoch | speed-up over one fit at a time |")
     print("| --- | --- | --- | --- |")
     print(f"| 1 (fit) | {one:.2f} | {one:.2f} | 1.00x |", flush=True)
     for k in args.stacks:
         results = fit_stacked(mc, [(x_train, x_val, config(seed)) for seed in range(k)], progress=False,
-                              cuda_graphs=args.cuda_graphs)
+                              cuda_graphs=cuda_graphs_mode(args.cuda_graphs))
         epoch = median_epoch(results[0].history)
         print(f"| {k} (stacked) | {epoch:.2f} | {epoch / k:.3f} | {one / (epoch / k):.2f}x |", flush=True)
 

@@ -34,8 +34,9 @@ import torch
 
 from autoenc import data
 from autoenc.model import DenseAutoencoder, ModelConfig
-from autoenc.training import (TrainConfig, _Autoencode, adam_step, build_optimizer, init_model, prepare,
-                            reconstruction_loss)
+from autoenc.training.device import prepare
+from autoenc.training.loop import (Autoencode, TrainConfig, adam_step, build_optimizer, init_model,
+                                   reconstruction_loss)
 from core_latency import describe as round_trips, measure as core_round_trip
 from train_speed import gemm_rate
 
@@ -46,7 +47,7 @@ def training_step(model: DenseAutoencoder, x: torch.Tensor, gen: torch.Generator
     """A step as `fit` takes it (plain autoencoder, float32), optionally without the optimizer."""
     config = TrainConfig(precision="fp32", batch_size=BATCH)
     optimizer = build_optimizer(model, config, torch.device("cpu"), 1e-4)
-    autoencode = _Autoencode(model)
+    autoencode = Autoencode(model)
 
     def step() -> None:
         clean = x.index_select(0, torch.randint(0, len(x), (BATCH,), generator=gen))
@@ -149,7 +150,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--steps", type=int, default=50)
     args = ap.parse_args()
-    prepare(TrainConfig(threads=args.threads, precision="fp32"))
+    prepare("cpu", args.threads, "fp32")
     x = data.load("mnist", "train")[0].float().contiguous()
     gen = torch.Generator().manual_seed(0)
 

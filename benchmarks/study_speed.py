@@ -1,7 +1,7 @@
 """How much sooner a study ends when its trials run side by side.
 
     python benchmarks/study_speed.py [--preset quick] [--epochs-scale 1] [--baseline-subset N] [--only sequential]
-                                     [--out runs/study_speed]
+                                     [--out outputs/study_speed]
 
 Runs the same study twice from scratch: (a) the trials one after another in one process with
 every core (workers=1, threads=all cores), (b) side by side, one single-thread trial per core
@@ -10,7 +10,7 @@ use different thread counts per trial, so their numbers may differ in the last d
 numbers depend on its threads per trial, never on its workers.)
 
 The default preset takes about an hour side by side on 2 cores and 1.3 hours one after another
-(both: 2 h 9 min here, docs/speed.md); `--preset default --epochs-scale 0.1 --baseline-subset 100`
+(both: 2 h 9 min here, docs/speed.md); `--preset lab --epochs-scale 0.1 --baseline-subset 100`
 runs the same 140 trials, in the same order and with the same dependencies, with a tenth of every
 epoch budget and of the slow baselines' test subset (42 minutes both ways when the study had 60
 trials). `--only sequential` (or `parallel`) runs one of the two, for a full-budget study whose
@@ -25,8 +25,8 @@ import shutil
 import time
 from pathlib import Path
 
-from autoenc.findings import load_study
-from autoenc.report import schedule_text, timeline
+from autoenc.report.findings import load_study
+from autoenc.report.sections import schedule_text, timeline
 from autoenc.study import StudyConfig, preset, run_study
 
 
@@ -54,7 +54,7 @@ def timed(config: StudyConfig, out: Path, workers: int, threads: int) -> float:
     config = copy.deepcopy(config)
     config.threads = threads
     t0 = time.perf_counter()
-    run_study(config, out, workers=workers, progress=False, report=False)
+    run_study(config, out, workers=workers, progress=False)
     seconds = time.perf_counter() - t0
     jobs, st = timeline(load_study(out))
     if st:
@@ -65,7 +65,7 @@ def timed(config: StudyConfig, out: Path, workers: int, threads: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="quick")
-    ap.add_argument("--out", type=Path, default=Path("runs/study_speed"))
+    ap.add_argument("--out", type=Path, default=Path("outputs/study_speed"))
     ap.add_argument("--epochs-scale", type=float, default=1.0)
     ap.add_argument("--baseline-subset", type=int, default=None)
     ap.add_argument("--only", choices=["sequential", "parallel"], default=None,

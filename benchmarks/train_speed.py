@@ -1,7 +1,7 @@
 """How close one training gets to this machine's matrix-multiply limit.
 
     python benchmarks/train_speed.py [--epochs 5] [--precision fp32|bf16] [--device cpu|cuda] [--latent 30]
-                                     [--[no-]cuda-graphs] [--per-epoch]
+                                     [--cuda-graphs auto|off|forward|step] [--per-epoch]
 
 For the depth-3 and depth-5 presets on MNIST it prints: seconds per epoch (median over epochs,
 training steps only, scaled to 60,000 images), images per second, the float32 GEMM rate measured
@@ -21,7 +21,9 @@ import torch
 
 from autoenc import data
 from autoenc.model import DenseAutoencoder, ModelConfig
-from autoenc.training import TrainConfig, fit, resolve_device, use_cuda_graphs
+from autoenc.training import TrainConfig, fit, resolve_device
+from autoenc.config import CUDA_GRAPHS, cuda_graphs_mode
+from autoenc.training.device import use_cuda_graphs
 from core_latency import describe as round_trips, measure as core_round_trip
 
 IMAGES = 60_000
@@ -67,9 +69,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    ap.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
-                    help="replay each step's forward and backward as CUDA graphs (default: on CUDA, as fit does; "
-                         "AUTOENC_CUDA_GRAPHS=step: the whole step as one graph)")
+    ap.add_argument("--cuda-graphs", choices=CUDA_GRAPHS, default="auto",
+                    help="as trainer.cuda_graphs: auto (forward/backward graphs on CUDA), off, forward, step (the whole step)")
     ap.add_argument("--per-epoch", action="store_true",
                     help="also print every timed epoch: s/epoch, %% of the 2048^3 bound, core round trip")
     args = ap.parse_args()
@@ -80,7 +81,7 @@ def main() -> None:
     x_val, _ = data.load("mnist", "val")
     print(f"device {device}, {torch.get_num_threads()} threads, precision {args.precision}, batch {args.batch_size}"
           + {True: ", CUDA graphs (forward and backward)", "step": ", CUDA graphs (whole step)"}.get(
-              use_cuda_graphs(args.cuda_graphs, device), ""))
+              use_cuda_graphs(cuda_graphs_mode(args.cuda_graphs), device), ""))
     print("| preset | weights | s/epoch (60k) | images/s | GEMM 2048^3 GFLOP/s | GEMM at layer shapes GFLOP/s "
           "| bound s (2048^3) | % of bound | bound s (layer shapes) | % of that | core round trip ns |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -99,7 +100,7 @@ def main() -> None:
 
         tc = TrainConfig(epochs=args.epochs, device=args.device, precision=args.precision,
                          batch_size=args.batch_size)
-        result = fit(mc, x_train, x_val, tc, progress=False, on_epoch=measure, cuda_graphs=args.cuda_graphs)
+        result = fit(mc, x_train, x_val, tc, progress=False, on_epoch=measure, cuda_graphs=cuda_graphs_mode(args.cuda_graphs))
         # the first epoch warms caches and allocators; each later epoch is compared with the GEMM
         # rates and the core round trip measured just after it, so a machine whose speed drifts
         # still gives fair ratios

@@ -76,21 +76,21 @@ def test_without_ray_the_flag_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)
     from autoenc.study.executors import make_executor
 
-    with pytest.raises(ConfigError, match=r"--executor ray needs Ray: pip install 'autoenc\[ray\]'"):
+    with pytest.raises(ConfigError, match=r"executor=ray needs Ray: pip install 'autoenc\[ray\]'"):
         make_executor("ray", tmp_path, None, workers=1, threads=1, progress=False)
 
 
 def test_bad_resources_are_config_errors(tmp_path):
     from autoenc.study.ray_executor import RayExecutor
 
-    with pytest.raises(ConfigError, match="--cpus-per-trial"):
+    with pytest.raises(ConfigError, match="ray.cpus_per_trial"):
         RayExecutor(tmp_path, None, threads=1, cpus_per_trial=0)
-    with pytest.raises(ConfigError, match="--gpus-per-trial"):
+    with pytest.raises(ConfigError, match="ray.gpus_per_trial"):
         RayExecutor(tmp_path, None, threads=1, gpus_per_trial=-1)
     for bad in (float("nan"), float("inf")):  # no OverflowError or Ray's ValueError, and before Ray starts
-        with pytest.raises(ConfigError, match="--cpus-per-trial"):
+        with pytest.raises(ConfigError, match="ray.cpus_per_trial"):
             RayExecutor(tmp_path, None, threads=1, cpus_per_trial=bad)
-        with pytest.raises(ConfigError, match="--gpus-per-trial"):
+        with pytest.raises(ConfigError, match="ray.gpus_per_trial"):
             RayExecutor(tmp_path, None, threads=1, gpus_per_trial=bad)
     assert not ray.is_initialized()
 
@@ -109,23 +109,23 @@ def test_a_cluster_that_is_not_there_is_a_config_error_not_a_hang(monkeypatch, t
         port = s.getsockname()[1]
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     t0 = time.monotonic()
-    with pytest.raises(ConfigError, match=rf"no Ray cluster answers at --address 127.0.0.1:{port} .*ray start"):
+    with pytest.raises(ConfigError, match=rf"no Ray cluster answers at ray.address 127.0.0.1:{port} .*ray start"):
         RayExecutor(tmp_path, None, threads=1, address=f"127.0.0.1:{port}")
-    with pytest.raises(ConfigError, match=rf"no Ray cluster answers at --address ray://127.0.0.1:{port} "):
+    with pytest.raises(ConfigError, match=rf"no Ray cluster answers at ray.address ray://127.0.0.1:{port} "):
         RayExecutor(tmp_path, None, threads=1, address=f"ray://127.0.0.1:{port}")
     monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
     with pytest.raises(ConfigError, match=r"at \$RAY_ADDRESS .*unset it"):
         RayExecutor(tmp_path, None, threads=1)
     assert time.monotonic() - t0 < 30
     monkeypatch.delenv("RAY_ADDRESS")
-    with pytest.raises(ConfigError, match="cannot connect to a Ray cluster at --address nonsense"):
+    with pytest.raises(ConfigError, match="cannot connect to a Ray cluster at ray.address nonsense"):
         RayExecutor(tmp_path, None, threads=1, address="nonsense")
 
     def no_cluster(**kwargs):  # what ray.init(address="auto") raises with no cluster on this machine
         raise ConnectionError("Could not find any running Ray instance. Please specify ...")
 
     monkeypatch.setattr(ray, "init", no_cluster)
-    with pytest.raises(ConfigError, match=r"--address auto \(Could not find any running Ray instance"):
+    with pytest.raises(ConfigError, match=r"ray.address auto \(Could not find any running Ray instance"):
         RayExecutor(tmp_path, None, threads=1, address="auto")
 
     def refused(**kwargs):  # what ray.init raises for a cluster with token authentication, without the token

@@ -397,7 +397,7 @@ def test_report_refuses_a_folder_that_is_not_a_study(tmp_path, kind):
         report.write_report(folder)
     message = str(err.value)
     assert message.startswith(f"{folder} is not a study folder")
-    assert "autoenc study STUDY.yaml --out" in message
+    assert "autoenc study hydra.run.dir=" in message
     if kind != "missing":
         assert "it holds no study.yaml" in message
         assert ("training run folder (config.json)" in message) == (kind == "run folder")

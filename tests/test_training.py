@@ -805,24 +805,6 @@ def test_a_run_on_your_own_data_given_by_a_relative_path_evaluates_from_any_fold
     assert evaluate_run(tmp_path / "run")["psnr"] == run.metrics["psnr"]
 
 
-def test_the_train_command_logs_a_line_per_epoch_without_a_terminal(data_dir, tmp_path):
-    """`autoenc train > log` is not silent for minutes: each epoch's line matches history.jsonl."""
-    from click.testing import CliRunner
-
-    from autoenc.cli import main
-
-    args = ["train", "--dataset", "mnist", "--latent", "15", "--threads", "2", "--data-dir", str(data_dir)]
-    result = CliRunner().invoke(main, args + ["--epochs", "2", "--out", str(tmp_path / "a")])
-    assert result.exit_code == 0, result.output
-    history = [json.loads(line) for line in (tmp_path / "a" / "history.jsonl").read_text().splitlines()]
-    assert result.stderr.splitlines() == [
-        f"epoch {h['epoch']}/2: train loss {h['train_loss']:.5f}, val psnr {h['val_psnr']:.2f} dB, {h['seconds']:.1f} s"
-        for h in history]
-    assert len(history) == 2 and result.stdout.startswith(f"{tmp_path / 'a'}: best epoch ")
-    quiet = CliRunner().invoke(main, args + ["--epochs", "1", "--out", str(tmp_path / "b"), "--quiet"])
-    assert quiet.exit_code == 0 and quiet.stderr == ""
-
-
 def test_a_corrupt_or_older_weights_file_is_refused(data_dir, tmp_path):
     out = tmp_path / "run"
     train_run("mnist", ModelConfig.preset(3, 15), TrainConfig(epochs=1, threads=2), out, data_dir, progress=False,

@@ -1,6 +1,6 @@
 """What a study found: read a study folder, select its rows, and state the findings in words.
 
-    study = load_study("runs/lab")
+    study = load_study("outputs/lab")
     for dataset in study.datasets:
         print(findings_text(study, dataset))
 
@@ -134,7 +134,7 @@ def check_study_folder(study_dir: str | Path) -> Path:
     study_dir = Path(study_dir)
     if not study_dir.is_dir():
         raise ConfigError(f"{study_dir} is not a study folder: no such directory. Run a study into it first: "
-                          f"`autoenc study STUDY.yaml --out {study_dir}` (or `autoenc study --preset quick --out "
+                          f"`autoenc study hydra.run.dir={study_dir}` (or `autoenc study study=quick hydra.run.dir="
                           f"{study_dir}`)")
     if any((study_dir / name).is_file() for name in STUDY_FILES):
         return study_dir
@@ -143,8 +143,8 @@ def check_study_folder(study_dir: str | Path) -> Path:
             "it is empty" if not any(study_dir.iterdir()) else "nor the summary.json or results.json a study writes")
     out = "DIR" if run_folder else str(study_dir)
     raise ConfigError(f"{study_dir} is not a study folder: it holds no study.yaml ({what}). A report is built "
-                      f"from a study's folder: run `autoenc study STUDY.yaml --out {out}` (or `autoenc study --preset "
-                      f"quick --out {out}`), which writes the report; `autoenc report {out}` rebuilds it")
+                      f"from a study's folder: run `autoenc study hydra.run.dir={out}` (or `autoenc study study=quick "
+                      f"hydra.run.dir={out}`), which writes the report; `autoenc report {out}` rebuilds it")
 
 
 def load_study(study_dir: str | Path) -> Study:

@@ -1,6 +1,6 @@
 """The study report: one self-contained `report.html` and a `report.md` from a study folder.
 
-    html_path, md_path = write_report("runs/lab")
+    html_path, md_path = write_report("outputs/lab")
 
 The report is built from what the study wrote, as `findings.load_study` reads it, so it works for
 any study: one or two datasets, with or without denoising, with failed trials, and while the study

@@ -135,9 +135,10 @@ def varying(frame: pd.DataFrame) -> list[str]:
 
 
 def sweep_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """A sweep's results.csv: the columns that vary first, then the others."""
+    """A sweep's results.csv: the columns that vary first (rows sorted by them), then the others."""
     first = varying(frame)
-    return frame[first + [c for c in frame.columns if c not in first]]
+    ordered = frame.sort_values(first, kind="stable") if first else frame
+    return ordered[first + [c for c in frame.columns if c not in first]].reset_index(drop=True)
 
 
 def groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from .trials import run_stack, run_trial
 
-INSTALL_HINT = "--executor ray needs Ray: pip install 'autoenc[ray]'"
+INSTALL_HINT = "executor=ray needs Ray: pip install 'autoenc[ray]'"
 
 
 def _import_ray():
@@ -40,7 +40,7 @@ def run_on_worker(trial: dict | list[dict], study_dir: str, data_dir: str | None
     folder is visible on this node (ConfigError if it is not)."""
     if not Path(study_dir).is_dir():
         raise ConfigError(f"the study folder {study_dir} does not exist on Ray node {socket.gethostname()}: "
-                          "put --out on storage that the driver and every Ray node share, at the same path")
+                          "put the study folder (hydra.run.dir) on storage that the driver and every Ray node share, at the same path")
     return (run_stack if isinstance(trial, list) else run_trial)(trial, study_dir, data_dir)
 
 
@@ -136,9 +136,9 @@ class RayExecutor:
                  gpus_per_trial: float = 0, max_retries: int = 2) -> None:
         ray = _import_ray()
         if cpus_per_trial is not None and not 0 < cpus_per_trial < math.inf:  # nan and inf too
-            raise ConfigError(f"--cpus-per-trial {cpus_per_trial!r} is not allowed; give a number > 0")
+            raise ConfigError(f"ray.cpus_per_trial={cpus_per_trial!r} is not allowed; give a number > 0")
         if gpus_per_trial is None or not 0 <= gpus_per_trial < math.inf:
-            raise ConfigError(f"--gpus-per-trial {gpus_per_trial!r} is not allowed; give a number >= 0")
+            raise ConfigError(f"ray.gpus_per_trial={gpus_per_trial!r} is not allowed; give a number >= 0")
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ConfigError(f"max_retries {max_retries!r} is not allowed; give a whole number >= 0")
         self._ray = ray
@@ -151,7 +151,7 @@ class RayExecutor:
         if self.started:
             with _sigterm_kept():  # ray.init sets its own SIGTERM handler
                 quiet = {"include_dashboard": False, "ignore_reinit_error": True, "logging_level": logging.WARNING}
-                source = "--address" if address else "$RAY_ADDRESS"
+                source = "ray.address" if address else "$RAY_ADDRESS"
                 address = address or os.environ.get("RAY_ADDRESS") or None
                 if address and address != "local":
                     _connect(ray, address, source, quiet)
@@ -160,8 +160,8 @@ class RayExecutor:
                     ray.init(address="local", num_cpus=cpus, **quiet)
                     if ray.cluster_resources().get("GPU", 0) < gpus_per_trial:
                         ray.shutdown()
-                        raise ConfigError(f"--gpus-per-trial {gpus_per_trial:g}, but this machine has no GPU Ray "
-                                          "can use; give --gpus-per-trial 0 or --address of a cluster with GPUs")
+                        raise ConfigError(f"ray.gpus_per_trial={gpus_per_trial:g}, but this machine has no GPU Ray "
+                                          "can use; give ray.gpus_per_trial=0 or ray.address of a cluster with GPUs")
         options = {"num_cpus": cpus_per_trial or threads, "num_gpus": gpus_per_trial,
                    "max_retries": max_retries, "retry_exceptions": True}
         if not gpus_per_trial:  # Ray shows every GPU to a task that asked for none: hide them
@@ -190,8 +190,8 @@ class RayExecutor:
         first = trial[0] if isinstance(trial, list) else trial
         device = str(first["spec"].get("train", {}).get("device", "cpu"))
         if device.startswith("cuda") and not self.gpus_per_trial:
-            raise ConfigError(f"the study trains on {device}: give --gpus-per-trial (e.g. 1, or 0.25 to "
-                              "share a GPU between 4 trials) with --executor ray")
+            raise ConfigError(f"the study trains on {device}: give ray.gpus_per_trial (e.g. 1, or 0.25 to "
+                              "share a GPU between 4 trials) with executor=ray")
         ref = self._task.options(**self.task_options(first)).remote(trial, str(self.study_dir), self.data_dir)
         self._pending.add(ref)
         out: Future = Future()

@@ -111,7 +111,7 @@ def study_lock(out: Path):
         holder = fh.read().strip() or "a process that did not say which"
         fh.close()
         raise ConfigError(f"another study is running in {out} ({holder}): wait for it to end or stop it (a second "
-                          f"one would train the same trials twice), then rerun to resume; or give another --out")
+                          f"one would train the same trials twice), then rerun to resume; or give another folder (hydra.run.dir=...)")
     try:
         fh.seek(0)
         fh.truncate()

@@ -4,7 +4,6 @@ resumes with the same numbers. A checkpoint of another config or device type is 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
@@ -13,9 +12,6 @@ from safetensors.torch import load_file
 from ..errors import ConfigError
 from ..files import atomic_save_tensors
 from ..model import FORMAT, ModelConfig
-
-if TYPE_CHECKING:  # annotations only: the training loop imports this module
-    from .loop import TrainConfig
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -82,7 +78,7 @@ def _prefixed(tensors: dict[str, torch.Tensor], prefix: str, device=None) -> dic
 
 
 def save_checkpoint(path, model, optimizer, batch_gen, noise_gen, model_config: ModelConfig,
-                    train_config: TrainConfig, epoch: int, elapsed: float, history: list[dict], best: dict,
+                    train_config, epoch: int, elapsed: float, history: list[dict], best: dict,
                     precision: str | None = None) -> None:
     """Atomically save model, Adam state, RNG states, history and best weights after `epoch`, and
     the device type and resolved precision ("fp32" or "bf16") the training runs in."""
@@ -99,7 +95,7 @@ def save_checkpoint(path, model, optimizer, batch_gen, noise_gen, model_config: 
 
 
 def load_checkpoint(path, model, optimizer, batch_gen, noise_gen, model_config: ModelConfig,
-                    train_config: TrainConfig):
+                    train_config):
     """Restore what `save_checkpoint` wrote; returns (epoch, elapsed, history, best, precision),
     precision: the one the training ran in ("fp32", "bf16"; None in an older checkpoint), which
     the resumed training keeps ("auto" may resolve otherwise on this machine).

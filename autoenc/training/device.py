@@ -6,14 +6,11 @@ import contextlib
 import ctypes
 import functools
 import platform
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 import torch
 
 from ..errors import ConfigError
-
-if TYPE_CHECKING:  # annotations only: the training loop imports this module
-    from .loop import TrainConfig
 
 
 def resolve_device(device: str) -> torch.device:
@@ -227,15 +224,16 @@ def restores_cpu_settings(fn: Callable) -> Callable:
     return wrapper
 
 
-def prepare(config: TrainConfig) -> tuple[torch.device, str]:
-    """Set this process up to train under `config` (threads, denormals flushed, default dtype
-    float32: callers restore them with `restores_cpu_settings`, freed memory kept on a CPU) and
-    return (device, precision "fp32" or "bf16")."""
-    device = resolve_device(config.device)
+def prepare(device: str, threads: int | None, precision: str) -> tuple[torch.device, str]:
+    """Set this process up to train on `device` ("auto", "cpu", "cuda", ...) with `threads` CPU
+    threads (None: torch's default) in `precision` ("auto", "fp32", "bf16"): denormals flushed,
+    default dtype float32 (callers restore both with `restores_cpu_settings`), freed memory kept on
+    a CPU. Returns (the torch device, the precision resolved: "fp32" or "bf16")."""
+    device = resolve_device(device)
     torch.set_default_dtype(torch.float32)  # models, noise and buffers are float32 whatever the caller's default
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
     if device.type == "cpu":
         keep_freed_memory()
-    return device, resolve_precision(config.precision, device)
+    return device, resolve_precision(precision, device)

@@ -371,7 +371,7 @@ def check_inputs(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.
         other = next(b for b in range(start, start + n + 1) if n % b != 1)
         last = "batches" if batch_size == 1 else "a last batch"
         raise ConfigError(f"{n} training images in batches of {batch_size} leave {last} of one image, which batch "
-                          f"norm cannot train on; choose another batch size, e.g. {other} (--batch-size, "
+                          f"norm cannot train on; choose another batch size, e.g. {other} (trainer.batch_size, "
                           f"TrainConfig.batch_size)")
 
 
@@ -421,7 +421,7 @@ def close_epoch(model: DenseAutoencoder, config: TrainConfig, data: TrainingData
     if not math.isfinite(train_loss):
         raise TrainingError(
             f"the training loss became {train_loss} in epoch {epoch + 1}; lower the learning rate "
-            f"(now lr={peak_lr:g}, e.g. --lr {peak_lr / 10:g}) or the regularization strengths")
+            f"(now lr={peak_lr:g}, e.g. trainer.lr={peak_lr / 10:g}) or the regularization strengths")
     if data.bn_in is not None:
         recompute_batch_norm(model, data.bn_in, precision)
     val_loss, val_psnr = evaluate_loss(model, data.x_val_in, data.x_val, config, precision=precision)
@@ -461,7 +461,7 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
     """
     check_inputs(model_config, x_train, x_val, config.batch_size)
     every = checkpoint_interval(checkpoint_seconds)
-    device, precision = prepare(config)
+    device, precision = prepare(config.device, config.threads, config.precision)
     graphs = use_cuda_graphs(cuda_graphs, device)
     model = init_model(model_config, config.seed, device)
     peak_lr = config.lr or default_lr(model_config.depth)
@@ -554,7 +554,7 @@ def budget_epochs(model_config: ModelConfig, config: TrainConfig, n_train: int, 
     Leaves torch's global random state as it was. Returns at least 1."""
     if not (seconds > 0 and math.isfinite(seconds)):  # inf: an OverflowError in int(seconds / per_epoch)
         raise ConfigError(f"budget seconds={seconds!r}: must be a finite number of seconds > 0, e.g. 60")
-    device, precision = prepare(config)
+    device, precision = prepare(config.device, config.threads, config.precision)
     model = init_model(model_config, 0, device)  # seeded, as the rest: the caller's random state stays
     lr = config.lr or default_lr(model_config.depth)
     optimizer = build_optimizer(model, config, device, lr)

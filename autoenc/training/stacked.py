@@ -250,7 +250,7 @@ def fit_stacked(model_config: ModelConfig | Sequence[ModelConfig],
     for mc, (x_train, x_val, c) in zip(configs, jobs):
         check_inputs(mc, x_train, x_val, c.batch_size)
     config = jobs[0][2]
-    device, precision = prepare(config)
+    device, precision = prepare(config.device, config.threads, config.precision)
     graphs = use_cuda_graphs(cuda_graphs, device)
     members = [_Member(c, init_model(mc, c.seed, device), TrainingData.build(x, v, c, device))
                for mc, (x, v, c) in zip(configs, jobs)]
