@@ -125,14 +125,22 @@ def _plain(value):
     return value
 
 
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return text.lower() in ("true", "false", "null", "none")
+
+
 def _show(value) -> str:
     value = _plain(value)
     if value is None:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
-    if isinstance(value, str):
-        return value if value and " " not in value else repr(value)
+    if isinstance(value, str):  # bare, as on the command line, unless it would read as something else
+        return value if value and " " not in value and not _looks_numeric(value) else repr(value)
     return repr(value)
 
 
@@ -401,7 +409,7 @@ class StudyConfig:
                            "auto (8 on a GPU, 1 on a CPU) or a whole number >= 1 (1: each trial alone)"), "auto")
 
     def __post_init__(self) -> None:
-        if isinstance(self.denoising, dict):
+        if self.denoising is not None and not isinstance(self.denoising, DenoiseConfig):
             self.denoising = DenoiseConfig(**_known(DenoiseConfig, self.denoising, "study.denoising."))
         check_study(self)
 

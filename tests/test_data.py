@@ -72,40 +72,48 @@ def test_check_report(data_dir: Path, real_data: bool) -> None:
         assert "6,000" in report
 
 
-def test_cli_data_check(data_dir: Path) -> None:
-    from click.testing import CliRunner
+def _autoenc(capsys, monkeypatch, *args: str, env: dict | None = None):
+    """`autoenc ARGS` in this process: (exit status, stdout, stderr)."""
+    from autoenc.cli import main
 
-    from autoenc.cli import main as cli
+    for name, value in (env or {}).items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
 
-    result = CliRunner().invoke(cli, ["data", "check", "--data-dir", str(data_dir)])
-    assert result.exit_code == 0, result.output
-    assert "all datasets found and verified" in result.output
+
+def test_cli_data_check(data_dir: Path, capsys, monkeypatch) -> None:
+    code, out, _ = _autoenc(capsys, monkeypatch, "data", "check", "--data-dir", str(data_dir))
+    assert code == 0, out
+    assert "all datasets found and verified" in out
 
 
-def test_cli_names_the_data_folders_source_truthfully(data_dir: Path, tmp_path: Path) -> None:
+def test_cli_names_the_data_folders_source_truthfully(data_dir: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     """A folder from the AUTOENC_DATA_DIR variable is labelled as such, not as --data-dir: in `autoenc data
     check` and in a command's missing-data error; a --data-dir given on the command line wins and says so."""
-    from click.testing import CliRunner
-
-    from autoenc.cli import main as cli
-
-    runner = CliRunner()
-    by_env = runner.invoke(cli, ["data", "check"], env={"AUTOENC_DATA_DIR": str(data_dir)})
-    assert by_env.exit_code == 0, by_env.output
-    assert f"mnist: found in explicit dir (AUTOENC_DATA_DIR): {data_dir / 'mnist'}" in by_env.output
-    assert "(--data-dir" not in by_env.output
-    by_flag = runner.invoke(cli, ["data", "check", "--data-dir", str(data_dir)],
+    code, out, _ = _autoenc(capsys, monkeypatch, "data", "check", env={"AUTOENC_DATA_DIR": str(data_dir)})
+    assert code == 0, out
+    assert f"mnist: found in explicit dir (AUTOENC_DATA_DIR): {data_dir / 'mnist'}" in out
+    assert "(--data-dir" not in out
+    code, out, _ = _autoenc(capsys, monkeypatch, "data", "check", "--data-dir", str(data_dir),
                             env={"AUTOENC_DATA_DIR": str(tmp_path / "elsewhere")})
-    assert by_flag.exit_code == 0, by_flag.output
-    assert f"mnist: found in explicit dir (--data-dir / data_dir=): {data_dir / 'mnist'}" in by_flag.output
-    assert "AUTOENC_DATA_DIR)" not in by_flag.output
+    assert code == 0, out
+    assert f"mnist: found in explicit dir (--data-dir / data_dir=): {data_dir / 'mnist'}" in out
+    assert "AUTOENC_DATA_DIR)" not in out
     empty = tmp_path / "empty"
     empty.mkdir()
-    missing = runner.invoke(cli, ["train", "--epochs", "1"], env={"AUTOENC_DATA_DIR": str(empty)})
-    assert missing.exit_code == 2
-    assert missing.stderr.startswith("error: dataset 'mnist' not found")
-    assert f"{empty / 'mnist'} (AUTOENC_DATA_DIR): no such folder" in missing.stderr
-    assert "(--data-dir" not in missing.stderr
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _autoenc(capsys, monkeypatch, "train", "trainer.epochs=1", env={"AUTOENC_DATA_DIR": str(empty)})
+    assert code == 2
+    assert err.startswith("error: dataset 'mnist' not found")
+    assert f"{empty / 'mnist'} (AUTOENC_DATA_DIR): no such folder" in err
+    assert "(--data-dir" not in err
 
 
 def test_decoded_files_are_cached(small_mnist: Path) -> None:

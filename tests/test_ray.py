@@ -25,6 +25,7 @@ if os.environ.get("AUTOENC_REQUIRE_RAY") == "1":
 else:
     ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'autoenc[ray]')")
 
+from autoenc.report import write_report  # noqa: E402
 from autoenc.study import TIMING_COLUMNS, preset, run_study, study_from_dict  # noqa: E402
 
 pytestmark = pytest.mark.ray
@@ -247,6 +248,7 @@ def ray_cluster(data_dir, real_data, tmp_path_factory):
 def test_quick_preset_on_ray_matches_the_local_executor(ray_cluster, quick_study, data_dir, tmp_path):
     out = tmp_path / "quick-ray"
     summary = run_study(preset("quick"), out, data_dir=data_dir, executor="ray", progress=False)
+    write_report(out)
     assert summary["failed"] == []
     assert summary["trials_done"] == summary["trials_total"]
     _same_results(out, quick_study)

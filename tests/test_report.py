@@ -378,11 +378,9 @@ def _section(md: str, heading: str) -> str:
 
 
 @pytest.mark.parametrize("kind", ["empty", "run folder", "missing"])
-def test_report_refuses_a_folder_that_is_not_a_study(tmp_path, kind):
+def test_report_refuses_a_folder_that_is_not_a_study(tmp_path, kind, capsys):
     """An empty folder, a training run folder or no folder at all: an error naming the folder and
     what to run, exit status 2 from the CLI, and nothing written there."""
-    from click.testing import CliRunner
-
     from autoenc.cli import main
     from autoenc.errors import ConfigError
 
@@ -402,8 +400,9 @@ def test_report_refuses_a_folder_that_is_not_a_study(tmp_path, kind):
         assert "it holds no study.yaml" in message
         assert ("training run folder (config.json)" in message) == (kind == "run folder")
         assert ("it is empty" in message) == (kind == "empty")
-        result = CliRunner().invoke(main, ["report", str(folder)])
-        assert result.exit_code == 2 and f"error: {folder} is not a study folder" in result.output
+        with pytest.raises(SystemExit) as stop:
+            main(["report", str(folder)])
+        assert stop.value.code == 2 and f"error: {folder} is not a study folder" in capsys.readouterr().err
     assert (sorted(p.name for p in folder.iterdir()) if folder.exists() else None) == before
 
 
@@ -878,14 +877,14 @@ def test_empty_study_renders(tmp_path):
     assert "<script" not in html_path.read_text()
 
 
-def test_cli_report(tmp_path):
-    from click.testing import CliRunner
-
+def test_cli_report(tmp_path, capsys):
     from autoenc.cli import main
 
     study = make_study(tmp_path / "s", denoising=False)
-    result = CliRunner().invoke(main, ["report", str(study)])
-    assert result.exit_code == 0, result.output
+    with pytest.raises(SystemExit) as stop:
+        main(["report", str(study)])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.startswith(f"wrote {study / 'report.html'} and ")
     assert (study / "report.html").is_file() and (study / "report.md").is_file()
 
 

@@ -161,11 +161,11 @@ def test_any_widths_build_and_reconstruct_in_unit_range(widths, latent, latent_a
 
 @pytest.mark.parametrize("kwargs, words", [
     ({"activation": "swish2"}, ["activation", "swish2", "relu"]),
-    ({"latent": 0}, ["latent", "positive"]),
+    ({"latent": 0}, ["latent=0", ">= 1"]),
     ({"norm": "group"}, ["norm", "batch"]),
     # a float width was truncated (512.7 -> 512), a string or a number a ValueError / TypeError from int()
     ({"widths": (512.7, 256)}, ["widths", "512.7", "whole numbers", "[512, 256]"]),
-    ({"widths": "512,256"}, ["widths", "'512,256'", "whole numbers"]),
+    ({"widths": "512,256"}, ["widths=512,256", "whole numbers"]),
     ({"widths": 512}, ["widths=512", "whole numbers"]),
 ])
 def test_bad_model_config_names_the_field(kwargs, words):
@@ -182,14 +182,14 @@ def test_bad_model_config_names_the_field(kwargs, words):
     ({"schedule": "step"}, ["schedule", "onecycle"]),
     ({"loss": "l1"}, ["loss", "mse", "bce"]),
     ({"noise_var": 2.0}, ["noise_var", "(0, 1]"]),
-    ({"noise_var": (0.2, 0.1)}, ["lower variance must be below"]),
-    ({"patience_start": 1.0}, ["patience_start", "below 1"]),
-    ({"bn_images": -1}, ["bn_images", ">= 0"]),
+    ({"noise_var": (0.2, 0.1)}, ["noise_var=(0.2, 0.1)", "[low, high]"]),
+    ({"patience_start": 1.0}, ["patience_start", "[0, 1)"]),
+    ({"bn_images": -1}, ["bn_images", "0 (running averages) or a whole number >= 2"]),
     # each was accepted or misnamed: lr=-1 said ">= 0" (0 is refused too), bn_images=1 skipped the
     # recompute without a word, noise_clip "no" (a string) counted as true
     ({"lr": -1.0}, ["lr=-1.0", "> 0"]),
-    ({"bn_images": 1}, ["bn_images=1", "at least 2", "give 0"]),
-    ({"noise_clip": "no"}, ["noise_clip='no'", "true or false"]),
+    ({"bn_images": 1}, ["bn_images=1", ">= 2"]),
+    ({"noise_clip": "no"}, ["noise_clip=no", "true or false"]),
 ])
 def test_bad_train_config_names_the_field(kwargs, words):
     with pytest.raises(ConfigError) as err:
@@ -853,8 +853,8 @@ def test_rerunning_a_training_into_a_folder_with_a_damaged_config_says_to_delete
     (lambda c: c.pop("train"), "no 'train'"),
     (lambda c: c.update(image_shape="28x28"), "image_shape='28x28': must be \\[height, width\\]"),
     (lambda c: c.update(image_shape=[28]), "image_shape=\\[28\\]"),
-    (lambda c: c["model"].update(latent="15"), "model latent='15'"),
-    (lambda c: c["train"].update(epochs=1.5), "training epochs=1.5"),
+    (lambda c: c["model"].update(latent="15"), "ModelConfig latent='15'"),
+    (lambda c: c["train"].update(epochs=1.5), "TrainConfig epochs=1.5"),
 ])
 def test_a_hand_edited_run_config_is_refused_naming_the_file_and_the_field(data_dir, tmp_path, edit, words):
     """A config.json with a missing key or a value of the wrong type: one ConfigError naming the
@@ -869,10 +869,11 @@ def test_a_hand_edited_run_config_is_refused_naming_the_file_and_the_field(data_
         load_run(out)
 
 
-def test_a_denoisers_noise_var_written_as_text_is_read_as_its_number(data_dir, tmp_path):
+def test_a_denoisers_noise_var_written_as_text_is_refused_by_name():
     from autoenc.runs import default_noise_var
 
-    assert default_noise_var({"train": TrainConfig(noise_var=0.09).to_dict() | {"noise_var": "0.09"}}) == 0.09
+    with pytest.raises(ConfigError, match="TrainConfig noise_var='0.09' is not allowed"):
+        default_noise_var({"train": TrainConfig(noise_var=0.09).to_dict() | {"noise_var": "0.09"}})
     assert default_noise_var({"train": TrainConfig(noise_var=(0.01, 0.25)).to_dict()}) is None
 
 

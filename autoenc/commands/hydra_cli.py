@@ -19,7 +19,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ..config import Rule, conf_dir, register_configs
 from ..errors import AutoencError, ConfigError
 
-GROUPS = ("dataset", "model", "regularizer", "noise", "trainer", "study")
+RUN_DIR_EXISTED: list[bool] = []  # whether the folder of the run about to start was there before it (a refused
+                                  # run removes only a folder it made)
+
+
+def _run_dir_exists(cfg: DictConfig) -> bool:
+    try:
+        return Path(str(cfg.hydra.run.dir)).exists()
+    except Exception:  # noqa: BLE001 - a resolver that needs Hydra's running state: unknown, keep the folder
+        return True
 
 
 def parse(args: list[str]):
@@ -207,8 +215,11 @@ def run(task, config_name: str, args: list[str], schema, check, precheck=None) -
         ns = parse(args)
         if not (ns.help or ns.hydra_help or ns.shell_completion):
             cn = ns.config_name or config_name
-            jobs = [to_schema(compose(cn, overrides, ns.config_dir), schema, check, config_name)
-                    for overrides in job_overrides(ns)]
+            configs = [compose(cn, overrides, ns.config_dir) for overrides in job_overrides(ns)]
+            jobs = [to_schema(cfg, schema, check, config_name) for cfg in configs]
+            RUN_DIR_EXISTED.clear()
+            if not ns.multirun:
+                RUN_DIR_EXISTED.append(_run_dir_exists(configs[0]))
             if precheck is not None and ns.cfg is None and ns.info is None:
                 for job in jobs:
                     precheck(job)

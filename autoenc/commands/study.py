@@ -88,7 +88,8 @@ def task(cfg: DictConfig) -> None:
         sys.exit(143 if isinstance(exc, Terminated) else 130)
     except AutoencError as exc:
         log.error("error: %s", exc)
-        if out.is_dir() and {p.name for p in out.iterdir()} <= {".hydra", "study.log", ".lock", "study.yaml"}:
+        made = hydra_cli.RUN_DIR_EXISTED == [False]
+        if made and out.is_dir() and {p.name for p in out.iterdir()} <= {".hydra", "study.log", ".lock", "study.yaml"}:
             shutil.rmtree(out, ignore_errors=True)  # refused before any trial: no half-made study folder
         sys.exit(2)
     finally:

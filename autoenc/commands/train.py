@@ -207,7 +207,8 @@ def task(cfg: DictConfig) -> float | None:
 
 def _remove_if_empty(out: Path) -> None:
     """Remove a run folder a refused run left with nothing but Hydra's files in it."""
-    if out.is_dir() and {p.name for p in out.iterdir()} <= {".hydra", "train.log"}:
+    made = hydra_cli.RUN_DIR_EXISTED == [False]
+    if made and out.is_dir() and {p.name for p in out.iterdir()} <= {".hydra", "train.log"}:
         shutil.rmtree(out, ignore_errors=True)
 
 

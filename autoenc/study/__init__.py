@@ -1,7 +1,7 @@
 """Studies: the whole lab as one resumable run of many trials (plan -> trials -> executors ->
 runner), on this machine's cores, a GPU or a Ray cluster."""
 from ..config import DenoiseConfig, StudyConfig, preset, study_from_dict
-from .plan import Trial, by_priority, count_trials, plan, stack_groups
+from .planner import Trial, by_priority, count_trials, plan, stack_groups
 from .runner import (
            TIMING_COLUMNS,
            collect,

@@ -32,7 +32,7 @@ from .executors import (
     make_executor,
     signals_ignored,
 )
-from .plan import (
+from .planner import (
     StudyConfig,
     Trial,
     best_row,

@@ -58,13 +58,13 @@ def _split(dataset: str, split: str, context: dict, data_dir) -> tuple[torch.Ten
     return (x[:n], None if y is None else y[:n]) if n else (x, y)
 
 
-@restores_cpu_settings  # the trial's thread count: run inline, in the study's own process, it stays there
 def runtime(trial: dict) -> dict:
     """How a trial's training runs, not what it computes (so not part of its id): the job's
     "runtime" {checkpoint_seconds, cuda_graphs}, as `fit` takes them."""
     return {k: v for k, v in trial.get("runtime", {}).items() if k in ("checkpoint_seconds", "cuda_graphs")}
 
 
+@restores_cpu_settings  # the trial's thread count: run inline, in the study's own process, it stays there
 def run_trial(trial: dict, study_dir: str | Path, data_dir: str | Path | None = None, events=None,
               progress: bool | None = False) -> dict:
     """Run one trial (a `study.Trial.to_dict()`) and return its result row.
