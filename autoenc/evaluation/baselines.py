@@ -16,13 +16,13 @@ Denoising (`METHODS`, each maps noisy (N, D) images to denoised (N, D) images in
   subtracts 2 sigma^2 from patch distances) is left at 0: the clipped noise has a smaller
   variance than sigma^2, and with the subtraction the best h on validation collapses towards 0.
 - ``wavelet``: skimage BayesShrink, soft thresholding, 'db2' wavelet, 2 levels, rescale_sigma=True;
-  the parameter multiplies the true noise sigma given to skimage. (On validation, db2/2 levels/
-  BayesShrink is within 0.15 dB of the best of db1, db2, sym4, coif1 x 1-3 levels x Bayes/Visu.)
+  the parameter multiplies the true noise sigma given to skimage (the choice of wavelet, levels
+  and rule: docs/recipe.md).
 - ``tv``: skimage total variation (Chambolle), parameter weight.
 - ``bm3d``: the optional `bm3d` package (profile 'np', single thread); the parameter multiplies the
   true noise sigma given as sigma_psd. The transform-variance FFT domain is 8x8 (profile nf=8)
-  instead of the package's 32x32: on 28x28 images that is ten times faster (about 30 ms instead
-  of 300 ms per image) and within 0.2 dB of the default. Absent package -> skipped with a note.
+  instead of the package's 32x32: on 28x28 images it is much faster at nearly the same psnr
+  (docs/speed.md). Absent package -> skipped with a note.
 - ``pca``: projection of the noisy image on the first k principal components of the clean
   training images, k chosen on validation.
 - ``linear``: the best linear (affine) denoiser x_hat = mean_x + C_xy C_yy^-1 (y - mean_y), the
@@ -35,7 +35,7 @@ searched for its peak (about half of its values scored: the grid's best whenever
 one peak and falls after it, as in every selection of the default study); when the best value
 lies at a grid edge the grid is extended (up to a few steps) so the choice is an interior optimum
 where one exists. Test scores use `noise.noisy_test_set`, the same noisy images the autoencoders
-see. BM3D (about 30 ms per image) runs on a fixed subset of the test split (`subset_indices`:
+see. BM3D (the slow one) runs on a fixed subset of the test split (`subset_indices`:
 the first `subset` entries of a fixed random permutation, sorted) and selects on 200 validation
 images; the others run on the whole test split (nlm selects on 500 validation images, wavelet
 and tv on 1,000, the vectorized ones on all 5,000). `BaselineResult.subset` says which. Every
@@ -158,7 +158,7 @@ class PCA:
 def fit_pca(x_train: torch.Tensor, k: int) -> PCA:
     """Fit PCA with k components on training images x_train (N, D) in [0, 1].
 
-    Uses the float64 covariance (chunked) and torch.linalg.eigh; about 3 s for 55,000 x 784 on
+    Uses the float64 covariance (chunked) and torch.linalg.eigh; seconds for 55,000 x 784 on
     one CPU core. k must be in [1, D] and below N (N images span at most N - 1 directions around
     their mean; more components would be arbitrary). Returns a PCA (float64 on the CPU).
     """
@@ -273,7 +273,7 @@ def fit_linear_denoiser(x_clean_train: torch.Tensor, var: noise.NoiseSpec, seed:
 
     var: a variance sigma^2 (or a (lo, hi) blind range). One clipped noisy copy of every training
     image is drawn from a generator seeded with noise.derived_seed(seed, var, "linear-train").
-    About 6 s for 55,000 MNIST images on one core. Returns a LinearDenoiser.
+    Returns a LinearDenoiser.
     """
     if isinstance(var, (tuple, list)):
         lo, hi = noise.check_variance_range(var)
@@ -660,11 +660,11 @@ def denoising_baselines(x_train: torch.Tensor, x_val: torch.Tensor, x_test: torc
     gives a result with psnr None and a note; one name may be given as a string). subset: test
     images for slow methods (bm3d), see subset_indices; None scores all; the other methods are
     scored on the whole split and on this subset too (subset_psnr, ...). pca:
-    denoising_pca(x_train), fitted once for several calls (saves about 3 s a call; its rows'
-    seconds then leave the fit out).
+    denoising_pca(x_train), fitted once for several calls (its rows' seconds then leave the
+    fit out).
     progress: True prints a line per method to stderr, or pass a callable taking the line.
     on_result: called with each BaselineResult as soon as it is done (for progress bars).
-    with_ssim: also compute SSIM (about 0.04 s per 1,000 images). Returns one BaselineResult per
+    with_ssim: also compute SSIM. Returns one BaselineResult per
     (variance, method), variances in the order given.
     """
     variances = list(var) if isinstance(var, (list, tuple)) else [var]

@@ -141,7 +141,7 @@ class LocalPoolExecutor:
                  cpu_workers: int = 0) -> None:
         ctx = mp.get_context("spawn")
         # the workers' progress messages; a plain queue the workers get when they start (a
-        # manager's queue cost a process of its own, 1.3 s to start and 0.4 s to stop here)
+        # manager's queue would cost a process of its own)
         self.events = ctx.Queue()
         self.study_dir, self.data_dir = study_dir, data_dir
         self._slots = {"main": workers, "cpu": cpu_workers}
@@ -194,8 +194,8 @@ class LocalPoolExecutor:
 
 
 def default_workers(threads: int, on_gpu: bool) -> int:
-    """How many trials to run side by side: one per `threads` cores on a CPU (measured: two
-    single-thread trainings on 2 cores give 1.3-1.4x the throughput of one on both). On a GPU,
+    """How many trials to run side by side: one per `threads` cores on a CPU (more throughput than
+    one trial on every core, docs/speed.md). On a GPU,
     several processes share it (small models leave it idle between kernel launches, so their
     launches interleave), up to 8 and one per core; CPU trials run beside them (`cpu_workers`)."""
     cores = _cores()
@@ -207,11 +207,9 @@ def default_workers(threads: int, on_gpu: bool) -> int:
 def cpu_workers(threads: int, on_gpu: bool) -> int:
     """Processes for the CPU-only trials (PCA, classical baselines) beside the GPU trainers:
     one per `threads` cores, all of them, at the lowest priority (CPU_POOL_NICE): a trainer keeps
-    its core whenever it wants it (~98.5% of it against a nice-19 process), and the cores of
-    trainers that wait (the H200 study started 6 groups on 8 trainers, and fewer later) go to the
-    baselines, which took 1,477 CPU-seconds there: 185 s on the 8 cores the trainers left before.
-    At most one per 2 GiB of memory (a baseline worker peaked at ~1 GB here). 0 on a CPU
-    machine, where every trial shares one pool."""
+    its core whenever it wants it, and the cores of trainers that wait go to the baselines
+    (docs/speed.md). At most one per 2 GiB of memory (a baseline worker needs about 1 GiB). 0 on
+    a CPU machine, where every trial shares one pool."""
     return max(1, min(_cores() // threads, _memory_gib() // 2)) if on_gpu else 0
 
 

@@ -30,7 +30,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """"fp32" or "bf16" for a config's precision on `device`. "auto" is bf16 on a CPU with native
     bf16 arithmetic (AVX-512 BF16 or AMX): there, at the same wall time, it trains to at least
     float32's test psnr (benchmarks/precision.py, docs/speed.md); fp32 on other CPUs (bf16 would
-    be emulated, slower) and on CUDA (slower than fp32 for layers this small on an H100)."""
+    be emulated, slower) and on CUDA (slower than fp32 for layers this small)."""
     if precision != "auto":
         return precision
     if device.type != "cpu":
@@ -56,9 +56,8 @@ def use_cuda_graphs(requested: bool | str | None, device: torch.device) -> bool 
     Adam included, one graph, `graph_step`; for trainings without input noise, else as True).
 
     requested: one of those, or None: True on a CUDA device (config: trainer.cuda_graphs,
-    study.cuda_graphs). On an H200 the forward/backward graphs made an epoch 2.0x (depth 3) and
-    3.4x (depth 5) faster with the same numbers (docs/speed.md); "step" is not yet measured on a
-    GPU, so it is not the default. Asking for graphs on another device is a ConfigError."""
+    study.cuda_graphs). The forward/backward graphs give the same numbers several times faster
+    (docs/speed.md); "step" is not yet measured on a GPU, so it is not the default. Asking for graphs on another device is a ConfigError."""
     if requested is None:
         return device.type == "cuda"
     if requested not in GRAPH_MODES or not isinstance(requested, (bool, str)):
@@ -83,8 +82,7 @@ def graph_forward(module: torch.nn.Module, sample: torch.Tensor, precision: str)
     for inputs shaped like `sample` (on a CUDA device): `module` maps a batch to (code,
     reconstruction), e.g. `Autoencode(model)` or a `stacked.StackedAutoencoder`; returns it with
     a forward that replays one graph forward and one backward instead of launching every kernel
-    (torch.cuda.make_graphed_callables). Small models are launch-bound on a GPU: an H100
-    took ~3 ms per eager depth-3 step, whose 0.73 GFLOP are tens of microseconds of arithmetic.
+    (torch.cuda.make_graphed_callables): small models are launch-bound on a GPU (docs/speed.md).
     The same kernels run, so the numbers should be those of the eager step (a CUDA-only test
     compares them). The capture's warm-up passes would move the batch-norm running averages;
     they are put back."""
@@ -110,8 +108,7 @@ def graph_step(step: Callable[[torch.Tensor, torch.Tensor], None], index: torch.
     there). It must read nothing else that changes from step to step (no fresh noise: a denoiser
     keeps `graph_forward`). replay(index, lr) copies the batch's rows and the learning rate (a
     float) into the graph's inputs and launches the graph: one launch a step instead of the
-    gather's, the loss's and Adam's; the forward/backward graphs still left ~1 ms of eager
-    launches a step on an H200 (docs/speed.md).
+    gather's, the loss's and Adam's (docs/speed.md).
 
     The capture needs a few real steps first (on a side stream); they would move the weights,
     the batch-norm averages, Adam's state and `extra`, so all of those are put back afterwards
