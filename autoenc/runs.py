@@ -191,8 +191,7 @@ def run_config(dataset: str, model_config: ModelConfig, train_config: TrainConfi
                backend: str = "torch") -> dict:
     """What a run folder's config.json records before training: dataset, image shape, model and
     training configs, the subset used, if any, for your own data its absolute path and its
-    `data.fingerprint`, and for backend "keras" "backend": "keras" and the Keras settings the
-    step runs with (a torch run records no backend)."""
+    `data.fingerprint`, and for backend "keras" "backend": "keras" (a torch run records none)."""
 
     config = {
         "dataset": dataset,
@@ -201,9 +200,7 @@ def run_config(dataset: str, model_config: ModelConfig, train_config: TrainConfi
         "train": train_config.to_dict(),
     }
     if backend == "keras":
-        from .training import keras_backend
-
-        config.update(backend="keras", keras=keras_backend.SETTINGS)
+        config["backend"] = "keras"
     if subset:
         config["subset"] = dict(sorted(subset.items()))
     if (fingerprint := data.fingerprint(dataset, data_dir)) is not None:  # your own data: where, and what it held
@@ -264,9 +261,7 @@ def finish_run(out: str | Path, config: dict, result) -> None:
               "train_seconds": round(result.seconds, 3), "parameters": result.model.num_parameters(),
               "device": str(next(result.model.parameters()).device), "precision": result.precision}
     if config.get("backend") == "keras":
-        from .training import keras_backend
-
-        config["versions"] = keras_backend.versions()
+        config["keras"] = result.model.trained_with  # XLA or not, steps per call, versions
     save_run(out, result.model.cpu(), config, result.history)
     (out / CHECKPOINT).unlink(missing_ok=True)
 

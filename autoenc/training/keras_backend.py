@@ -26,6 +26,7 @@ Keras is imported with this module, so only the Keras path pays for it (seconds)
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -63,6 +64,7 @@ def _import_keras():
     try:
         import keras
         import tensorflow as tf
+        tf.get_logger().setLevel(logging.ERROR)  # e.g. tf.function's retracing warnings: not the user's business
     except ImportError as exc:
         raise ConfigError(f"backend=keras needs Keras and TensorFlow, which are not installed ({exc}): "
                           f"{INSTALL}") from None
@@ -76,18 +78,24 @@ def _import_keras():
 keras, tf = _import_keras()
 layers = keras.layers
 
-# How the training step runs (recorded in each run's config.json: the last bits of the numbers
-# depend on them). XLA and 32 steps per call were the fastest settings (docs/keras.md).
-JIT_COMPILE = True
+# How the training step runs: 32 steps per call, compiled by XLA when the run is long enough to
+# pay for the compilation (docs/keras.md). Recorded in each run's config.json and checkpoint: the
+# last bits of the numbers depend on them.
 STEPS_PER_EXECUTION = 32
-SETTINGS = {"jit_compile": JIT_COMPILE, "steps_per_execution": STEPS_PER_EXECUTION}
+JIT_MIN_STEPS = 2000
 ADAM_EPSILON = 1e-8  # torch's (Keras's default is 1e-7)
 NORM_EPSILON, BN_MOMENTUM = 1e-5, 0.9  # torch's BatchNorm1d / LayerNorm defaults (Keras's: 1e-3, 0.99)
 LEAKY_SLOPE = 0.01  # torch's LeakyReLU (Keras's: 0.2)
 
 
+def settings(total_steps: int) -> dict:
+    """How a training of `total_steps` optimizer steps runs: {"jit_compile": XLA from JIT_MIN_STEPS
+    steps on, "steps_per_execution": STEPS_PER_EXECUTION}."""
+    return {"jit_compile": total_steps >= JIT_MIN_STEPS, "steps_per_execution": STEPS_PER_EXECUTION}
+
+
 def versions() -> dict:
-    """The Keras and TensorFlow versions a run trained with."""
+    """The Keras and TensorFlow versions this process runs."""
     return {"keras": keras.__version__, "tensorflow": tf.__version__}
 
 
@@ -196,12 +204,14 @@ class KerasAutoencoder(torch.nn.Module):
     inputs' device, computed by the Keras model in inference mode (batch norm's moving
     statistics); `config` is its ModelConfig. `keras_model` is the keras.Sequential of `build`.
     Its one torch parameter is empty: it says where outputs go (the CPU), as metrics.reconstruct
-    reads a model's device from its parameters."""
+    reads a model's device from its parameters. `trained_with`: how `fit` ran ({} for a loaded
+    model): `settings`, `versions`."""
 
-    def __init__(self, keras_model, config: ModelConfig) -> None:
+    def __init__(self, keras_model, config: ModelConfig, trained_with: dict | None = None) -> None:
         super().__init__()
         self.keras_model = keras_model
         self.config = config
+        self.trained_with = trained_with or {}
         self.place = torch.nn.Parameter(torch.empty(0), requires_grad=False)
         self.encoder_part, self.decoder_part = keras_model.get_layer("encoder"), keras_model.get_layer("decoder")
 
@@ -406,25 +416,26 @@ def set_threads(threads: int | None) -> None:
                           f"and cannot change them; train with the same threads, or in a new process") from None
 
 
-def _checkpoint(path, keras_model, model_config: ModelConfig, config: TrainConfig, state: _State) -> None:
+def _checkpoint(path, keras_model, model_config: ModelConfig, config: TrainConfig, state: _State,
+                how: dict) -> None:
     """Atomically save the whole training state after `state.epoch` epochs (safetensors)."""
-    tensors = {f"model.{i}": torch.from_numpy(np.ascontiguousarray(w)) for i, w in enumerate(keras_model.get_weights())}
-    tensors.update({f"opt.{i}": torch.from_numpy(np.ascontiguousarray(np.asarray(v)))
+    tensors = {f"model.{i}": torch.from_numpy(np.array(w)) for i, w in enumerate(keras_model.get_weights())}
+    tensors.update({f"opt.{i}": torch.from_numpy(np.array(v))
                     for i, v in enumerate(keras_model.optimizer.variables)})
-    tensors.update({f"best.{i}": torch.from_numpy(np.ascontiguousarray(w)) for i, w in enumerate(state.best_weights or [])})
+    tensors.update({f"best.{i}": torch.from_numpy(np.array(w)) for i, w in enumerate(state.best_weights or [])})
     meta = {"format": FORMAT, "backend": "keras", "epoch": state.epoch, "elapsed": state.elapsed,
             "history": state.history, "best_loss": state.best_loss, "best_epoch": state.best_epoch,
             "model": model_config.to_dict(), "train": config.to_dict(), "device": "cpu", "precision": "fp32",
-            "keras": SETTINGS}
+            "keras": how}
     atomic_save_tensors(path, tensors, metadata={"autoenc": json.dumps(meta)})
 
 
-def _resume(path, keras_model, model_config: ModelConfig, config: TrainConfig) -> _State:
+def _resume(path, keras_model, model_config: ModelConfig, config: TrainConfig, how: dict) -> _State:
     """Restore what `_checkpoint` wrote into the compiled `keras_model` and its optimizer."""
     meta, tensors = read_checkpoint(path, model_config.to_dict(), config.to_dict(), "cpu", backend="keras")
-    if meta.get("keras") != SETTINGS:
+    if meta.get("keras") != how:
         raise ConfigError(f"{path} was written with the Keras settings {meta.get('keras')}, this autoenc trains with "
-                          f"{SETTINGS}: delete it to start afresh")
+                          f"{how}: delete it to start afresh")
 
     def listed(prefix: str) -> list[np.ndarray]:
         return [tensors[f"{prefix}{i}"].numpy() for i in range(sum(k.startswith(prefix) for k in tensors))]
@@ -468,9 +479,9 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
     steps = math.ceil(n / config.batch_size)
     model = build(model_config, config.l2, config.l1, config.seed)
     loss = {"mse": keras.losses.MeanSquaredError(), "bce": keras.losses.BinaryCrossentropy()}[config.loss]
+    how = settings(config.epochs * steps)
     model.compile(optimizer=keras.optimizers.Adam(schedule(config, config.epochs * steps, model_config.depth),
-                                                  epsilon=ADAM_EPSILON),
-                  loss=loss, jit_compile=JIT_COMPILE, steps_per_execution=STEPS_PER_EXECUTION)
+                                                  epsilon=ADAM_EPSILON), loss=loss, **how)
     x_train = x_train.to(torch.float32)
     x_val = x_val.to(torch.float32)
     # the torch trainer's validation inputs (noise seed + 2) and batch-norm sample (seed + 3), so
@@ -479,12 +490,12 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
     bn = batch_norm_inputs(x_train, config)
     state = _State(history=[])
     if checkpoint_path is not None and Path(checkpoint_path).exists():
-        state = _resume(checkpoint_path, model, model_config, config)
+        state = _resume(checkpoint_path, model, model_config, config, how)
     data = EpochData(_numpy(x_train), config.batch_size, config)
 
     def save() -> None:
         if checkpoint_path is not None:
-            _checkpoint(checkpoint_path, model, model_config, config, state)
+            _checkpoint(checkpoint_path, model, model_config, config, state, how)
 
     bars, bar = progress_bar(config.epochs, "train", state.epoch, shown(progress))
     epochs = _Epochs(config, config.lr or default_lr(model_config.depth), model_config, state, x_val_in, x_val,
@@ -498,6 +509,6 @@ def fit(model_config: ModelConfig, x_train: torch.Tensor, x_val: torch.Tensor, c
         bars.close()
     if state.best_weights is not None:
         model.set_weights(state.best_weights)
-    return TrainResult(model=KerasAutoencoder(model, model_config), history=state.history,
+    return TrainResult(model=KerasAutoencoder(model, model_config, {**how, **versions()}), history=state.history,
                        best_epoch=state.best_epoch, epochs_run=len(state.history), seconds=state.elapsed,
                        precision="fp32")
