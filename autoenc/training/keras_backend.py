@@ -381,7 +381,7 @@ class _Epochs(keras.callbacks.Callback):
         lr = self.model.optimizer.learning_rate
         seconds = time.perf_counter() - self.t0
         row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_psnr": val_psnr,
-               "lr": float(np.asarray(lr)),
+               "lr": float(lr.numpy()) if hasattr(lr, "numpy") else float(lr),
                "train_seconds": round(self.train_seconds if self.train_seconds is not None else seconds, 4),
                "seconds": round(seconds, 4)}
         s.history.append(row)
@@ -420,7 +420,7 @@ def _checkpoint(path, keras_model, model_config: ModelConfig, config: TrainConfi
                 how: dict) -> None:
     """Atomically save the whole training state after `state.epoch` epochs (safetensors)."""
     tensors = {f"model.{i}": torch.from_numpy(np.array(w)) for i, w in enumerate(keras_model.get_weights())}
-    tensors.update({f"opt.{i}": torch.from_numpy(np.array(v))
+    tensors.update({f"opt.{i}": torch.from_numpy(np.array(v.numpy()))
                     for i, v in enumerate(keras_model.optimizer.variables)})
     tensors.update({f"best.{i}": torch.from_numpy(np.array(w)) for i, w in enumerate(state.best_weights or [])})
     meta = {"format": FORMAT, "backend": "keras", "epoch": state.epoch, "elapsed": state.elapsed,
