@@ -516,9 +516,6 @@ def check_study(c: StudyConfig, where: str = "study.") -> None:
             raise ConfigError(f"{where}datasets: {name!r} is not a known dataset ({', '.join(DATASETS)}) nor a path to "
                               f"your data")
     check_backend(c.backend, c.device, "auto", where)
-    for part, train in (("train", c.train), ("denoising.train", c.denoising.train if c.denoising else {})):
-        if isinstance(train, dict) and "precision" in train:
-            check_backend(c.backend, "auto", train["precision"], f"{where}{part}.")
     if c.denoising is not None and c.denoising.architecture == "best" and not (c.depths and c.latents):
         raise ConfigError(f"{where}denoising.architecture=best needs a grid, but {where}depths or {where}latents is "
                           f"empty: name the denoisers' architecture, e.g. {{depth: 3, latent: 100}}")
@@ -534,6 +531,9 @@ def check_study(c: StudyConfig, where: str = "study.") -> None:
         **{k: f"the study sets each trial's penalties: list the strengths to try in {where}{k}, e.g. [1e-5]"
            for k in ("l2", "l1")}})
     c.subset = _typed(SubsetConf, c.subset, f"{where}subset.")
+    for part, train in (("train", c.train), ("denoising.train", c.denoising.train if c.denoising else None)):
+        if train is not None and train.precision is not None:
+            check_backend(c.backend, "auto", train.precision, f"{where}{part}.")
 
 
 def study_from_dict(data: dict, where: str = "study.") -> StudyConfig:

@@ -13,8 +13,9 @@ process (Keras's import and TensorFlow's thread pools are per process), one at a
    clock. Printed per run: s/epoch (training steps, median of epochs 2..N), the first epoch
    (tracing and compiling included), training seconds until the test psnr first reaches --target
    (every epoch's seconds counted, the first included), and the psnr after --epochs epochs.
-2. Keras's settings (--no-settings skips): XLA on/off x 1/32 steps per call, 4 epochs each, the
-   s/epoch of epochs 2-4 and the first epoch: why the Keras path runs as it does.
+2. Keras's settings (--no-settings skips): XLA on/off x 1/32 steps per call, 5 epochs each, the
+   s/epoch and process CPU s/epoch of epochs 2-5 and the first epoch: why the Keras path runs as
+   it does (CPU seconds vary less than wall seconds on a shared machine).
 3. Parity (--no-parity skips): trainer=seed (20 epochs, Glorot init, ReLU, Adam 1e-3 constant) and
    the default recipe (100 epochs, early stopping), seeds 0 and 1, by both backends: each run's test
    psnr and the mean per backend. These runs may go side by side (--parity-workers, one thread each:
@@ -61,10 +62,13 @@ def speed_job(backend: str, epochs: int, threads: int, target: float, settings: 
         keras_backend.settings = lambda steps: {"jit_compile": settings[0], "steps_per_execution": settings[1]}
     x_train, x_val, x_test = _load()
     rows = []
+    cpu = {"since": time.process_time()}
 
-    def on_epoch(row, model):
-        rows.append({"train_seconds": row["train_seconds"], "seconds": row["seconds"],
+    def on_epoch(row, model):  # the epoch's process CPU seconds (validation included), then the test psnr
+        now = time.process_time()
+        rows.append({"train_seconds": row["train_seconds"], "seconds": row["seconds"], "cpu": now - cpu["since"],
                      "test_psnr": psnr(reconstruct(model, x_test), x_test)})
+        cpu["since"] = time.process_time()
 
     t0 = time.perf_counter()
     result = _fit(backend)(ModelConfig.preset(3, 30), x_train, x_val, TrainConfig(epochs=epochs, threads=threads),
@@ -106,12 +110,13 @@ def summary(run: dict, target: float) -> dict:
         if hit is None and r["test_psnr"] >= target:
             hit = (clock, epoch)
     return {"s_epoch": statistics.median(steady), "first": rows[0]["train_seconds"], "hit": hit,
-            "final": rows[-1]["test_psnr"], "epochs": len(rows)}
+            "final": rows[-1]["test_psnr"], "epochs": len(rows),
+            "cpu": statistics.median([r["cpu"] for r in rows[1:]] or [rows[0]["cpu"]])}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=2, help="speed rounds (0: none)")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--target", type=float, default=21.6)
@@ -121,9 +126,9 @@ def main() -> None:
     args = ap.parse_args()
 
     print(f"MNIST depth 3, L=30, 55,000 training images; {args.threads} threads; target {args.target} dB test psnr\n")
-    print("| round | backend | settings | s/epoch (epochs 2-N) | first epoch s | training s to target (epoch) "
-          f"| test psnr after {args.epochs} epochs |")
-    print("| --- | --- | --- | --- | --- | --- | --- |", flush=True)
+    print("| round | backend | settings | s/epoch (epochs 2-N) | CPU s/epoch | first epoch s | training s to target "
+          f"(epoch) | test psnr after {args.epochs} epochs |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
     per_backend: dict[str, list[dict]] = {"torch": [], "keras": []}
     for r in range(args.rounds):
         for backend in (("torch", "keras") if r % 2 == 0 else ("keras", "torch")):
@@ -132,21 +137,26 @@ def main() -> None:
             per_backend[backend].append(s)
             hit = "not reached" if s["hit"] is None else f"{s['hit'][0]:.1f} ({s['hit'][1]})"
             how = ", ".join(f"{k} {v}" for k, v in run["how"].items() if k not in ("keras", "tensorflow"))
-            print(f"| {r + 1} | {backend} | {how} | {s['s_epoch']:.2f} | {s['first']:.1f} | {hit} | {s['final']:.2f} |",
-                  flush=True)
-    best = {b: min(v, key=lambda s: s["s_epoch"]) for b, v in per_backend.items()}
-    hits = {b: min((s["hit"][0] for s in v if s["hit"]), default=None) for b, v in per_backend.items()}
-    print(f"\nbest of {args.rounds} rounds: s/epoch torch {best['torch']['s_epoch']:.2f}, keras "
-          f"{best['keras']['s_epoch']:.2f} (keras / torch {best['keras']['s_epoch'] / best['torch']['s_epoch']:.2f}x); "
-          f"seconds to {args.target} dB torch {hits['torch']}, keras {hits['keras']}", flush=True)
+            print(f"| {r + 1} | {backend} | {how} | {s['s_epoch']:.2f} | {s['cpu']:.2f} | {s['first']:.1f} | {hit} "
+                  f"| {s['final']:.2f} |", flush=True)
+    if args.rounds:
+        best = {b: min(v, key=lambda s: s["s_epoch"]) for b, v in per_backend.items()}
+        hits = {b: min((s["hit"][0] for s in v if s["hit"]), default=None) for b, v in per_backend.items()}
+        ratio = best["keras"]["s_epoch"] / best["torch"]["s_epoch"]
+        print(f"\nbest of {args.rounds} rounds: s/epoch torch {best['torch']['s_epoch']:.2f}, keras "
+              f"{best['keras']['s_epoch']:.2f} (keras / torch {ratio:.2f}x); seconds to {args.target} dB torch "
+              f"{hits['torch']}, keras {hits['keras']}", flush=True)
 
     if not args.no_settings:
-        print("\nKeras settings, the default recipe for 4 epochs (s/epoch: median of epochs 2-4):\n")
-        print("| jit_compile | steps_per_execution | s/epoch | first epoch s |")
-        print("| --- | --- | --- | --- |", flush=True)
-        for settings in KERAS_SETTINGS:
-            s = summary(fresh(speed_job, "keras", 4, args.threads, args.target, settings), args.target)
-            print(f"| {settings[0]} | {settings[1]} | {s['s_epoch']:.2f} | {s['first']:.1f} |", flush=True)
+        print(f"\nKeras settings, the default recipe for 5 epochs, {args.rounds or 1} round(s) interleaved "
+              "(median of epochs 2-5; CPU: process seconds per epoch, validation included):\n")
+        print("| round | jit_compile | steps_per_execution | s/epoch | CPU s/epoch | first epoch s |")
+        print("| --- | --- | --- | --- | --- | --- |", flush=True)
+        for r in range(args.rounds or 1):
+            for settings in (KERAS_SETTINGS if r % 2 == 0 else KERAS_SETTINGS[::-1]):
+                s = summary(fresh(speed_job, "keras", 5, args.threads, args.target, settings), args.target)
+                print(f"| {r + 1} | {settings[0]} | {settings[1]} | {s['s_epoch']:.2f} | {s['cpu']:.2f} | "
+                      f"{s['first']:.1f} |", flush=True)
 
     if not args.no_parity:
         print(f"\nParity: test psnr (dB), {args.parity_workers} trainings side by side, 1 thread each\n")
