@@ -23,7 +23,7 @@ DATASETS = ("mnist", "fashion-mnist")  # the known datasets; any other is a path
 PRESETS: Dict[int, tuple] = {3: (256, 128), 5: (512, 384, 256, 128)}  # depth -> hidden widths
 ACTIVATIONS = ("relu", "gelu", "silu", "elu", "leaky_relu", "tanh", "linear")
 NORMS = ("none", "batch", "layer")
-INITS = ("default", "orthogonal", "kaiming")
+INITS = ("default", "orthogonal", "kaiming", "glorot")
 SCHEDULES = ("onecycle", "cosine", "constant")
 LOSSES = ("mse", "bce")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -163,7 +163,8 @@ class DatasetConf:
 class ModelConf:
     """conf/model/: the architecture but its latent size. widths: hidden widths of the encoder,
     outermost first (the decoder mirrors them); activation: of the hidden layers; latent_activation:
-    of the code E; norm: after each hidden dense layer; init: of the dense weights."""
+    of the code E; norm: after each hidden dense layer; init: of the dense weights (default:
+    PyTorch's, glorot: Keras's, in either backend; docs/keras.md)."""
 
     name: str = rule(TEXT, "deep3")
     widths: List[int] = rule(list_of(whole(1), "hidden widths, whole numbers >= 1, e.g. [512, 256]"),
@@ -263,6 +264,23 @@ def check_job(job: TrainJob) -> None:
         raise ConfigError(f"noise.range={_show(n.range)} is given with noise={n.name}; use noise=blind")
     if job.device != "auto" and job.device != "cpu" and not job.device.startswith("cuda"):
         raise ConfigError(f"device={job.device} is not allowed: auto, cpu, cuda or cuda:N")
+    check_backend(job.backend, job.device, job.trainer.precision)
+    if job.backend == "keras" and job.trainer.budget_seconds is not None:
+        raise ConfigError(f"trainer.budget_seconds={job.trainer.budget_seconds:g} is measured on the torch trainer, "
+                          f"not with backend=keras; give trainer.epochs=N instead (or backend=torch)")
+
+
+def check_backend(backend: str, device: str, precision: str, where: str = "") -> None:
+    """The settings backend=keras cannot run (TensorFlow's CPU build, in float32): a GPU device,
+    precision bf16. ConfigError naming the key and the fix; nothing to check for torch."""
+    if backend != "keras":
+        return
+    if device not in ("auto", "cpu"):
+        raise ConfigError(f"{where}device={device} is not available with backend=keras, which runs on TensorFlow's CPU "
+                          f"build: use device=cpu (or auto), or backend=torch for a GPU")
+    if precision == "bf16":
+        raise ConfigError(f"{where}precision=bf16 is not available with backend=keras, which trains in float32: use "
+                          f"precision=fp32 (or auto), or backend=torch")
 
 
 def cuda_graphs_mode(name: str) -> bool | str | None:
@@ -377,7 +395,8 @@ class StudyConfig:
     every trial; threads: CPU threads per trial (the numbers depend on it, not on scheduling);
     workers: trials side by side (auto: what fits the cores); device: auto, cpu or cuda; stack:
     same-architecture trials trained at once as one stacked model (auto: 8 on a GPU, 1 on a CPU;
-    part of each trial's identity, as the numbers change by rounding)."""
+    part of each trial's identity, as the numbers change by rounding; torch only); backend: the
+    autoencoders' engine, torch or keras (part of each trial's identity)."""
 
     name: str = rule(TEXT, "lab")
     datasets: List[str] = rule(list_of(TEXT, "datasets: mnist, fashion-mnist or paths to your data", empty=False),
@@ -407,6 +426,7 @@ class StudyConfig:
                             "auto, cpu, cuda or cuda:N"), "auto")
     stack: Any = rule(Rule(lambda v: v == "auto" or (_int(v) and v >= 1),
                            "auto (8 on a GPU, 1 on a CPU) or a whole number >= 1 (1: each trial alone)"), "auto")
+    backend: str = rule(choice(BACKENDS), "torch")
 
     def __post_init__(self) -> None:
         if self.denoising is not None and not isinstance(self.denoising, DenoiseConfig):
@@ -503,6 +523,7 @@ def check_study(c: StudyConfig, where: str = "study.") -> None:
         if name not in DATASETS and not Path(name).expanduser().exists():
             raise ConfigError(f"{where}datasets: {name!r} is not a known dataset ({', '.join(DATASETS)}) nor a path to "
                               f"your data")
+    check_backend(c.backend, c.device, "auto", where)
     if c.denoising is not None and c.denoising.architecture == "best" and not (c.depths and c.latents):
         raise ConfigError(f"{where}denoising.architecture=best needs a grid, but {where}depths or {where}latents is "
                           f"empty: name the denoisers' architecture, e.g. {{depth: 3, latent: 100}}")
@@ -518,6 +539,9 @@ def check_study(c: StudyConfig, where: str = "study.") -> None:
         **{k: f"the study sets each trial's penalties: list the strengths to try in {where}{k}, e.g. [1e-5]"
            for k in ("l2", "l1")}})
     c.subset = _typed(SubsetConf, c.subset, f"{where}subset.")
+    for part, train in (("train", c.train), ("denoising.train", c.denoising.train if c.denoising else None)):
+        if train is not None and train.precision is not None:
+            check_backend(c.backend, "auto", train.precision, f"{where}{part}.")
 
 
 def study_from_dict(data: dict, where: str = "study.") -> StudyConfig:
@@ -563,11 +587,13 @@ class RayConf:
 
 @dataclass
 class StudyJob:
-    """conf/study.yaml: a study and where it runs. executor: local or ray; workers: trials side by
-    side with executor=local (null: the study's); data_dir, checkpoint_seconds, cuda_graphs: as
-    in train.yaml (how the trainings run, not what they compute)."""
+    """conf/study.yaml: a study and where it runs. backend: torch or keras for every autoencoder
+    (null: the study's backend); executor: local or ray; workers: trials side by side with
+    executor=local (null: the study's); data_dir, checkpoint_seconds, cuda_graphs: as in
+    train.yaml (how the trainings run, not what they compute)."""
 
     study: StudyConfig = field(default_factory=StudyConfig)
+    backend: Optional[str] = rule(optional(choice(BACKENDS), "the study's backend"), None)
     executor: str = rule(choice(EXECUTORS), "local")
     workers: Optional[int] = rule(optional(whole(1), "the study's workers"), None)
     ray: RayConf = field(default_factory=RayConf)
@@ -577,8 +603,12 @@ class StudyJob:
 
 
 def check_study_job(job: StudyJob) -> None:
-    """Check a composed study job: the study, then where it runs."""
+    """Check a composed study job: the study, then where it runs. A `backend` given at the top
+    (`autoenc study backend=keras`) becomes the study's."""
     check(job)
+    if job.backend is not None and job.backend != job.study.backend:
+        job.study.backend = job.backend
+        check_study(job.study)
     check(job.ray, "ray.")
     if job.executor != "ray" and (job.ray.address or job.ray.cpus_per_trial or job.ray.gpus_per_trial):
         raise ConfigError("ray.* applies with executor=ray only (docs/ray.md); the local executor runs `workers` "

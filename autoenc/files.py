@@ -2,6 +2,7 @@
 file or the new one, never a part. Every result, run folder and checkpoint is written this way."""
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -19,17 +20,17 @@ def _umask() -> int:
     return mask
 
 
-def _temp_beside(path: Path) -> tuple[int, str]:
+def _temp_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
     """A temp file next to `path`, with the permissions a plain open() would give (mkstemp: 0600),
-    named for this host and process: ".NAME.HOST-PID.XXXX.tmp". Temp files of `path` that a process
-    of this host left when it was killed mid-write (a stack's checkpoint is 236 MB) are removed."""
+    named for this host and process: ".NAME.HOST-PID.XXXX<suffix>". Temp files of `path` that a
+    process of this host left when it was killed mid-write (a stack's checkpoint is 236 MB) are removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     owner = f"{socket.gethostname()}-"
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.{glob.escape(owner)}*.tmp"):
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.{glob.escape(owner)}*{glob.escape(suffix)}"):
         pid = stale.name[len(path.name) + len(owner) + 2:].split(".", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner}{os.getpid()}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner}{os.getpid()}.", suffix=suffix)
     os.chmod(tmp, 0o666 & ~_umask())
     return fd, tmp
 
@@ -43,6 +44,25 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # another user's
         return True
     return True
+
+
+@contextlib.contextmanager
+def atomic_target(path: str | Path, suffix: str = ".tmp"):
+    """For a writer that takes a file name (Keras's model.save wants one ending in .keras): yields
+    a temp path beside `path` ending in `suffix`; when the block ends without error the file is
+    synced and renamed onto `path`, else removed."""
+    path = Path(path)
+    fd, tmp = _temp_beside(path, suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -41,8 +41,8 @@ class ModelConfig:
     latent_activation: "linear" (default) or e.g. "relu" (the usual Keras-notebook choice);
     norm: normalization after each hidden dense layer ("batch", "layer" or "none"; a dense layer
     followed by batch norm has no bias, batch norm's shift takes its place); init: weight
-    initialization of the dense layers ("default": PyTorch's, "orthogonal", "kaiming": He normal;
-    biases start at 0 for the last two).
+    initialization of the dense layers ("default": PyTorch's, "orthogonal", "kaiming": He normal,
+    "glorot": Glorot uniform, Keras's default; biases start at 0 for the last three).
     """
 
     input_dim: int = 784
@@ -120,6 +120,8 @@ class DenseAutoencoder(nn.Module):
             for lin in self.dense_layers():
                 if c.init == "orthogonal":
                     nn.init.orthogonal_(lin.weight)
+                elif c.init == "glorot":
+                    nn.init.xavier_uniform_(lin.weight)
                 else:
                     nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
                 if lin.bias is not None:

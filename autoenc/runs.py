@@ -2,7 +2,7 @@
 
 A run folder holds:
     config.json         everything needed to rebuild the model and repeat the training
-    model.safetensors   the trained weights (never pickled)
+    model.safetensors   the trained weights (never pickled); model.keras for a backend=keras run
     history.jsonl       one JSON line per epoch
     metrics.json        the evaluation (written by `autoenc evaluate` / the study)
     checkpoint.safetensors  the training state while a run is in progress (removed at the end)
@@ -33,6 +33,13 @@ from .training import TrainConfig, checkpoint_epochs, fit
 
 CONFIG, WEIGHTS, HISTORY, METRICS, CHECKPOINT = (
     "config.json", "model.safetensors", "history.jsonl", "metrics.json", "checkpoint.safetensors")
+KERAS_MODEL = "model.keras"  # a backend=keras run's model, in its place
+
+
+def weights_file(config: dict) -> str:
+    """The file a run folder keeps its model in: model.safetensors (torch), or model.keras for a
+    run whose config.json says "backend": "keras"."""
+    return KERAS_MODEL if config.get("backend") == "keras" else WEIGHTS
 
 
 @dataclass
@@ -63,7 +70,10 @@ def save_run(path: str | Path, model: DenseAutoencoder, config: dict, history: l
     keys (dataset, image_shape, seconds, ...) are kept as they are. Returns the folder.
     """
     path = Path(path)
-    atomic_save_tensors(path / WEIGHTS, model.state_dict(), metadata={"format": "pt", "autoenc": FORMAT})
+    if config.get("backend") == "keras":
+        model.save(path / KERAS_MODEL)  # a keras_backend.KerasAutoencoder
+    else:
+        atomic_save_tensors(path / WEIGHTS, model.state_dict(), metadata={"format": "pt", "autoenc": FORMAT})
     atomic_write_text(path / HISTORY, "".join(json.dumps(r) + "\n" for r in history))
     atomic_write_json(path / CONFIG, config)  # last: a folder with config.json is complete
     return path
@@ -72,17 +82,38 @@ def save_run(path: str | Path, model: DenseAutoencoder, config: dict, history: l
 def read_run(path: str | Path) -> Run:
     """Load a run folder written by `save_run` (no unpickling: JSON and safetensors only)."""
     path = Path(path)
-    if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
-        raise ConfigError(f"{path} is not a finished run folder: it needs {CONFIG} and {WEIGHTS} "
+    weights = WEIGHTS
+    if (path / CONFIG).is_file():
+        try:
+            weights = weights_file(json.loads((path / CONFIG).read_text()))
+        except (json.JSONDecodeError, AttributeError):
+            pass  # refused below, naming the file
+    if not (path / CONFIG).is_file() or not (path / weights).is_file():
+        raise ConfigError(f"{path} is not a finished run folder: it needs {CONFIG} and {weights} "
                           f"({_folder_kind(path)})")
     try:
         config = json.loads((path / CONFIG).read_text())
-        model = DenseAutoencoder(ModelConfig.from_dict(config["model"]))
+        model_config = ModelConfig.from_dict(config["model"])
         TrainConfig.from_dict(config["train"])
-        _check_run_config(config, model.config)
+        _check_run_config(config, model_config)
     except (json.JSONDecodeError, KeyError, TypeError, ConfigError) as exc:
         what = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
         raise ConfigError(f"{path / CONFIG} is not a valid run config ({what}); {_retrain(path)}") from exc
+    if weights == KERAS_MODEL:
+        from .training import keras_backend  # imports Keras: only for a Keras run
+
+        try:
+            model = keras_backend.load(path / KERAS_MODEL, model_config)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; {_retrain(path)}") from exc
+    else:
+        model = _torch_model(path, model_config)
+    return Run(path=path, config=config, model=model, history=_history(path), metrics=_metrics(path))
+
+
+def _torch_model(path: Path, model_config: ModelConfig) -> DenseAutoencoder:
+    """The torch model of run folder `path` (model.safetensors), in eval mode on the CPU."""
+    model = DenseAutoencoder(model_config)
     try:
         with safe_open(str(path / WEIGHTS), framework="pt") as fh:
             written = (fh.metadata() or {}).get("autoenc")
@@ -94,20 +125,28 @@ def read_run(path: str | Path) -> Run:
     if written != FORMAT:
         raise ConfigError(f"{path / WEIGHTS} has weights format {written!r}, this autoenc reads {FORMAT!r} "
                           f"(see FORMAT in autoenc/model.py); {_retrain(path)}")
-    model.eval()
-    history = []
-    if (path / HISTORY).is_file():
-        try:
-            history = [json.loads(line) for line in (path / HISTORY).read_text().splitlines() if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path / HISTORY} is not one JSON object per line ({exc}); delete it (the "
-                              f"per-epoch history: the model does not need it) or {_retrain(path)}") from exc
-    try:  # the evaluation, rewritten by `autoenc evaluate`: unreadable counts as not yet written
+    return model.eval()
+
+
+def _history(path: Path) -> list[dict]:
+    """A run folder's history.jsonl ([] when there is none)."""
+    if not (path / HISTORY).is_file():
+        return []
+    try:
+        return [json.loads(line) for line in (path / HISTORY).read_text().splitlines() if line.strip()]
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path / HISTORY} is not one JSON object per line ({exc}); delete it (the "
+                          f"per-epoch history: the model does not need it) or {_retrain(path)}") from exc
+
+
+def _metrics(path: Path) -> dict:
+    """A run folder's metrics.json: the evaluation, rewritten by `autoenc evaluate` ({} when it is
+    missing or unreadable: not yet written)."""
+    try:
         metrics = json.loads((path / METRICS).read_text()) if (path / METRICS).is_file() else {}
     except json.JSONDecodeError:
         metrics = {}
-    metrics = metrics if isinstance(metrics, dict) else {}
-    return Run(path=path, config=config, model=model, history=history, metrics=metrics)
+    return metrics if isinstance(metrics, dict) else {}
 
 
 def _retrain(path: Path) -> str:
@@ -148,10 +187,11 @@ def load_run(path: str | Path) -> DenseAutoencoder:
 
 
 def run_config(dataset: str, model_config: ModelConfig, train_config: TrainConfig,
-               data_dir: str | Path | None = None, subset: dict[str, int] | None = None) -> dict:
+               data_dir: str | Path | None = None, subset: dict[str, int] | None = None,
+               backend: str = "torch") -> dict:
     """What a run folder's config.json records before training: dataset, image shape, model and
-    training configs, the subset used, if any, and for your own data its absolute path and its
-    `data.fingerprint`."""
+    training configs, the subset used, if any, for your own data its absolute path and its
+    `data.fingerprint`, and for backend "keras" "backend": "keras" (a torch run records none)."""
 
     config = {
         "dataset": dataset,
@@ -159,6 +199,8 @@ def run_config(dataset: str, model_config: ModelConfig, train_config: TrainConfi
         "model": model_config.to_dict(),
         "train": train_config.to_dict(),
     }
+    if backend == "keras":
+        config["backend"] = "keras"
     if subset:
         config["subset"] = dict(sorted(subset.items()))
     if (fingerprint := data.fingerprint(dataset, data_dir)) is not None:  # your own data: where, and what it held
@@ -182,12 +224,14 @@ def finished_run(out: str | Path, config: dict) -> Run | None:
         raise ConfigError(f"{out / CONFIG} is not a valid run config "
                           f"({reason if existing is None else 'not a JSON object'}); delete the folder to train "
                           f"the run again")
-    if {k: existing.get(k) for k in config} == config and (out / WEIGHTS).is_file():
+    weights = weights_file(config)
+    if {k: existing.get(k) for k in config} == config and (out / weights).is_file():
         return read_run(out)
     differ = ", ".join("data_sha256 (the data at this path changed)" if k == "data_sha256" else k
-                       for k in config if existing.get(k) != config[k])
+                       for k in [*config, *(["backend"] if "backend" in existing and "backend" not in config else [])]
+                       if existing.get(k) != config.get(k))
     if not differ:
-        raise ConfigError(f"{out} holds {CONFIG} but no {WEIGHTS}; delete the folder to train it again")
+        raise ConfigError(f"{out} holds {CONFIG} but no {weights}; delete the folder to train it again")
     raise ConfigError(f"{out} already holds a run with another configuration (it differs in {differ}); "
                       f"choose another folder (hydra.run.dir=...) or delete it")
 
@@ -216,6 +260,8 @@ def finish_run(out: str | Path, config: dict, result) -> None:
     config = {**config, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
               "train_seconds": round(result.seconds, 3), "parameters": result.model.num_parameters(),
               "device": str(next(result.model.parameters()).device), "precision": result.precision}
+    if config.get("backend") == "keras":
+        config["keras"] = result.model.trained_with  # XLA or not, steps per call, versions
     save_run(out, result.model.cpu(), config, result.history)
     (out / CHECKPOINT).unlink(missing_ok=True)
 
@@ -223,11 +269,13 @@ def finish_run(out: str | Path, config: dict, result) -> None:
 def train_run(dataset: str, model_config: ModelConfig, train_config: TrainConfig, out: str | Path,
               data_dir: str | Path | None = None, progress: bool | None = None,
               evaluate_on: str | None = "test", subset: dict[str, int] | None = None,
-              on_epoch=None, checkpoint_seconds: float | None = None, cuda_graphs: bool | str | None = None) -> Run:
+              on_epoch=None, checkpoint_seconds: float | None = None, cuda_graphs: bool | str | None = None,
+              backend: str = "torch") -> Run:
     """Train one autoencoder on `dataset`'s train split (early stopping on val) into run folder
     `out`, then evaluate it on `evaluate_on` (metrics.json and grid.png; None skips that).
     subset: use only the first n images of a split, e.g. {"train": 6000, "val": 1000}.
-    on_epoch: called with each epoch's history row.
+    on_epoch: called with each epoch's history row. backend: "torch" (`training.fit`) or "keras"
+    (`training.keras_backend.fit`, which saves model.keras; cuda_graphs does not apply).
 
     An interrupted call resumes from out/checkpoint.safetensors and gives the same result; a
     folder that already holds a finished run with the same config is returned as it is, evaluated
@@ -237,7 +285,7 @@ def train_run(dataset: str, model_config: ModelConfig, train_config: TrainConfig
     """
 
     out = Path(out)
-    config = run_config(dataset, model_config, train_config, data_dir, subset)
+    config = run_config(dataset, model_config, train_config, data_dir, subset, backend)
     done = finished_run(out, config)
     if done is not None:
         wanted = {"split": evaluate_on, "noise_var": default_noise_var(done.config)}
@@ -252,9 +300,16 @@ def train_run(dataset: str, model_config: ModelConfig, train_config: TrainConfig
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        result = fit(model_config, x_train, x_val, train_config, history_path=out / HISTORY,
-                     progress=progress, checkpoint_path=out / CHECKPOINT, on_epoch=on_epoch,
-                     checkpoint_seconds=checkpoint_seconds, cuda_graphs=cuda_graphs)
+        if backend == "keras":
+            from .training import keras_backend
+
+            result = keras_backend.fit(model_config, x_train, x_val, train_config, history_path=out / HISTORY,
+                                       progress=progress, checkpoint_path=out / CHECKPOINT, on_epoch=on_epoch,
+                                       checkpoint_seconds=checkpoint_seconds)
+        else:
+            result = fit(model_config, x_train, x_val, train_config, history_path=out / HISTORY,
+                         progress=progress, checkpoint_path=out / CHECKPOINT, on_epoch=on_epoch,
+                         checkpoint_seconds=checkpoint_seconds, cuda_graphs=cuda_graphs)
     except BaseException:
         if created and not any(out.iterdir()):  # refused before the first epoch (a --device without a GPU, a bad
             out.rmdir()                         # AUTOENC_CHECKPOINT_SECONDS): no empty run folder is left behind

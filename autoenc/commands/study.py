@@ -107,11 +107,13 @@ def task(cfg: DictConfig) -> None:
 
 
 def _data_there(job: StudyJob) -> None:
-    """Refuse a study whose data cannot be found (or downloaded) before Hydra makes its folder
-    (on an existing Ray cluster the workers' data is theirs)."""
+    """Refuse a study whose data cannot be found (or downloaded), or whose backend is not installed,
+    before Hydra makes its folder (on an existing Ray cluster the workers' data and packages are theirs)."""
     if job.executor == "local" or not job.ray.address:
         for dataset in job.study.datasets:
             data.ensure(dataset, job.data_dir)
+        if job.study.backend == "keras":
+            from ..training import keras_backend  # noqa: F401 - a ConfigError saying what to install
 
 
 def main(args: list[str]) -> int:

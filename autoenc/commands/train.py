@@ -98,11 +98,8 @@ register_configs()
 
 def train(job: TrainJob, out: Path, threads: int | None = None, progress: bool | None = None) -> dict:
     """Train `job` into run folder `out` (resuming its checkpoint, or reusing a finished run)
-    and score it on the test split; returns its metrics (psnr in dB, ...), as metrics.json holds."""
-    if job.backend == "keras":
-        from ..training.keras_backend import train_keras
-
-        return train_keras(job, out, threads=threads, progress=progress)
+    and score it on the test split; returns its metrics (psnr in dB, ...), as metrics.json holds.
+    job.backend: torch or keras (the same configs, run folder and scores; model.keras for Keras)."""
     from ..model import ModelConfig
     from ..runs import METRICS, train_run
     from ..training import TrainConfig
@@ -120,11 +117,13 @@ def train(job: TrainJob, out: Path, threads: int | None = None, progress: bool |
     if t.budget_seconds is not None:
         config.epochs = _budget(out, model, config, t.budget_seconds, dataset, job)
     reused = (out / METRICS).is_file()
-    log.info("%s %s: %s, L=%d, %s%s", "reusing the finished run" if reused else "training", out, dataset,
-             job.latent, job.model.name, f", {noise.inputs_label(config.noise_var)}" if config.noise_var else "")
+    log.info("%s %s: %s, L=%d, %s%s%s", "reusing the finished run" if reused else "training", out, dataset,
+             job.latent, job.model.name, f", {noise.inputs_label(config.noise_var)}" if config.noise_var else "",
+             ", Keras" if job.backend == "keras" else "")
     run = train_run(dataset, model, config, out, job.data_dir, progress=progress, subset=subset_of(job),
                     on_epoch=lambda row, model: log.debug(_epoch_line(row, config.epochs)),
-                    checkpoint_seconds=t.checkpoint_seconds, cuda_graphs=cuda_graphs_mode(t.cuda_graphs))
+                    checkpoint_seconds=t.checkpoint_seconds, cuda_graphs=cuda_graphs_mode(t.cuda_graphs),
+                    backend=job.backend)
     metrics = run.metrics
     if config.noise_var is not None and "denoising" not in metrics:
         metrics = {**metrics, "denoising": _levels(run, job)}
@@ -213,8 +212,11 @@ def _remove_if_empty(out: Path) -> None:
 
 
 def _data_there(job: TrainJob) -> None:
-    """Refuse a job whose data cannot be found (or downloaded) before Hydra makes its folder."""
+    """Refuse a job whose data cannot be found (or downloaded), or whose backend is not installed,
+    before Hydra makes its folder."""
     data.ensure(dataset_of(job), job.data_dir)
+    if job.backend == "keras":
+        from ..training import keras_backend  # noqa: F401 - a ConfigError saying what to install
 
 
 def main(args: list[str]) -> int:

@@ -112,6 +112,9 @@ def header_section(study: Study) -> list:
             + ("; subsets " + ", ".join(f"{k} {v:,}" for k, v in c["subset"].items()) if c.get("subset") else "")
             + f"; robustness check at noise variance σ² = {c.get('robustness_var', 0.01)}.")
     lines.append(grid)
+    if c.get("backend", "torch") != "torch":
+        lines.append(f"Autoencoders trained with backend={c['backend']} (Keras 3 on TensorFlow's CPU build, "
+                     "docs/keras.md), scored by the same metric code as torch models.")
     precisions = sorted({r["precision"] for r in study.rows if r.get("precision")})
     if precisions:
         lines.append(f"Training arithmetic: {' and '.join(precisions)} (bf16 = bfloat16 autocast, what precision "

@@ -66,7 +66,8 @@ def _context(c: StudyConfig) -> dict:
 
 
 def on_gpu(c: StudyConfig) -> bool:
-    return resolve_device(c.device).type == "cuda"
+    """Whether the study's autoencoders train on a GPU (backend=keras: never, TensorFlow's CPU build)."""
+    return c.backend == "torch" and resolve_device(c.device).type == "cuda"
 
 
 # stack "auto" on a GPU: an H200 trained 3.4x (depth 3) and 3.3x as many models per second in
@@ -114,8 +115,10 @@ def _ae(c: StudyConfig, phase: str, dataset: str, arch: dict, l2: float = 0.0, l
     if denoise:
         tag += f"-blind{noise_var[0]:g}_{noise_var[1]:g}" if isinstance(noise_var, list) else f"-noise{noise_var:g}"
     spec = {"model": model.to_dict(), "train": train.to_dict(), "context": _context(c)}
+    if c.backend != "torch":  # torch trials keep the ids they had before there was a choice
+        spec["backend"] = c.backend
     stack = stack_size(c)
-    if stack > 1:
+    if stack > 1 and c.backend == "torch":  # stacking is the torch trainer's
         if unstackable(model, train) is None:
             spec["stack"] = stack
     return _trial("ae", phase, dataset, tag, spec)

@@ -82,10 +82,15 @@ def run_trial(trial: dict, study_dir: str | Path, data_dir: str | Path | None = 
     trained = None
     if trial["kind"] == "ae":
         spec, ctx = trial["spec"], trial["spec"]["context"]
+        if spec.get("backend") == "keras":  # TensorFlow's threads, before its first operation in this process
+            from ..training import keras_backend
+
+            keras_backend.set_threads(ctx["threads"])
         tc = TrainConfig.from_dict(spec["train"])
         run = train_run(trial["dataset"], ModelConfig.from_dict(spec["model"]), tc, folder / "run", data_dir,
                         progress=progress, evaluate_on=None, subset=ctx["subset"],
-                        on_epoch=_progress(events, trial["id"], tc.epochs), **runtime(trial))
+                        on_epoch=_progress(events, trial["id"], tc.epochs), backend=spec.get("backend", "torch"),
+                        **runtime(trial))
         trained = time.time()
         row = _autoencoder(trial, folder, run, data_dir)
     elif trial["kind"] == "pca":

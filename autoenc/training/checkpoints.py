@@ -31,11 +31,11 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.T
     optimizer.load_state_dict(opt_state)
 
 
-def _read_checkpoint(path, model: dict | list, train: dict | list,
-                     device_type: str) -> tuple[dict, dict[str, torch.Tensor]]:
+def read_checkpoint(path, model: dict | list, train: dict | list, device_type: str,
+                    backend: str = "torch") -> tuple[dict, dict[str, torch.Tensor]]:
     """The checkpoint's metadata and tensors; ConfigError when the file is corrupt (a copy cut
-    short, a full disk) or its format, its configuration (model and training configs, as dicts)
-    or its device type ("cpu", "cuda") differ."""
+    short, a full disk) or its format, its backend ("torch", "keras"), its configuration (model
+    and training configs, as dicts) or its device type ("cpu", "cuda") differ."""
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = json.loads(fh.metadata()["autoenc"])
@@ -43,6 +43,9 @@ def _read_checkpoint(path, model: dict | list, train: dict | list,
     except Exception as exc:  # safetensors raises several types for corrupt files
         raise ConfigError(f"{path} is not a readable checkpoint ({exc}); delete it to start the training "
                           f"afresh") from exc
+    if meta.get("backend", "torch") != backend:
+        raise ConfigError(f"{path} was written by a training with backend={meta.get('backend', 'torch')}; this one "
+                          f"trains with backend={backend}: delete it to start afresh")
     meta = _check_meta(path, meta, model, train)
     if meta.get("device", device_type) != device_type:  # its RNG states and numbers are the other device's
         raise ConfigError(f"{path} was written by a training on {meta['device']}; this one trains on {device_type}: "
@@ -103,7 +106,7 @@ def load_checkpoint(path, model, optimizer, batch_gen, noise_gen, model_config: 
     Refuses a checkpoint made with another model or training config, or on another type of
     device (it would not resume the same run)."""
     device = next(model.parameters()).device
-    meta, tensors = _read_checkpoint(path, model_config.to_dict(), train_config.to_dict(), device.type)
+    meta, tensors = read_checkpoint(path, model_config.to_dict(), train_config.to_dict(), device.type)
     model.load_state_dict(_prefixed(tensors, "model."))
     _load_optimizer(optimizer, tensors, device)
     batch_gen.set_state(tensors["rng.batch"])
@@ -140,7 +143,7 @@ def load_stack_checkpoint(path, stack: torch.nn.Module, optimizer, members: list
     place); returns (epochs done, elapsed seconds, precision as in `load_checkpoint`). Refuses a
     checkpoint of other models or training configs, in another order, or of another device type."""
     device = next(stack.parameters()).device
-    meta, tensors = _read_checkpoint(path, [m.model.config.to_dict() for m in members],
+    meta, tensors = read_checkpoint(path, [m.model.config.to_dict() for m in members],
                                      [m.config.to_dict() for m in members], device.type)
     stack.load_state_dict(_prefixed(tensors, "stack."))
     _load_optimizer(optimizer, tensors, device)
