@@ -284,7 +284,7 @@ ARCHITECTURE = Rule(lambda v: v == "best" or (isinstance(v, dict) and set(v) <= 
                                                    list_of(whole(1), "", empty=False).ok(v["widths"]))),
                     "best, {depth: 3|5, latent: L} or {widths: [w1, w2, ...], latent: L}")
 # the engine's fields a study may override for every trial (the rest it sets itself)
-MODEL_OVERRIDES = ("activation", "latent_activation", "norm", "init")
+MODEL_OVERRIDES = ("activation", "latent_activation", "norm", "decoder_norm", "unit_code_columns", "init")
 TRAIN_OVERRIDES = ("batch_size", "lr", "schedule", "warmup", "loss", "patience", "patience_start", "bn_images",
                    "precision", "noise_clip")
 
@@ -455,6 +455,7 @@ ENGINE_RULES: Dict[str, Rule] = {
     **{name: rule_of(TrainerConf, name) for name in ("epochs", "batch_size", "lr", "schedule", "warmup", "loss",
                                                      "patience", "patience_start", "bn_images", "precision",
                                                      "threads")},
+    "decoder_norm": optional(choice(NORMS), "the encoder's norm"), "unit_code_columns": FLAG,
     "l2": rule_of(RegularizerConf, "l2"), "l1": rule_of(RegularizerConf, "l1"), "seed": rule_of(TrainJob, "seed"),
     "device": TEXT, "noise_clip": rule_of(NoiseConf, "clip"),
     "noise_var": Rule(lambda v: v is None or VARIANCE.ok(v) or VARIANCE_RANGE.ok(v),
