@@ -361,7 +361,7 @@ def test_a_resumed_training_equals_an_uninterrupted_one(mnist, tmp_path, precisi
         meta, tensors = json.loads(fh.metadata()["autoenc"]), {k: fh.get_tensor(k) for k in fh.keys()}
     meta["format"] = "1"
     atomic_save_tensors(ckpt, tensors, metadata={"autoenc": json.dumps(meta)})
-    with pytest.raises(ConfigError, match="checkpoint format '1', this autoenc reads '2'; delete it"):
+    with pytest.raises(ConfigError, match="checkpoint format '1', this autoenc reads '3'; delete it"):
         fit(ModelConfig.preset(3, 15), x_train, x_val, config, progress=False, checkpoint_path=ckpt)
 
 
@@ -848,7 +848,7 @@ def test_a_corrupt_or_older_weights_file_is_refused(data_dir, tmp_path):
               subset={"train": 500, "val": 100}, evaluate_on=None)
     weights = out / "model.safetensors"
     atomic_save_tensors(weights, load_file(weights), metadata={"format": "pt", "autoenc": "1"})
-    with pytest.raises(ConfigError, match="model.safetensors has weights format '1', this autoenc reads '2'"):
+    with pytest.raises(ConfigError, match="model.safetensors has weights format '1', this autoenc reads '3'"):
         load_run(out)
     blob = weights.read_bytes()
     weights.write_bytes(blob[: len(blob) // 2])
