@@ -325,10 +325,16 @@ class StudyConfig:
     """conf/study/: a study. datasets x depths x latents: the grid; model / train: overrides of
     the engine's ModelConfig / TrainConfig for every trial; epochs / gpu_epochs: per depth on a
     CPU / a GPU (gpu_epochs null: epochs); l2, l1: strengths tried on the best architecture;
-    combined: also the best l2 with the best l1; pca: PCA baselines at k = every latent;
+    combined: also the best l2 with the best l1; penalty_model: model overrides for those
+    penalized trials, which then also run without a penalty ("unpenalized") as their reference
+    (the default lets the code's scale reach the output, docs/recipe.md; {}: the grid's own model,
+    whose chosen arm is then the reference); pca: PCA baselines at k = every latent;
     denoising: null to skip; subset: {train|val|test: n} to use the first n images of a split;
-    robustness_var: the noise variance of every compression model's robustness check; seed: of
-    every trial; threads: CPU threads per trial (the numbers depend on it, not on scheduling);
+    robustness_var: the noise variance of every compression model's robustness check; seed: the
+    first training seed, and the seed of the fixed test and validation noise and the baselines;
+    seeds / gpu_seeds: every autoencoder trial runs with the training seeds seed, seed + 1, ...,
+    seed + seeds - 1 on a CPU (gpu_seeds on a GPU; null: seeds), so each comparison has a mean and a
+    spread; threads: CPU threads per trial (the numbers depend on it, not on scheduling);
     workers: trials side by side (auto: what fits the cores); device: auto, cpu or cuda; stack:
     same-architecture trials trained at once as one stacked model (auto: 8 on a GPU, 1 on a CPU;
     part of each trial's identity, as the numbers change by rounding)."""
@@ -347,9 +353,10 @@ class StudyConfig:
     gpu_epochs: Any = rule(optional(EPOCHS_MAP, "epochs"), factory=lambda: {3: 100, 5: 100})
     l2: List[float] = rule(list_of(real(0, above=True), "strengths > 0, e.g. [1e-6, 1e-5, 1e-4], or [] to skip"),
                            factory=lambda: [1e-6, 1e-5, 1e-4])
-    l1: List[float] = rule(list_of(real(0, above=True), "strengths > 0, e.g. [1e-6, 1e-5, 1e-4], or [] to skip"),
-                           factory=lambda: [1e-6, 1e-5, 1e-4])
+    l1: List[float] = rule(list_of(real(0, above=True), "strengths > 0, e.g. [1e-5, 1e-4, 1e-3], or [] to skip"),
+                           factory=lambda: [1e-5, 1e-4, 1e-3])
     combined: bool = rule(FLAG, True)
+    penalty_model: Dict[str, Any] = rule(ANY, factory=lambda: {"decoder_norm": "none", "unit_code_columns": True})
     pca: bool = rule(FLAG, True)
     denoising: Optional[DenoiseConfig] = field(default_factory=DenoiseConfig)
     subset: Dict[str, int] = rule(Rule(lambda v: isinstance(v, dict) and all(
@@ -357,6 +364,8 @@ class StudyConfig:
         "{train|val|test: n}: the first n >= 1 images of a split"), factory=dict)
     robustness_var: float = rule(VARIANCE, 0.01)
     seed: int = rule(whole(0), 0)
+    seeds: int = rule(whole(1, " (training seeds per autoencoder trial, e.g. 2)"), 2)
+    gpu_seeds: Optional[int] = rule(optional(whole(1), "seeds"), 5)
     threads: int = rule(whole(1, " (CPU threads per trial)"), 1)
     workers: Any = rule(Rule(lambda v: v == "auto" or (_int(v) and v >= 1), "auto or a whole number >= 1"), "auto")
     device: str = rule(Rule(lambda v: isinstance(v, str) and (v in ("auto", "cpu") or v.startswith("cuda")),
@@ -432,9 +441,10 @@ def check_study(c: StudyConfig, where: str = "study.") -> None:
     if c.gpu_epochs is not None:
         c.gpu_epochs = _epochs_map(_plain(c.gpu_epochs))
     top = "set it at the top level of the study, not under train"
-    _check_overrides(f"{where}model", c.model, MODEL_OVERRIDES, {
-        k: "the study sets each trial's architecture from depths and latents (the denoisers': "
-           "denoising.architecture); input_dim comes from the dataset" for k in ("input_dim", "widths", "latent")})
+    planned = {k: "the study sets each trial's architecture from depths and latents (the denoisers': "
+                  "denoising.architecture); input_dim comes from the dataset" for k in ("input_dim", "widths", "latent")}
+    _check_overrides(f"{where}model", c.model, MODEL_OVERRIDES, planned)
+    _check_overrides(f"{where}penalty_model", c.penalty_model, MODEL_OVERRIDES, planned)
     _check_overrides(f"{where}train", c.train, TRAIN_OVERRIDES, {
         **{k: top for k in ("epochs", "noise_var", "seed", "device", "threads")},
         **{k: f"the study sets each trial's penalties: list the strengths to try in {where}{k}, e.g. [1e-5]"
