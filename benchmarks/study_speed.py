@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from autoenc.findings import load_study
-from autoenc.report import schedule_text, timeline
+from autoenc.report.sections import schedule_text, timeline
 from autoenc.study import StudyConfig, preset, run_study
 
 

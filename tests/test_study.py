@@ -288,9 +288,10 @@ def test_trials_that_others_wait_for_take_free_workers_first():
     assert [t.id for t in ready if t.phase == "baselines"] == [t.id for t in first if t.phase == "baselines"]
 
 
+ONE_SEED = {"seeds": 1, "gpu_seeds": 1, "penalty_model": {}}  # the studies below test the running, not the seeds
 SMALL_STUDY = {
     "name": "small", "datasets": ["mnist"], "depths": [3], "latents": [15], "epochs": 1, "l2": [1e-5],
-    "l1": [1e-5], "subset": {"train": 1000, "val": 200, "test": 200},
+    "l1": [1e-5], "subset": {"train": 1000, "val": 200, "test": 200}, **ONE_SEED,
     "denoising": {"variances": [0.04], "blind": None, "baselines": ["noisy"], "subset": 20, "epochs": 1}}
 
 
@@ -420,7 +421,7 @@ def test_a_stacked_study_gives_the_plain_studys_numbers_up_to_rounding(data_dir,
     dataset): the same numbers in any executor, after a lost result, and within rounding of the
     trials trained alone."""
     spec = {"name": "stacked", "datasets": ["mnist", "fashion-mnist"], "depths": [3], "latents": [15],
-            "epochs": 2, "l2": [1e-5], "l1": [1e-5], "combined": False, "pca": False,
+            "epochs": 2, "l2": [1e-5], "l1": [1e-5], "combined": False, "pca": False, **ONE_SEED,
             "subset": {"train": 1500, "val": 300, "test": 300},
             "denoising": {"variances": [0.04, 0.16], "blind": None, "baselines": ["noisy"], "subset": 50, "epochs": 2}}
     plain = run_study(study_from_dict(spec), tmp_path / "plain", data_dir=data_dir, workers=1, progress=False)
@@ -517,7 +518,7 @@ def test_damaged_summary_or_trial_results_are_rewritten_not_a_traceback(data_dir
 
     spec = {"name": "tiny", "datasets": ["mnist"], "depths": [3], "latents": [15], "epochs": 1, "l2": [], "l1": [],
             "combined": False, "pca": False, "subset": {"train": 600, "val": 200, "test": 200}, "denoising": None,
-            "workers": 1}
+            "workers": 1, **ONE_SEED}
     config = study_from_dict(spec)
     first = run_study(config, tmp_path, data_dir=data_dir, progress=False)
     (result,) = tmp_path.glob("trials/*/result.json")
@@ -537,7 +538,7 @@ def test_on_a_gpu_machine_cpu_trials_get_their_own_pool_and_the_same_numbers(dat
 
     config = study_from_dict({
         "name": "gpu-side", "datasets": ["mnist"], "depths": [3], "latents": [15], "epochs": 2, "gpu_epochs": 2,
-        "l2": [], "l1": [], "stack": 1, "subset": {"train": 2000, "val": 500, "test": 500},
+        "l2": [], "l1": [], "stack": 1, "subset": {"train": 2000, "val": 500, "test": 500}, **ONE_SEED,
         "denoising": {"variances": [0.04], "blind": None, "baselines": ["noisy", "gaussian"], "subset": 50,
                       "epochs": 2, "gpu_epochs": 2}})
     inline = run_study(config, tmp_path / "inline", data_dir=data_dir, workers=1, progress=False)

@@ -237,7 +237,7 @@ def claims(base: list[dict], arm: list[dict]) -> dict:
          "drop": diff(stat(drop_rows(arm), "drop"), stat(drop_rows(base), "drop"))}
     gap, noisy, drop = d["gap"], d["noisy"], d["drop"]
     if gap is None or noisy is None or drop is None:
-        d.update(overfitting=DASH, robustness=DASH, supports=None)
+        d.update(overfitting=DASH, robustness=DASH)
         return d
     d["overfitting"] = {-1: "less overfitting (narrower gap)", 1: "more overfitting (wider gap)",
                         0: "overfitting unchanged (gap within the spread)", None: f"no verdict ({ONE_SEED})"}[gap.sign]
@@ -253,10 +253,6 @@ def claims(base: list[dict], arm: list[dict]) -> dict:
         d["robustness"] = "less robust (lower noisy-input psnr)"
     else:
         d["robustness"] = "robustness unchanged (within the spread)"
-    if gap.sign is None:
-        d["supports"] = None
-    else:
-        d["supports"] = (gap.sign < 0) + (noisy.sign > 0 and drop.sign > 0)
     return d
 
 
