@@ -392,8 +392,10 @@ def _regularization_intro(study: Study) -> str:
              "their image's largest |E_j|; **mean |E|** is the code's own scale; **dead units**: units below 1% of "
              "the largest on every test image. L2 on a dense layer that batch norm follows changes only that "
              "layer's effective step size: batch norm undoes any scaling of its weights, so weight decay shrinks "
-             "them and Adam's steps, of a fixed size, grow relative to them; it penalizes for real only the layers "
-             "without batch norm after them (in the encoder only the code layer).")
+             "them and Adam's steps, of a fixed size, grow relative to them. It penalizes for real only the layers "
+             "whose scale reaches the output: in the grid's model only the output layer (the code layer feeds batch "
+             "norm too), in a decoder without normalization also the code layer and the decoder's hidden layers "
+             "(but not a first layer with unit-norm columns, which is scale-invariant as well).")
     return text
 
 
