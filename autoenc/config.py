@@ -163,8 +163,10 @@ class DatasetConf:
 class ModelConf:
     """conf/model/: the architecture but its latent size. widths: hidden widths of the encoder,
     outermost first (the decoder mirrors them); activation: of the hidden layers; latent_activation:
-    of the code E; norm: after each hidden dense layer; init: of the dense weights (default:
-    PyTorch's, glorot: Keras's, in either backend; docs/keras.md)."""
+    of the code E; norm: after each hidden dense layer; decoder_norm: the decoder's own (null: norm;
+    none lets the code's scale reach the output, docs/recipe.md); unit_code_columns: the decoder's
+    first layer uses each code unit's weight column at unit L2 norm; init: of the dense weights
+    (default: PyTorch's, glorot: Keras's, in either backend; docs/keras.md)."""
 
     name: str = rule(TEXT, "deep3")
     widths: List[int] = rule(list_of(whole(1), "hidden widths, whole numbers >= 1, e.g. [512, 256]"),
@@ -172,6 +174,8 @@ class ModelConf:
     activation: str = rule(choice(ACTIVATIONS), "silu")
     latent_activation: str = rule(choice(ACTIVATIONS), "linear")
     norm: str = rule(choice(NORMS), "batch")
+    decoder_norm: Optional[str] = rule(optional(choice(NORMS), "the same as norm"), None)
+    unit_code_columns: bool = rule(FLAG, False)
     init: str = rule(choice(INITS), "orthogonal")
 
 
@@ -311,7 +315,7 @@ ARCHITECTURE = Rule(lambda v: v == "best" or (isinstance(v, dict) and set(v) <= 
                                                    list_of(whole(1), "", empty=False).ok(v["widths"]))),
                     "best, {depth: 3|5, latent: L} or {widths: [w1, w2, ...], latent: L}")
 # the engine's fields a study may override for every trial (the rest it sets itself)
-MODEL_OVERRIDES = ("activation", "latent_activation", "norm", "init")
+MODEL_OVERRIDES = ("activation", "latent_activation", "norm", "decoder_norm", "unit_code_columns", "init")
 TRAIN_OVERRIDES = ("batch_size", "lr", "schedule", "warmup", "loss", "patience", "patience_start", "bn_images",
                    "precision", "noise_clip")
 
@@ -324,6 +328,8 @@ class ModelOverrides:
     activation: Optional[str] = rule(optional(choice(ACTIVATIONS), "unchanged"), None)
     latent_activation: Optional[str] = rule(optional(choice(ACTIVATIONS), "unchanged"), None)
     norm: Optional[str] = rule(optional(choice(NORMS), "unchanged"), None)
+    decoder_norm: Optional[str] = rule(optional(choice(NORMS), "unchanged"), None)
+    unit_code_columns: Optional[bool] = rule(optional(FLAG, "unchanged"), None)
     init: Optional[str] = rule(optional(choice(INITS), "unchanged"), None)
 
 
@@ -371,7 +377,7 @@ class DenoiseConfig:
     baselines: List[str] = rule(list_of(choice(BASELINES), "baselines: " + ", ".join(BASELINES)),
                                 factory=lambda: list(BASELINES))
     subset: int = rule(whole(1, " (test images, e.g. 1000)"), 1000)
-    epochs: Any = rule(optional(EPOCHS_MAP, "the study's"), factory=lambda: {3: 50, 5: 30})
+    epochs: Any = rule(optional(EPOCHS_MAP, "the study's"), factory=lambda: {3: 25, 5: 20})
     gpu_epochs: Any = rule(optional(EPOCHS_MAP, "epochs"), factory=lambda: {3: 100, 5: 100})
     blind_epochs_factor: float = rule(real(0, 100, above=True, example=" (e.g. 2: twice the per-level epochs)"),
                                       2.0)
@@ -389,10 +395,16 @@ class StudyConfig:
     """conf/study/: a study. datasets x depths x latents: the grid; model / train: overrides of
     the engine's ModelConfig / TrainConfig for every trial; epochs / gpu_epochs: per depth on a
     CPU / a GPU (gpu_epochs null: epochs); l2, l1: strengths tried on the best architecture;
-    combined: also the best l2 with the best l1; pca: PCA baselines at k = every latent;
+    combined: also the best l2 with the best l1; penalty_model: model overrides for those
+    penalized trials, which then also run without a penalty ("unpenalized") as their reference
+    (the default lets the code's scale reach the output, docs/recipe.md; {}: the grid's own model,
+    whose chosen arm is then the reference); pca: PCA baselines at k = every latent;
     denoising: null to skip; subset: {train|val|test: n} to use the first n images of a split;
-    robustness_var: the noise variance of every compression model's robustness check; seed: of
-    every trial; threads: CPU threads per trial (the numbers depend on it, not on scheduling);
+    robustness_var: the noise variance of every compression model's robustness check; seed: the
+    first training seed, and the seed of the fixed test and validation noise and the baselines;
+    seeds / gpu_seeds: every autoencoder trial runs with the training seeds seed, seed + 1, ...,
+    seed + seeds - 1 on a CPU (gpu_seeds on a GPU; null: seeds), so each comparison has a mean and a
+    spread; threads: CPU threads per trial (the numbers depend on it, not on scheduling);
     workers: trials side by side (auto: what fits the cores); device: auto, cpu or cuda; stack:
     same-architecture trials trained at once as one stacked model (auto: 8 on a GPU, 1 on a CPU;
     part of each trial's identity, as the numbers change by rounding; torch only); backend: the
@@ -408,18 +420,22 @@ class StudyConfig:
                               factory=lambda: [15, 30, 50, 100])
     model: ModelOverrides = field(default_factory=ModelOverrides)
     train: TrainOverrides = field(default_factory=TrainOverrides)
-    epochs: Any = rule(EPOCHS_MAP, factory=lambda: {3: 30, 5: 30})
+    epochs: Any = rule(EPOCHS_MAP, factory=lambda: {3: 20, 5: 20})
     gpu_epochs: Any = rule(optional(EPOCHS_MAP, "epochs"), factory=lambda: {3: 100, 5: 100})
     l2: List[float] = rule(list_of(real(0, above=True), "strengths > 0, e.g. [1e-6, 1e-5, 1e-4], or [] to skip"),
                            factory=lambda: [1e-6, 1e-5, 1e-4])
-    l1: List[float] = rule(list_of(real(0, above=True), "strengths > 0, e.g. [1e-6, 1e-5, 1e-4], or [] to skip"),
-                           factory=lambda: [1e-6, 1e-5, 1e-4])
+    l1: List[float] = rule(list_of(real(0, above=True), "strengths > 0, e.g. [1e-5, 1e-4, 1e-3], or [] to skip"),
+                           factory=lambda: [1e-5, 1e-4, 1e-3])
     combined: bool = rule(FLAG, True)
+    penalty_model: ModelOverrides = field(
+        default_factory=lambda: ModelOverrides(decoder_norm="none", unit_code_columns=True))
     pca: bool = rule(FLAG, True)
     denoising: Optional[DenoiseConfig] = field(default_factory=DenoiseConfig)
     subset: SubsetConf = field(default_factory=SubsetConf)
     robustness_var: float = rule(VARIANCE, 0.01)
     seed: int = rule(whole(0), 0)
+    seeds: int = rule(whole(1, " (training seeds per autoencoder trial, e.g. 2)"), 2)
+    gpu_seeds: Optional[int] = rule(optional(whole(1), "seeds"), 5)
     threads: int = rule(whole(1, " (CPU threads per trial)"), 1)
     workers: Any = rule(Rule(lambda v: v == "auto" or (_int(v) and v >= 1), "auto or a whole number >= 1"), "auto")
     device: str = rule(Rule(lambda v: isinstance(v, str) and (v in ("auto", "cpu") or v.startswith("cuda")),
@@ -531,9 +547,10 @@ def check_study(c: StudyConfig, where: str = "study.") -> None:
     if c.gpu_epochs is not None:
         c.gpu_epochs = _epochs_map(_plain(c.gpu_epochs))
     top = "set it at the top level of the study, not under train"
-    c.model = _overrides(c.model, ModelOverrides, f"{where}model.", MODEL_OVERRIDES, {
-        k: "the study sets each trial's architecture from depths and latents (the denoisers': "
-           "denoising.architecture); input_dim comes from the dataset" for k in ("input_dim", "widths", "latent")})
+    planned = {k: "the study sets each trial's architecture from depths and latents (the denoisers': "
+                  "denoising.architecture); input_dim comes from the dataset" for k in ("input_dim", "widths", "latent")}
+    c.model = _overrides(c.model, ModelOverrides, f"{where}model.", MODEL_OVERRIDES, planned)
+    c.penalty_model = _overrides(c.penalty_model, ModelOverrides, f"{where}penalty_model.", MODEL_OVERRIDES, planned)
     c.train = _overrides(c.train, TrainOverrides, f"{where}train.", TRAIN_OVERRIDES, {
         **{k: top for k in ("epochs", "noise_var", "seed", "device", "threads")},
         **{k: f"the study sets each trial's penalties: list the strengths to try in {where}{k}, e.g. [1e-5]"
@@ -554,7 +571,8 @@ def study_from_dict(data: dict, where: str = "study.") -> StudyConfig:
 
 ENGINE_RULES: Dict[str, Rule] = {
     "input_dim": whole(1, " (pixels per image)"), "latent": rule_of(TrainJob, "latent"),
-    **{name: rule_of(ModelConf, name) for name in ("widths", "activation", "latent_activation", "norm", "init")},
+    **{name: rule_of(ModelConf, name) for name in ("widths", "activation", "latent_activation", "norm", "decoder_norm",
+                                                    "unit_code_columns", "init")},
     **{name: rule_of(TrainerConf, name) for name in ("epochs", "batch_size", "lr", "schedule", "warmup", "loss",
                                                      "patience", "patience_start", "bn_images", "precision",
                                                      "threads")},

@@ -22,15 +22,44 @@ def grid_indices(n_images: int, count: int = GRID_IMAGES, seed: int = 0) -> list
     return sorted(torch.randperm(n_images, generator=g)[:count].tolist())
 
 
-def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
-    """Render a matplotlib figure to PNG atomically and close it; returns the path."""
+SCALE = 2  # every figure is drawn at twice its display size, so it is sharp on high-DPI screens
+DPI = 110 * SCALE  # pixels per inch: a figure's display size is its inches x 110 px
+
+
+def save_figure(fig, path: str | Path, dpi: int = DPI, tight: bool = False) -> Path:
+    """Render a matplotlib figure to PNG atomically (at `DPI`: twice its display size) and close it;
+    returns the path. The plots lay themselves out (layout="constrained"), which draws them once;
+    tight: crop to what is drawn instead (a second drawing pass; the image grids)."""
     import io
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return Path(path)
+
+
+# One colour per phase, in every figure: the timeline, the seconds per trial, the regularization
+# trade-off (l2, l1) and the denoising plots (the autoencoders' phases).
+PHASE_COLOURS = {
+    "grid": "#1f77b4", "l2": "#ff7f0e", "l1": "#2ca02c", "l2+l1": "#9467bd", "denoise": "#d62728",
+    "blind": "#8c564b", "pca": "#7f7f7f", "baselines": "#17becf",
+}
+OTHER_COLOURS = ("#e377c2", "#bcbd22", "#393b79", "#637939", "#e7ba52", "#7b4173", "#6b6ecf", "#000000",
+                 "#a55194", "#b5cf6b")  # for what is not a phase (the classical denoisers), no phase's hue
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+LINESTYLES = ("-", "--", "-.", ":")
+
+
+def phase_colour(phase: str, i: int = 0):
+    """The colour of a phase (PHASE_COLOURS); another phase name gets OTHER_COLOURS[i]."""
+    return PHASE_COLOURS.get(phase, OTHER_COLOURS[i % len(OTHER_COLOURS)])
+
+
+def _dodge(i: int, n: int, width: float) -> float:
+    """Horizontal offset of series i of n, spread over `width`, so markers at one x never hide each
+    other."""
+    return 0.0 if n < 2 else (i - (n - 1) / 2) * width / (n - 1)
 
 
 def image_grid(rows: list[torch.Tensor], image_shape: tuple[int, int], path: str | Path,
@@ -57,10 +86,10 @@ def image_grid(rows: list[torch.Tensor], image_shape: tuple[int, int], path: str
         spine.set_visible(False)
     if title:
         ax.set_title(title, fontsize=9)
-    return save_figure(fig, path)
+    return save_figure(fig, path, tight=True)
 
 
-_WIDE = (7.2, 3.9)  # inches at 110 dpi: about 790 x 430 px, sized for a laptop screen
+_WIDE = (7.2, 3.9)  # inches at 110 px each: about 790 x 430 px on the page
 
 
 def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
@@ -73,25 +102,65 @@ def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
         ax.spines[side].set_visible(False)
 
 
-def plot_psnr_vs_latent(series: dict[str, tuple[list[int], list[float]]], path: str | Path,
+Series = dict  # {label: (xs, means, sds or None)}
+
+
+def plot_psnr_vs_latent(series: dict[str, tuple[list[int], list[float], list[float] | None]], path: str | Path,
                         pca: tuple[list[int], list[float]] | None = None, title: str = "",
                         ylabel: str = "psnr (dB, mean per-image)") -> Path:
-    """Line plot of PSNR (dB) against latent size L.
+    """PSNR (dB) against latent size L, on a log-scaled L axis.
 
-    series: {label (e.g. "depth 3"): (latent sizes, PSNR in dB)}, one solid line each; pca: the
-    PCA baseline (k = L, PSNR in dB) drawn dashed. Returns the PNG path."""
-    fig, ax = plt.subplots(figsize=_WIDE)
+    series: {label (e.g. "depth 3"): (latent sizes, mean PSNR in dB, sd over seeds or None)}, one
+    line each, with error bars of ±sd, each series shifted a little sideways and drawn with its own
+    marker and line style so none hides another; pca: the PCA baseline (k = L, PSNR in dB), dashed
+    grey. Returns the PNG path."""
+    fig, ax = plt.subplots(figsize=_WIDE, layout="constrained")
     latents: set[int] = set()
-    for label, (xs, ys) in series.items():
-        ax.plot(xs, ys, marker="o", linewidth=2, label=label)
+    n = len(series)
+    for i, (label, (xs, ys, sds)) in enumerate(series.items()):
+        shifted = [x * 10 ** _dodge(i, n, 0.03) for x in xs]
+        ax.errorbar(shifted, ys, yerr=sds, marker=MARKERS[i % len(MARKERS)], linestyle=LINESTYLES[i % 4],
+                    linewidth=2, capsize=3, color=OTHER_COLOURS[(7 + i) % len(OTHER_COLOURS)], label=label,
+                    markerfacecolor="none" if i % 2 else None)
         latents.update(xs)
     if pca is not None and pca[0]:
-        ax.plot(pca[0], pca[1], "k--", marker="s", markersize=4, linewidth=1.4, label="PCA (k = L)")
+        ax.plot(pca[0], pca[1], linestyle="--", color=PHASE_COLOURS["pca"], marker="s", markersize=4, linewidth=1.4,
+                label="PCA (k = L)")
         latents.update(pca[0])
     if latents:
+        ax.set_xscale("log")
         ax.set_xticks(sorted(latents))
+        ax.set_xticklabels([str(v) for v in sorted(latents)])
+        ax.minorticks_off()
     _style(ax, title, "latent size L", ylabel)
     ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_tradeoff(points: dict[str, list[tuple[str, float, float, float, float]]], path: str | Path,
+                  title: str = "", xlabel: str = "Hoyer sparsity of the code (0: dense, 1: one unit)",
+                  ylabel: str = "psnr (dB, mean per-image)") -> Path:
+    """The regularization trade-off: test PSNR (dB) against the code's sparsity, one point per
+    setting.
+
+    points: {phase ("none", "l2", "l1", "l2+l1"): [(label, sparsity, sd, psnr, sd), ...]} in
+    increasing strength; a phase's points are joined in that order, coloured by phase
+    (PHASE_COLOURS; "none" black) and labelled with their strength. Returns the PNG path."""
+    fig, ax = plt.subplots(figsize=_WIDE, layout="constrained")
+    for i, (phase, pts) in enumerate(points.items()):
+        colour = "black" if phase == "none" else phase_colour(phase)
+        xs, xe = [p[1] for p in pts], [p[2] for p in pts]
+        ys, ye = [p[3] for p in pts], [p[4] for p in pts]
+        ax.errorbar(xs, ys, xerr=xe, yerr=ye, marker=MARKERS[i % len(MARKERS)], linestyle=LINESTYLES[i % 4],
+                    color=colour, linewidth=1.6, capsize=3, label=phase, zorder=3 if phase == "none" else 2)
+        for label, x, _, y, _ in pts:
+            if label == "none" and phase != "none":  # a penalty's line starts at none's own point
+                continue
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4 + 8 * (i % 2)), fontsize=7,
+                        color=colour)
+    _style(ax, title, xlabel, ylabel)
+    if points:
+        ax.legend(fontsize=8)
     return save_figure(fig, path)
 
 
@@ -100,7 +169,7 @@ def plot_training_curves(curves: dict[str, tuple[list[int], list[float]]], path:
     """Validation PSNR (dB) per epoch, one line per model.
 
     curves: {label: (epochs, PSNR in dB)}. Returns the PNG path."""
-    fig, ax = plt.subplots(figsize=_WIDE)
+    fig, ax = plt.subplots(figsize=_WIDE, layout="constrained")
     for label, (xs, ys) in curves.items():
         ax.plot(xs, ys, marker="." if len(xs) < 30 else None, linewidth=1.6, label=label)
     _style(ax, title, "epoch", ylabel)
@@ -111,18 +180,20 @@ def plot_training_curves(curves: dict[str, tuple[list[int], list[float]]], path:
 
 
 def plot_code_histogram(codes: dict[str, np.ndarray], path: str | Path, title: str = "", bins: int = 80) -> Path:
-    """Histogram of latent code values (one step outline per model) on a log-scaled count axis.
+    """Histogram of latent code values (one step outline per model, each its own line style) on a
+    log-scaled count axis.
 
     codes: {label: array of code values (any shape, flattened)}. Returns the PNG path."""
-    fig, ax = plt.subplots(figsize=_WIDE)
+    fig, ax = plt.subplots(figsize=_WIDE, layout="constrained")
     arrays = {k: np.asarray(v, dtype=np.float64).ravel() for k, v in codes.items()}
     arrays = {k: v[np.isfinite(v)] for k, v in arrays.items() if v.size}
     if arrays:
         lo = min(float(v.min()) for v in arrays.values())
         hi = max(float(v.max()) for v in arrays.values())
         edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
-        for label, values in arrays.items():
-            ax.hist(values, bins=edges, histtype="step", linewidth=1.6, label=label)
+        for i, (label, values) in enumerate(arrays.items()):
+            ax.hist(values, bins=edges, histtype="step", linewidth=1.6, linestyle=LINESTYLES[i % 4], label=label,
+                    color="black" if i == 0 else OTHER_COLOURS[i % len(OTHER_COLOURS)])
         ax.set_yscale("log")
         ax.legend(fontsize=8)
     _style(ax, title, "code value E_j", "count (log scale)")
@@ -135,7 +206,7 @@ def plot_per_class(class_names: list[str], series: dict[str, list[float]], path:
 
     class_names: the x labels; series: {label: one PSNR per class (None for missing)}. Returns the
     PNG path."""
-    fig, ax = plt.subplots(figsize=_WIDE)
+    fig, ax = plt.subplots(figsize=_WIDE, layout="constrained")
     n = max(1, len(series))
     width = 0.8 / n
     x = np.arange(len(class_names))
@@ -161,10 +232,10 @@ def plot_seconds(labels: list[str], seconds: list[float], path: str | Path, grou
     labels, seconds: one entry per trial (seconds of wall or training time); groups: a group name
     per trial for the colour and legend. Returns the PNG path."""
     height = min(16.0, 1.2 + 0.2 * len(labels))
-    fig, ax = plt.subplots(figsize=(7.2, height))
+    fig, ax = plt.subplots(figsize=(7.2, height), layout="constrained")
     groups = groups or [""] * len(labels)
     names = list(dict.fromkeys(groups))
-    colours = {g: plt.cm.tab10(i % 10) for i, g in enumerate(names)}
+    colours = {g: phase_colour(g, i) for i, g in enumerate(names)}
     y = np.arange(len(labels))[::-1]
     ax.barh(y, [s or 0.0 for s in seconds], color=[colours[g] for g in groups])
     ax.set_yticks(y)
@@ -187,9 +258,9 @@ def plot_timeline(jobs: list[dict], path: str | Path, title: str = "") -> Path:
     jobs: dicts with "worker", "start", "end", "phase" and optionally "trained" (seconds), as
     `report.timeline` returns them. Returns the PNG path."""
     lanes = list(dict.fromkeys(j["worker"] for j in sorted(jobs, key=lambda j: j["start"])))
-    fig, ax = plt.subplots(figsize=(7.2, min(12.0, 1.4 + 0.28 * len(lanes))))
+    fig, ax = plt.subplots(figsize=(7.2, min(12.0, 1.4 + 0.28 * len(lanes))), layout="constrained")
     phases = list(dict.fromkeys(j["phase"] for j in jobs))
-    colours = {p: plt.cm.tab10(i % 10) for i, p in enumerate(phases)}
+    colours = {p: phase_colour(p, i) for i, p in enumerate(phases)}
     for j in jobs:
         y, colour = lanes.index(j["worker"]), colours[j["phase"]]
         trained = j.get("trained")
@@ -211,34 +282,33 @@ def plot_timeline(jobs: list[dict], path: str | Path, title: str = "") -> Path:
     return save_figure(fig, path)
 
 
-def plot_denoising(series: dict[str, tuple[list[float], list[float]]], path: str | Path,
-                   bold: set[str] | None = None, title: str = "",
+def plot_denoising(series: dict[str, tuple[list[float], list[float], list[float] | None]], path: str | Path,
+                   phases: dict[str, str] | None = None, title: str = "",
                    ylabel: str = "psnr (dB, mean per-image)") -> Path:
     """PSNR (dB) of each denoising method against the noise variance sigma^2 ([0, 1] scale).
 
-    series: {method label: (variances sigma^2, PSNR in dB)}; labels in `bold` (the autoencoders)
-    are drawn thick. The x ticks show sigma^2 and sigma. Returns the PNG path."""
-    bold = bold or set()
-    fig, ax = plt.subplots(figsize=_WIDE)
+    series: {method label: (variances sigma^2, mean PSNR in dB, sd over seeds or None)}; phases:
+    {label: phase} for the autoencoders, drawn thick in their phase's colour (PHASE_COLOURS); the
+    baselines thin, each its own colour, marker and line style, and every series shifted a little
+    sideways so no line hides another. The x ticks show sigma^2 and sigma. Returns the PNG path."""
+    phases = phases or {}
+    fig, ax = plt.subplots(figsize=_WIDE, layout="constrained")
     variances: set[float] = set()
-    strong_styles = [("#c0392b", "-"), ("#111111", "--"), ("#2e86de", "-.")]
-    thin = [c for i, c in enumerate(plt.cm.tab10.colors) if i not in (3, 7)]  # not red, not grey
-    n_strong = n_thin = 0
-    for label, (xs, ys) in series.items():
-        if label in bold:
-            colour, style = strong_styles[n_strong % len(strong_styles)]
-            n_strong += 1
-            ax.plot(xs, ys, marker="o", linewidth=3.0, linestyle=style, color=colour, label=label, zorder=3)
-        else:
-            colour = thin[n_thin % len(thin)]
-            n_thin += 1
-            ax.plot(xs, ys, marker=".", linewidth=1.2, linestyle=":" if label == "noisy" else "-", color=colour,
-                    label=label, zorder=2)
+    n = len(series)
+    for i, (label, (xs, ys, sds)) in enumerate(series.items()):
+        shifted = [x * 10 ** _dodge(i, n, 0.04) for x in xs]
+        strong = label in phases
+        ax.errorbar(shifted, ys, yerr=sds, marker=MARKERS[i % len(MARKERS)], markersize=5 if strong else 4,
+                    linewidth=2.6 if strong else 1.2, linestyle=":" if label == "noisy" else LINESTYLES[i % 4],
+                    color=phase_colour(phases[label]) if strong else OTHER_COLOURS[i % len(OTHER_COLOURS)],
+                    capsize=3, label=label, zorder=3 if strong else 2)
         variances.update(xs)
     if variances:
         ticks = sorted(variances)
+        ax.set_xscale("log")
         ax.set_xticks(ticks)
         ax.set_xticklabels([f"{v:g}\nσ={v ** 0.5:.2f}" for v in ticks])
+        ax.minorticks_off()
     _style(ax, title, "noise variance σ²", ylabel)
     if series:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))

@@ -175,3 +175,31 @@ def test_reconstruct_refuses_a_batch_size_below_1(batch):
 
     with pytest.raises(ConfigError, match="batch=.*whole number >= 1"):
         reconstruct(DenseAutoencoder(ModelConfig.preset(3, 15)), torch.rand(4, 784), batch=batch)
+
+
+@pytest.mark.parametrize("scale", [1e-4, 0.37, 3.0, 1e3])
+def test_a_code_scaled_by_a_constant_has_the_same_sparsity(scale):
+    """Hoyer's sparsity, the fraction of entries under 1% of their image's largest and the dead
+    units do not move when the code is multiplied by a constant (a penalty that only shrinks the
+    code cannot raise them); the fraction under the fixed 1e-3 does."""
+    from autoenc.evaluation.metrics import code_sparsity
+
+    g = torch.Generator().manual_seed(0)
+    code = torch.randn(400, 30, generator=g) * (torch.rand(400, 30, generator=g) < 0.4)
+    code[:, 7] = 0  # a dead unit
+    a, b = code_sparsity(code), code_sparsity(code * scale)
+    assert b["hoyer"] == pytest.approx(a["hoyer"], rel=1e-6)
+    assert b["small_fraction"] == a["small_fraction"] and b["dead_units"] == a["dead_units"] == 1
+    assert b["mean_abs"] == pytest.approx(scale * a["mean_abs"], rel=1e-6)
+    assert 0.6 < a["small_fraction"] < 0.7 and 0.4 < a["hoyer"] < 0.7
+    if scale < 1e-2:
+        assert b["zero_fraction"] == 1.0 > a["zero_fraction"]
+
+
+def test_hoyer_sparsity_is_0_for_equal_magnitudes_and_1_for_one_unit():
+    from autoenc.evaluation.metrics import code_sparsity
+
+    dense = code_sparsity(torch.tensor([[1.0, -1.0, 1.0, -1.0]] * 3))
+    one = code_sparsity(torch.tensor([[0.0, 5.0, 0.0, 0.0], [-2.0, 0.0, 0.0, 0.0]]))
+    assert dense["hoyer"] == pytest.approx(0.0, abs=1e-12) and dense["small_fraction"] == 0.0
+    assert one["hoyer"] == pytest.approx(1.0) and one["small_fraction"] == 0.75 and one["dead_units"] == 2

@@ -70,7 +70,8 @@ def mnist(data_dir):
     ModelConfig.preset(3, 30, activation="relu", latent_activation="relu", norm="none", init="glorot"),
     ModelConfig(widths=(64,), latent=8, activation="leaky_relu", latent_activation="gelu", norm="layer",
                 init="default"),
-], ids=["recipe", "seed", "layer-norm"])
+    ModelConfig.preset(3, 30, decoder_norm="none", unit_code_columns=True),  # the study's penalty model
+], ids=["recipe", "seed", "layer-norm", "penalty-model"])
 def test_with_the_torch_weights_the_keras_model_computes_the_same_function_and_the_protocols_penalties(mnist, mc):
     """Weights copied from the torch model (batch-norm statistics included): the same outputs, and
     the L2 and L1 terms Keras adds to a batch loss equal the protocol's l2 * sum ||W||^2 and
@@ -248,7 +249,7 @@ def test_a_keras_study_trial_trains_and_scores_like_a_torch_one(data_dir, tmp_pa
     from autoenc.study.trials import run_trial
 
     c = preset("quick", ["study.backend=keras", "study.datasets=[mnist]", "study.latents=[8]", "study.epochs=2",
-                         "study.subset={train: 1000, val: 200, test: 200}", "study.threads=1"])
+                         "study.subset={train: 1000, val: 200, test: 200}", "study.threads=1", "study.seeds=1"])
     (trial,) = [t for t in plan(c, {}) if t.kind == "ae" and t.phase == "grid" and t.spec["model"]["widths"] == [256, 128]]
     row = run_trial(trial.to_dict(), tmp_path, data_dir)
     assert row["status"] == "ok" and row["epochs_run"] == 2 and 5 < row["psnr"] < 30

@@ -1,17 +1,21 @@
 """The study report (autoenc.report): on the quick study and on small hand-made study folders.
 
 The hand-made folders (`make_study`) hold the files a study writes (summary.json, results.json,
-denoising.json, trials/<id>/...) with chosen numbers, so each test knows the right answer and
-runs in a second; the quick study checks the same on real output.
+results.csv, denoising.json, denoising.csv, trials/<id>/...) with chosen numbers, so each test
+knows the right answer and runs in a second; the quick study checks the same on real output.
+`check_differences` recomputes every difference the report prints from results.csv and
+denoising.csv alone.
 """
 from __future__ import annotations
 
 import base64
+import csv
 import json
 import math
 import os
 import re
 import shutil
+import statistics
 import time
 from pathlib import Path
 
@@ -19,13 +23,16 @@ import numpy as np
 import pytest
 import torch
 
+from autoenc.figures import image_grid
 from autoenc.report import findings
 from autoenc.report import sections as report
-from autoenc.figures import image_grid
+from autoenc.study.runner import DENOISING_COLUMNS, RESULT_COLUMNS, _csv
 
-SECTIONS = ["Findings", "Compression", "Regularization", "Image grids", "Training curves", "Per-class PSNR",
-            "Time per trial", "How the trials were scheduled"]
+SECTIONS = ["Headline findings", "Compression", "Regularization", "Image grids", "Training curves",
+            "Per-class PSNR", "Appendix: every run", "Appendix: time per trial",
+            "Appendix: how the trials were scheduled"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JITTER = 0.05  # dB: seed 0 scores +0.05, seed 1 −0.05 on every autoencoder number: sd 0.0707, spread 0.1
 
 
 # ------------------------------------------------------------------------------------------
@@ -44,103 +51,142 @@ def _grid_png(path: Path, rows: int = 2) -> None:
     path.write_bytes(_PNGS[rows])
 
 
-def _ae_row(dataset: str, phase: str, depth: int, latent: int, psnr: float, l2: float = 0.0, l1: float = 0.0,
-            noise_var=None, val_offset: float = 0.0, gap: float = 0.3, noisy: float = -0.4,
-            zero: float = 0.001, variances=(), subset: int = 0) -> dict:
+def _ae_row(dataset: str, phase: str, depth: int, latent: int, psnr: float, seed: int = 0, l2: float = 0.0,
+            l1: float = 0.0, noise_var=None, val_offset: float = 0.0, gap: float = 0.3, noisy: float = -0.4,
+            hoyer: float = 0.22, small: float = 0.02, mean_abs: float = 1.0, variances=(), subset: int = 0,
+            ssim: float = 0.5) -> dict:
+    j = JITTER if seed % 2 == 0 else -JITTER
     widths = [256, 128] if depth == 3 else [512, 384, 256, 128]
     tag = f"d{depth}-L{latent}" + (f"-l2_{l2:g}" if l2 else "") + (f"-l1_{l1:g}" if l1 else "")
     if noise_var is not None:
         tag += f"-blind{noise_var[0]:g}_{noise_var[1]:g}" if isinstance(noise_var, list) else f"-noise{noise_var:g}"
-    den = [{"noise_var": v, "sigma": math.sqrt(v), "psnr": psnr - 10 * v, "psnr_dataset": psnr - 10 * v - 0.4,
-            "ssim": 0.5, "n_images": 300, "noisy_psnr": 10 - 10 * math.log10(v),
-            **({"subset_psnr": psnr - 10 * v + 0.05, "subset_psnr_dataset": psnr - 10 * v - 0.35,
-                "subset_ssim": 0.5, "subset_images": subset} if subset else {})} for v in variances]
+    tag += "-ref" if phase == "unpenalized" else ""
+    tag += f"-s{seed}" if seed else ""
+    den = [{"noise_var": v, "sigma": math.sqrt(v), "psnr": psnr - 10 * v + j, "psnr_dataset": psnr - 10 * v - 0.4,
+            "ssim": ssim + j / 10, "n_images": 300, "noisy_psnr": 10 - 10 * math.log10(v),
+            **({"subset_psnr": psnr - 10 * v + 0.05 + j, "subset_psnr_dataset": psnr - 10 * v - 0.35,
+                "subset_ssim": ssim + 0.01 + j / 10, "subset_images": subset} if subset else {})} for v in variances]
+    penalized = phase in ("unpenalized", "l2", "l1", "l2+l1")
     return {
         "id": f"{dataset}-{tag}-0000abcd", "phase": phase, "kind": "ae", "dataset": dataset, "depth": depth,
-        "widths": widths, "latent": latent, "l2": l2, "l1": l1, "noise_var": noise_var,
-        "psnr": psnr, "psnr_dataset": psnr - 0.5, "ssim": 0.7, "mse": 10 ** (-psnr / 10),
-        "val_psnr": psnr + val_offset, "train_psnr": psnr + gap, "noisy_psnr": psnr + noisy,
-        "code_zero_fraction": zero, "code_dead_units": 0, "code_mean_abs": 0.5, "epochs_run": 3, "best_epoch": 3,
-        "seconds": 1.5, "parameters": 1000 * depth + latent, "seed": 0, "status": "ok",
-        "per_class_psnr": {str(c): psnr + 0.1 * c - 0.45 for c in range(10)}, "denoising": den,
+        "widths": widths, "latent": latent, "l2": l2, "l1": l1, "noise_var": noise_var, "seed": seed,
+        "psnr": psnr + j, "psnr_dataset": psnr - 0.5 + j, "ssim": 0.7 + j / 10, "mse": 10 ** (-psnr / 10),
+        "val_psnr": psnr + val_offset + j, "train_psnr": psnr + gap + j, "noisy_psnr": psnr + noisy + j,
+        "code_hoyer": hoyer + j / 10, "code_small_fraction": small, "code_dead_units": 0, "code_mean_abs": mean_abs,
+        "code_zero_fraction": 0.001, "epochs": 3, "epochs_run": 3, "best_epoch": 3, "seconds": 1.5,
+        "parameters": 1000 * depth + latent, "activation": "silu", "latent_activation": "linear", "norm": "batch",
+        "decoder_norm": "none" if penalized else "batch", "unit_code_columns": penalized, "init": "orthogonal",
+        "schedule": "onecycle", "lr": 0.01, "warmup": 0.1, "batch_size": 256, "loss": "mse", "precision": "fp32",
+        "status": "ok", "per_class_psnr": {str(c): psnr + 0.1 * c - 0.45 + j for c in range(10)}, "denoising": den,
         "run_dir": "run", "wall_seconds": 2.0,
     }
 
 
 def _pca_row(dataset: str, k: int, psnr: float) -> dict:
     return {"id": f"{dataset}-pca-k{k}-0000abcd", "phase": "pca", "kind": "pca", "dataset": dataset, "depth": None,
-            "widths": [], "latent": k, "l2": 0.0, "l1": 0.0, "noise_var": None, "psnr": psnr,
+            "widths": [], "latent": k, "l2": 0.0, "l1": 0.0, "noise_var": None, "seed": 0, "psnr": psnr,
             "psnr_dataset": psnr - 0.4, "ssim": 0.6, "val_psnr": psnr, "train_psnr": psnr + 0.1,
-            "noisy_psnr": psnr - 0.3, "seconds": 0.5, "parameters": k * 785, "seed": 0, "status": "ok",
+            "noisy_psnr": psnr - 0.3, "seconds": 0.5, "parameters": k * 785, "status": "ok",
             "per_class_psnr": {str(c): psnr for c in range(10)}, "wall_seconds": 0.6}
 
 
-def _baselines(dataset: str, var: float, full: int = 300, subset: int = 100) -> dict:
+def _baselines(dataset: str, var: float, bm3d: bool = True, full: int = 300, subset: int = 100) -> dict:
     def b(method, psnr, param=None, name=None, n=full, note=""):
         return {"method": method, "var": var, "sigma": math.sqrt(var), "param": param, "param_name": name,
-                "psnr": psnr, "psnr_dataset": None if psnr is None else psnr - 0.2, "ssim": 0.5,
-                "n_images": n, "subset": n < full, "seconds": 0.3, "note": note}
+                "psnr": psnr, "psnr_dataset": None if psnr is None else psnr - 0.2,
+                "ssim": None if psnr is None else 0.45, "n_images": n, "subset": 0 < n < full, "seconds": 0.3,
+                "note": note, **({"subset_psnr": psnr + 0.1, "subset_psnr_dataset": psnr - 0.1, "subset_ssim": 0.46,
+                                  "subset_images": subset} if psnr is not None and n == full else {})}
 
     rows = [b("noisy", -10 * math.log10(var)), b("gaussian", 17.0 - 10 * var, 0.7, "sigma_px"),
-            b("nlm", 17.5 - 10 * var, 0.05, "h", n=subset), b("linear", 18.0 - 10 * var),
-            b("bm3d", None, n=0, note="bm3d is not installed (pip install bm3d)")]
+            b("nlm", 17.5 - 10 * var, 0.3, "h_over_sigma"), b("linear", 18.0 - 10 * var)]
+    rows.append(b("bm3d", 18.2 - 10 * var, 0.85, "sigma_mult", n=subset) if bm3d else
+                b("bm3d", None, n=0, note="bm3d not installed: pip install 'autoenc[bm3d]'"))
     return {"id": f"{dataset}-baselines-noise{var:g}-0000abcd", "kind": "baselines", "phase": "baselines",
             "dataset": dataset, "noise_var": var, "rows": rows, "status": "ok", "wall_seconds": 3.0}
 
 
-def _denoising_rows(rows: list[dict], baselines: list[dict], variances) -> list[dict]:
+def _denoising_rows(rows: list[dict], baselines: list[dict], winners: dict[str, tuple]) -> list[dict]:
+    """denoising.json as the study writes it: the baselines (a subset-only one with its subset_*
+    scores alone), each denoiser's seeds, and the grid's chosen arm fed noisy images (ae)."""
+    keys = ("psnr", "psnr_dataset", "ssim", "n_images", "subset_psnr", "subset_psnr_dataset", "subset_ssim",
+            "subset_images")
     out = []
     for b in baselines:
         for m in b["rows"]:
+            score = ({"subset_psnr": m["psnr"], "subset_psnr_dataset": m["psnr_dataset"], "subset_ssim": m["ssim"],
+                      "subset_images": m["n_images"]} if m["subset"] else m)
             out.append({"dataset": b["dataset"], "noise_var": b["noise_var"], "sigma": m["sigma"],
-                        "method": m["method"], "detail": "", "seconds": m["seconds"],
-                        **{k: m.get(k) for k in ("psnr", "psnr_dataset", "ssim", "n_images")},
-                        "subset_psnr": None, "subset_psnr_dataset": None, "subset_images": None})
+                        "method": m["method"], "seed": None, "detail": "", "seconds": m["seconds"],
+                        **{k: score.get(k) for k in keys}})
     for r in rows:
-        if r["kind"] != "ae" or r.get("noise_var") is None:
+        if r.get("kind") != "ae" or r.get("status") != "ok":
+            continue
+        if r["noise_var"] is not None:
+            method = "dae-blind" if isinstance(r["noise_var"], list) else "dae"
+        elif r["phase"] == "grid" and (r["depth"], r["latent"]) == winners.get(r["dataset"]):
+            method = "ae"
+        else:
             continue
         for s in r["denoising"]:
-            if isinstance(r["noise_var"], list) or s["noise_var"] == r["noise_var"]:
+            if method != "dae" or s["noise_var"] == r["noise_var"]:
                 out.append({"dataset": r["dataset"], "noise_var": s["noise_var"], "sigma": s["sigma"],
-                            "method": "dae-blind" if isinstance(r["noise_var"], list) else "dae",
-                            "detail": "", "seconds": 1.0,
-                            **{k: s.get(k) for k in ("psnr", "psnr_dataset", "ssim", "n_images", "subset_psnr",
-                                                     "subset_psnr_dataset", "subset_images")}})
+                            "method": method, "seed": r["seed"], "detail": "", "seconds": 1.0,
+                            **{k: s.get(k) for k in keys}})
     return out
 
 
-def make_study(root: Path, datasets=("mnist",), denoising: bool = True, failed: bool = False, pca: bool = True) -> Path:
-    """A finished study folder with known numbers.
+def write_tables(root: Path) -> None:
+    """results.csv and denoising.csv from results.json and denoising.json, as the study writes them."""
+    rows = json.loads((root / "results.json").read_text())
+    (root / "results.csv").write_text(_csv(rows, RESULT_COLUMNS))
+    if (root / "denoising.json").is_file():
+        (root / "denoising.csv").write_text(_csv(json.loads((root / "denoising.json").read_text()),
+                                                 DENOISING_COLUMNS))
+
+
+def make_study(root: Path, datasets=("mnist",), denoising: bool = True, failed: bool = False, pca: bool = True,
+               seeds: int = 2, bm3d: bool = True, latents=(15, 30), variances=(0.04, 0.16)) -> Path:
+    """A finished study folder with known numbers, every autoencoder once per seed (seed 0 scores
+    +0.05 dB, seed 1 −0.05 dB: a spread of 0.1 dB on every difference).
 
     Per dataset: depth 3 at L=15 / 30 (psnr 18 / 20), depth 5 at L=15 / 30 (17.5 / 21: depth 5
-    loses at L=15 and wins at L=30, and validation picks depth 5, L=30); PCA 16 / 19; l2 1e-5 and
-    1e-4, l1 1e-5 and 1e-4, l2+l1; with denoising: a per-level denoiser at 0.04 and 0.16, a blind
-    one, baselines (nlm on a 100-image subset, bm3d not installed). failed: one l1 trial failed.
-    pca=False: a study with `pca: false` (no PCA rows). The test subset is 300 images.
-    """
+    loses at L=15 and wins at L=30, and validation picks depth 5, L=30); PCA 16 / 19; the penalized
+    trials' unpenalized reference (none) at 20.8, l2 1e-5 (20.85: a tie, but validation prefers it)
+    and 1e-4 (20.3, noisy-input psnr 20.2 against none's 20.4: a smaller drop, worse on noisy inputs),
+    l1 1e-5 (20.75, Hoyer 0.3) and 1e-4 (19.8, Hoyer 0.55), l2+l1; with denoising: a per-level
+    denoiser at 0.04 and 0.16, a blind one, baselines (bm3d on a 100-image subset only, with
+    numbers; bm3d=False: not installed). failed: one l1 trial failed. pca=False: no PCA rows. The
+    test subset is 300 images. latents, variances: other grids (the psnr lines through the points
+    above; the penalized trials at depth 5 and the largest L)."""
     root.mkdir(parents=True, exist_ok=True)
-    variances = [0.04, 0.16] if denoising else []
+    variances = list(variances) if denoising else []
+    top = max(latents)
     rows, baselines = [], []
     for ds in datasets:
-        grid = [_ae_row(ds, "grid", 3, 15, 18.0, variances=variances, subset=100),
-                _ae_row(ds, "grid", 3, 30, 20.0, variances=variances, subset=100),
-                _ae_row(ds, "grid", 5, 15, 17.5, variances=variances, subset=100),
-                _ae_row(ds, "grid", 5, 30, 21.0, variances=variances, subset=100)]
-        rows += grid + ([_pca_row(ds, 15, 16.0), _pca_row(ds, 30, 19.0)] if pca else [])
+        for s in range(seeds):
+            rows += [_ae_row(ds, "grid", d, L, base + slope * (L - 15) / 15, s, variances=variances, subset=100)
+                     for d, base, slope in ((3, 18.0, 2.0), (5, 17.5, 3.5)) for L in latents]
+        rows += [_pca_row(ds, L, 16.0 + 3.0 * (L - 15) / 15) for L in latents] if pca else []
         if denoising:
-            rows += [_ae_row(ds, "denoise", 5, 30, 21.0, noise_var=v, variances=variances, subset=100)
-                     for v in variances]
-            rows += [_ae_row(ds, "blind", 5, 30, 20.9, noise_var=[0.04, 0.16], variances=variances, subset=100)]
-            baselines += [_baselines(ds, v) for v in variances]
-        rows += [_ae_row(ds, "l2", 5, 30, 21.05, l2=1e-5, val_offset=0.1, gap=0.2, noisy=-0.2),
-                 _ae_row(ds, "l2", 5, 30, 20.5, l2=1e-4, gap=0.05, noisy=-0.1),
-                 _ae_row(ds, "l1", 5, 30, 20.95, l1=1e-5, zero=0.2, gap=0.35, noisy=-0.45),
-                 _ae_row(ds, "l1", 5, 30, 20.0, l1=1e-4, zero=0.6)]
+            baselines += [_baselines(ds, v, bm3d) for v in variances]
+        top_psnr = 17.5 + 3.5 * (top - 15) / 15  # the winner, depth 5 at the largest L (21.0 at L = 30)
+        for s in range(seeds):
+            if denoising:
+                rows += [_ae_row(ds, "denoise", 5, 30, 21.0, s, noise_var=v, variances=variances, subset=100,
+                                 ssim=0.6) for v in variances]
+                rows += [_ae_row(ds, "blind", 5, 30, 20.9, s, noise_var=[min(variances), max(variances)],
+                                 variances=variances, subset=100, ssim=0.6)]
+            rows += [_ae_row(ds, "unpenalized", 5, top, top_psnr - 0.2, s),
+                     _ae_row(ds, "l2", 5, top, top_psnr - 0.15, s, l2=1e-5, val_offset=0.2, gap=0.2, noisy=-0.2),
+                     _ae_row(ds, "l2", 5, top, top_psnr - 0.7, s, l2=1e-4, gap=0.05, noisy=-0.1),
+                     _ae_row(ds, "l1", 5, top, top_psnr - 0.25, s, l1=1e-5, hoyer=0.3, small=0.05, mean_abs=0.6),
+                     _ae_row(ds, "l1", 5, top, top_psnr - 1.2, s, l1=1e-4, hoyer=0.55, small=0.3, mean_abs=0.2),
+                     _ae_row(ds, "l2+l1", 5, top, top_psnr - 0.18, s, l2=1e-5, l1=1e-5, val_offset=0.05, hoyer=0.3)]
         if failed:
-            bad = rows.pop()
-            rows.append({"id": bad["id"], "kind": "ae", "phase": "l1", "dataset": ds, "status": "failed",
-                         "error": "TrainingError: loss became NaN at epoch 2", "attempts": 2})
-        rows.append(_ae_row(ds, "l2+l1", 5, 30, 21.02, l2=1e-5, l1=1e-5, val_offset=0.05, zero=0.15))
+            bad = next(r for r in rows if r["dataset"] == ds and r["phase"] == "l1" and r["l1"] == 1e-4)
+            rows[rows.index(bad)] = {"id": bad["id"], "kind": "ae", "phase": "l1", "dataset": ds, "status": "failed",
+                                     "error": "TrainingError: loss became NaN at epoch 2", "attempts": 2}
     for r in rows + baselines:
         folder = root / "trials" / r["id"]
         (folder / "run").mkdir(parents=True, exist_ok=True)
@@ -148,7 +194,7 @@ def make_study(root: Path, datasets=("mnist",), denoising: bool = True, failed: 
         if r.get("kind") == "ae" and r.get("status") == "ok":
             _grid_png(folder / "grid.png")
             np.save(folder / "code_values.npy", np.random.default_rng(0).normal(size=(50, r["latent"])).astype(
-                np.float32) * (1 - r["code_zero_fraction"]), allow_pickle=False)
+                np.float32) * r["code_mean_abs"], allow_pickle=False)
             (folder / "run" / "history.jsonl").write_text("".join(
                 json.dumps({"epoch": e, "train_loss": 0.1 / e, "val_loss": 0.1 / e,
                             "val_psnr": r["val_psnr"] - 3 + e, "lr": 1e-3, "seconds": 0.5}) + "\n"
@@ -157,24 +203,31 @@ def make_study(root: Path, datasets=("mnist",), denoising: bool = True, failed: 
                 for v in variances:
                     _grid_png(folder / f"denoise_{v:g}.png", rows=3)
     ae_rows = [r for r in rows if r.get("kind") in ("ae", "pca")]
-    config = {"name": "synthetic", "datasets": list(datasets), "depths": [3, 5], "latents": [15, 30],
+    config = {"name": "synthetic", "datasets": list(datasets), "depths": [3, 5], "latents": list(latents),
               "epochs": {"3": 3, "5": 3}, "l2": [1e-5, 1e-4], "l1": [1e-5, 1e-4], "combined": True, "pca": pca,
-              "denoising": ({"variances": variances, "blind": [0.04, 0.16], "architecture": "best", "model": {},
+              "penalty_model": {"decoder_norm": "none", "unit_code_columns": True},
+              "denoising": ({"variances": variances, "blind": [min(variances), max(variances)] if variances else None,
+                             "architecture": "best", "model": {},
                              "train": {}, "baselines": ["noisy", "gaussian", "nlm", "linear", "bm3d"], "subset": 100}
                             if denoising else None),
-              "subset": {"train": 2000, "val": 300, "test": 300}, "robustness_var": 0.01}
+              "subset": {"train": 2000, "val": 300, "test": 300}, "robustness_var": 0.01, "seeds": seeds}
     failed_list = [{"id": r["id"], "phase": r["phase"], "dataset": r["dataset"], "error": r["error"],
                     "attempts": r["attempts"]} for r in rows if r.get("status") == "failed"]
-    summary = {"study": config, "trials_total": len(rows) + len(baselines), "trials_done": len(rows) + len(baselines),
-               "failed": failed_list, "choices": {}, "wall_seconds": 42.0}
+    summary = {"study": config, "seeds": list(range(seeds)), "trials_total": len(rows) + len(baselines),
+               "trials_done": len(rows) + len(baselines), "failed": failed_list, "choices": {}, "wall_seconds": 42.0,
+               "environment": {"autoenc": "0.1.0", "commit": "0123456789ab", "python": "3.11.7",
+                               "libraries": {"torch": "2.13.0", "numpy": "2.4.6"}, "cpu": "Test CPU", "cores": 2,
+                               "gpu": None, "platform": "Linux"}}
     (root / "summary.json").write_text(json.dumps(summary))
+    (root / "study.yaml").write_text(json.dumps(config))
     (root / "results.json").write_text(json.dumps(ae_rows))
-    (root / "denoising.json").write_text(json.dumps(_denoising_rows(rows, baselines, variances)))
+    (root / "denoising.json").write_text(json.dumps(_denoising_rows(rows, baselines, {d: (5, top) for d in datasets})))
+    write_tables(root)
     return root
 
 
 # ------------------------------------------------------------------------------------------
-# helpers to read a report back
+# reading a report back
 # ------------------------------------------------------------------------------------------
 
 def _no_broken_section(md: str) -> None:
@@ -191,30 +244,307 @@ def _assert_self_contained(html: str) -> None:
     for src in srcs:
         assert src.startswith("data:image/png;base64,"), src[:60]
         assert base64.b64decode(src.split(",", 1)[1], validate=True)[:8] == PNG_MAGIC
-    assert "<script" not in html.lower()
+    assert not re.search(r"<script[^>]*\bsrc=", html), "a script loaded from elsewhere"
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html), "the report loads something from the network"
     assert "@import" not in html and "url(" not in html
 
 
 def _md_tables(md: str) -> list[list[dict]]:
     """Every Markdown table of `md` as a list of {column: cell} rows."""
-    tables, lines, i = [], md.splitlines(), 0
+    return [rows for _, _, _, rows in _located_tables(md)]
+
+
+def _located_tables(md: str) -> list[tuple[str, str, str, list[dict]]]:
+    """Every Markdown table of `md` with the level-2 and level-3 headings above it and its caption."""
+    tables, lines, i, h2, h3, caption = [], md.splitlines(), 0, "", "", ""
     while i < len(lines):
+        if lines[i].startswith("## "):
+            h2, h3 = lines[i][3:], ""
+        elif lines[i].startswith("### "):
+            h3 = lines[i][4:]
+        elif lines[i].startswith("*") and lines[i].endswith("*") and not lines[i].startswith("**"):
+            caption = lines[i].strip("*")
         if lines[i].startswith("| ") and i + 1 < len(lines) and re.match(r"^\|( -{3}:? \|)+$", lines[i + 1]):
-            head = [c.strip() for c in lines[i].strip("|").split(" | ")]
+            head = [c.strip().replace("\\|", "|") for c in lines[i].strip("|").split(" | ")]
             rows, i = [], i + 2
             while i < len(lines) and lines[i].startswith("| "):
-                rows.append(dict(zip(head, [c.strip() for c in lines[i].strip("|").split(" | ")])))
+                rows.append(dict(zip(head, [c.strip().replace("\\|", "|") for c in lines[i].strip("|").split(" | ")])))
                 i += 1
-            tables.append(rows)
+            tables.append((h2, h3, caption, rows))
+            caption = ""
         else:
             i += 1
     return tables
 
 
-def _winner(rows: list[dict], dataset: str) -> dict:
-    grid = [r for r in rows if r["dataset"] == dataset and r["phase"] == "grid" and r["status"] == "ok"]
-    return max(grid, key=lambda r: r["val_psnr"])
+def _section(md: str, heading: str) -> str:
+    return md.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
+
+
+def _num(cell: str) -> float:
+    """A number as printed ("19.92", "−0.56", "±0.00", "0.07 %"), the mean of "a ± b"."""
+    return float(cell.split(" ± ")[0].replace("−", "-").replace("±", "").replace("+", "").replace(" %", ""))
+
+
+def _edit_rows(study: Path, edit) -> None:
+    """Rewrite results.json (and results.csv) with edit(row) applied to every row (they stay the newest files)."""
+    rows = json.loads((study / "results.json").read_text())
+    for r in rows:
+        edit(r)
+    (study / "results.json").write_text(json.dumps(rows))
+    write_tables(study)
+
+
+# ------------------------------------------------------------------------------------------
+# every difference the report prints, recomputed from results.csv and denoising.csv
+# ------------------------------------------------------------------------------------------
+
+SIGNED = re.compile(r"[+−±](?=\d)\d+\.\d+")  # a printed difference: +0.13, −0.21, ±0.00 (not a spread, "± 0.03")
+DIFF = r"[+−±]\d+\.\d+(?: ± \d+\.\d+)?"
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    def value(v: str):
+        if v == "":
+            return None
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    with open(path) as fh:
+        return [{k: value(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+
+
+class Truth:
+    """The numbers behind a report, from results.csv and denoising.csv only."""
+
+    def __init__(self, study: Path):
+        self.rows = [r for r in _csv_rows(study / "results.csv") if r["status"] == "ok"]
+        self.den = _csv_rows(study / "denoising.csv") if (study / "denoising.csv").is_file() else []
+
+    def arm(self, dataset, phase, **keys) -> list[dict]:
+        return [r for r in self.rows if r["dataset"] == dataset and r["phase"] == phase
+                and all(r[k] == v for k, v in keys.items())]
+
+    def winner(self, dataset) -> list[dict]:
+        cells = {(r["depth"], r["latent"]) for r in self.arm(dataset, "grid")}
+        return max((self.arm(dataset, "grid", depth=d, latent=L) for d, L in sorted(cells)),
+                   key=lambda a: statistics.fmean(r["val_psnr"] for r in a))
+
+    def setting(self, dataset, label) -> list[dict]:
+        """A regularization table's setting label as its rows."""
+        w = self.winner(dataset)[0]
+        same = {"depth": w["depth"], "latent": w["latent"]}
+        if label == "grid's model":
+            return self.winner(dataset)
+        if label == "none":
+            return self.arm(dataset, "unpenalized", **same) or self.winner(dataset)
+        values = dict(re.findall(r"(l[12]) = (\S+)", label))
+        phase = "l2+l1" if len(values) == 2 else next(iter(values))
+        return self.arm(dataset, phase, **same, **{k: float(v) for k, v in values.items()})
+
+    def methods(self, dataset, var) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {}
+        for d in self.den:
+            if d["dataset"] == dataset and abs(d["noise_var"] - var) < 1e-9:
+                out.setdefault(d["method"], []).append(d)
+        return out
+
+
+def _stat(values: list[float]) -> tuple[float, float, int]:
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0), len(values)
+
+
+def _expect(printed: str, a: list[float], b: list[float]) -> None:
+    """printed ("+0.13 ± 0.03", "−0.21") is mean(a) − mean(b) to 0.005, with the spread sqrt(sd_a² + sd_b²)
+    (none when both have one value)."""
+    (ma, sa, na), (mb, sb, nb) = _stat(a), _stat(b)
+    value = float(printed.split(" ± ")[0].replace("−", "-").replace("±", "").replace("+", ""))
+    assert abs(value - (ma - mb)) <= 0.005 + 1e-9, (printed, ma - mb)
+    if na > 1 or nb > 1:
+        assert " ± " in printed and abs(float(printed.split(" ± ")[1]) - math.hypot(sa, sb)) <= 0.005 + 1e-9, printed
+    else:
+        assert " ± " not in printed, printed
+
+
+def _col(rows: list[dict], key: str, scale: float = 1.0) -> list[float]:
+    return [scale * r[key] for r in rows if r.get(key) is not None]
+
+
+def check_differences(study: Path) -> int:
+    """Recompute every difference report.md prints (tables and headline findings) from results.csv
+    and denoising.csv; every signed number of the report must be one of them. Returns how many."""
+    md = (study / "report.md").read_text()
+    truth = Truth(study)
+    names = {findings.dataset_name(d): d for d in {r["dataset"] for r in truth.rows} | {d["dataset"] for d in truth.den}}
+    checked = 0
+
+    def expect(printed: str, a, b) -> None:
+        nonlocal checked
+        _expect(printed, a, b)
+        checked += len(SIGNED.findall(printed))
+
+    def pca(dataset, latent):
+        return _col(truth.arm(dataset, "pca", latent=latent), "psnr")
+
+    def margin(dataset, var, ae_method, baseline, subset, printed, ssim_printed=None):
+        by = truth.methods(dataset, var)
+        key, skey = ("subset_psnr", "subset_ssim") if subset else ("psnr", "ssim")
+        assert (_col(by[baseline], "psnr") == []) == subset
+        best = max((m for m in ("dae", "dae-blind", "ae") if _col(by.get(m, []), key)),
+                   key=lambda m: statistics.fmean(_col(by[m], key)))
+        assert best == ae_method  # the best autoencoder at that level
+        ae = statistics.fmean(_col(by[best], key))
+        margins = {m: ae - statistics.fmean(_col(rs, "subset_psnr" if not _col(rs, "psnr") else "psnr"))
+                   for m, rs in by.items() if m not in ("dae", "dae-blind", "ae") and (_col(rs, "psnr") or
+                                                                                  _col(rs, "subset_psnr"))}
+        assert baseline == min(margins, key=margins.get)  # the strongest baseline: the smallest margin
+        expect(printed, _col(by[best], key), _col(by[baseline], key))
+        if ssim_printed is not None:
+            expect(ssim_printed, _col(by[best], skey), _col(by[baseline], skey))
+
+    margin_methods: dict[tuple, tuple] = {}
+    for h2, h3, _, rows in _located_tables(md):
+        dataset = names.get(h3.split(" (")[0])
+        if h2.startswith("Compression") and rows and "vs PCA (dB)" in rows[0]:
+            for r in rows:
+                if r["depth"] != "PCA":
+                    expect(r["vs PCA (dB)"], _col(truth.arm(dataset, "grid", depth=int(r["depth"]),
+                                                             latent=int(r["L"])), "psnr"), pca(dataset, int(r["L"])))
+        elif h2.startswith("Compression") and rows and "verdict" in rows[0]:
+            deep, shallow = (int(x) for x in re.findall(r"depth (\d)", list(rows[0])[3]))
+            for r in rows:
+                a = _col(truth.arm(dataset, "grid", depth=deep, latent=int(r["L"])), "psnr")
+                b = _col(truth.arm(dataset, "grid", depth=shallow, latent=int(r["L"])), "psnr")
+                expect(r[list(r)[3]], a, b)
+        elif h2 == "Regularization" and rows and "psnr − none (dB)" in rows[0]:
+            none = truth.setting(dataset, "none")
+            for r in rows:
+                if r["psnr − none (dB)"] != "–":
+                    expect(r["psnr − none (dB)"], _col(truth.setting(dataset, r["setting"]), "psnr"), _col(none, "psnr"))
+        elif h2 == "Regularization" and rows and "gap − none (dB)" in rows[0]:
+            none = truth.setting(dataset, "none")
+            noisy_key = next(k for k in rows[0] if k.startswith("noisy-input psnr σ²"))
+            for r in rows:
+                arm = truth.setting(dataset, r["setting"])
+                gaps = [x["train_psnr"] - x["psnr"] for x in arm]
+                none_gaps = [x["train_psnr"] - x["psnr"] for x in none]
+                if SIGNED.search(r["gap (dB)"]):  # a negative gap is a signed number
+                    expect(r["gap (dB)"], gaps, [0.0] * len(gaps))
+                expect(r["gap − none (dB)"], gaps, none_gaps)
+                expect(r["noisy-input psnr − none (dB)"], _col(arm, "noisy_psnr"), _col(none, "noisy_psnr"))
+                expect(r["drop − none (dB)"], [x["noisy_psnr"] - x["psnr"] for x in arm],
+                       [x["noisy_psnr"] - x["psnr"] for x in none])
+                assert _num(r[noisy_key]) == pytest.approx(statistics.fmean(_col(arm, "noisy_psnr")), abs=0.005)
+        elif h2 == "Denoising" and rows and "margin (dB)" in rows[0]:
+            for r in rows:
+                var = float(re.match(r"σ²=([\d.]+)", r["level"])[1])
+                ae_method = r["best autoencoder psnr (dB)"].split(":")[0]
+                baseline = r["strongest baseline psnr (dB)"].split(":")[0].removesuffix(" (subset)")
+                subset = "(subset)" in r["strongest baseline psnr (dB)"]
+                margin(dataset, var, ae_method, baseline, subset, r["margin (dB)"], r["SSIM margin"])
+                margin_methods[(dataset, var)] = (ae_method, baseline, subset)
+        elif h2 == "Per-class PSNR" and rows and "difference (dB)" in rows[0]:
+            best = truth.winner(dataset)
+            k = best[0]["latent"]
+            for r in rows:
+                expect(r["difference (dB)"], [x["per_class_psnr"][r["class"]] for x in best],
+                       [p["per_class_psnr"][r["class"]] for p in truth.arm(dataset, "pca", latent=k)])
+        elif h2 == "Headline findings" and rows and "finding" in rows[0]:
+            for r in rows:
+                for name, dataset in names.items():
+                    cell = r.get(name, "–")
+                    what = r["finding"]
+                    if what == "its psnr minus PCA with k = L (dB)":
+                        w = truth.winner(dataset)
+                        expect(cell, _col(w, "psnr"), pca(dataset, w[0]["latent"]))
+                    elif what.startswith("depth 5 minus depth 3"):
+                        for latent, printed in re.findall(rf"L = (\d+): ({DIFF})", cell):
+                            expect(printed, _col(truth.arm(dataset, "grid", depth=5, latent=int(latent)), "psnr"),
+                                   _col(truth.arm(dataset, "grid", depth=3, latent=int(latent)), "psnr"))
+                    elif what.startswith("strongest l"):
+                        m = re.match(rf"(l[12] = \S+): ({DIFF})$", cell)
+                        if m:
+                            key = "noisy_psnr" if "noisy-input" in what else "psnr"
+                            expect(m[2], _col(truth.setting(dataset, m[1]), key),
+                                   _col(truth.setting(dataset, "none"), key))
+    # the headline findings and what limits them, in words
+    for h2, h3, _, rows in _located_tables(md):
+        if h2 == "Headline findings" and rows and "finding" in rows[0]:
+            for r in rows:
+                for name, dataset in names.items():
+                    for var, printed in re.findall(rf"σ² = (\d+(?:\.\d+)?): ({DIFF})", r.get(name, "")):
+                        ae_method, baseline, subset = margin_methods[(dataset, float(var))]
+                        by = truth.methods(dataset, float(var))
+                        key = ("subset_" if subset else "") + ("ssim" if r["finding"] == "the same, SSIM" else "psnr")
+                        expect(printed, _col(by[ae_method], key), _col(by[baseline], key))
+    head = _section(md, "Headline findings")
+    bullets = [line for line in head.splitlines() if line.startswith("- **")]
+    for line in bullets:
+        topic = re.match(r"- \*\*(.+?)\.\*\*", line)[1]
+        for part in line.split(" — "):
+            name = re.search(r"(?:\*\* )?([\w.-]+): ", part)[1]
+            dataset = names[name]
+            if topic == "Compression":
+                for printed, latent in re.findall(rf"({DIFF}) dB over PCA with k = (\d+)", part):
+                    expect(printed, _col(truth.winner(dataset), "psnr"), pca(dataset, int(latent)))
+            elif topic == "Depth":
+                for printed, latent in re.findall(rf"({DIFF}) dB at L = (\d+)", part):
+                    expect(printed, _col(truth.arm(dataset, "grid", depth=5, latent=int(latent)), "psnr"),
+                           _col(truth.arm(dataset, "grid", depth=3, latent=int(latent)), "psnr"))
+            elif topic in ("L1 on the code", "L2 on the weights"):
+                none = truth.setting(dataset, "none")
+                for label, printed in re.findall(rf"(l1 = \S+): [\d.]+(?: ± [\d.]+)? \(psnr ({DIFF}) dB\)", part):
+                    expect(printed, _col(truth.setting(dataset, label), "psnr"), _col(none, "psnr"))
+                for label, p, n in re.findall(rf"(l2 = \S+): psnr ({DIFF}) dB, noisy-input psnr ({DIFF}) dB", part):
+                    expect(p, _col(truth.setting(dataset, label), "psnr"), _col(none, "psnr"))
+                    expect(n, _col(truth.setting(dataset, label), "noisy_psnr"), _col(none, "noisy_psnr"))
+                for label, printed in re.findall(rf"validation prefers (l[12] = \S+) \(validation psnr ({DIFF}) dB", part):
+                    expect(printed, _col(truth.setting(dataset, label), "val_psnr"), _col(none, "val_psnr"))
+            elif topic == "Denoising":
+                for printed, var, ae_method, baseline, on in re.findall(
+                        rf"({DIFF}) dB at σ² = (\d+(?:\.\d+)?) \((\S+) − (\S+?)( on the subset)?\)", part):
+                    margin(dataset, float(var), ae_method, baseline, bool(on), printed)
+                blind = part.split("the blind denoiser − the per-level ones: ")
+                for printed, var in re.findall(rf"({DIFF}) dB at σ² = (\d+(?:\.\d+)?)", blind[1] if len(blind) > 1 else ""):
+                    by = truth.methods(dataset, float(var))
+                    expect(printed, _col(by["dae-blind"], "psnr"), _col(by["dae"], "psnr"))
+                for var, printed in re.findall(rf"σ² = (\d+(?:\.\d+)?) \(({DIFF}) dB against the noisy input\)", part):
+                    by = truth.methods(dataset, float(var))
+                    best = max((m for m in ("dae", "dae-blind", "ae") if m in by),
+                               key=lambda m: statistics.fmean(_col(by[m], "psnr")))
+                    expect(printed, _col(by[best], "psnr"), _col(by["noisy"], "psnr"))
+    limits = head.split("**What limits them**", 1)[1].split("\n", 1)[0] if "**What limits them**" in head else ""
+    for name, printed in re.findall(rf"([\w.-]+): the penalties act on the model .*? whose unpenalized psnr is "
+                                    rf"({DIFF}) dB against the grid's own model", limits):
+        dataset = names[name]
+        expect(printed, _col(truth.setting(dataset, "none"), "psnr"), _col(truth.winner(dataset), "psnr"))
+    assert checked == len(SIGNED.findall(md)), (checked, len(SIGNED.findall(md)))
+    return checked
+
+
+def check_every_method_has_a_number(study: Path) -> None:
+    """Every (dataset, method, level) of denoising.csv with a number appears in the report's
+    denoising tables with that number (mean over the seeds): on the whole test split, and on the
+    fixed subset (where a subset-only method, BM3D, has its numbers beside every other method's)."""
+    md = (study / "report.md").read_text()
+    tables = [(h3, "fixed subset" in caption, rows) for h2, h3, caption, rows in _located_tables(md)
+              if h2 == "Denoising" and rows and next(iter(rows[0])) == "method" and list(rows[0])[1].endswith(" psnr")]
+    den = Truth(study).den
+    assert den
+    for d in den:
+        for key, subset in (("psnr", False), ("subset_psnr", True)):
+            if d.get(key) is None:
+                continue
+            label = report.AE_LABELS.get(d["method"], d["method"])
+            cells = [r for h3, sub, rows in tables if h3 == findings.dataset_name(d["dataset"]) and sub == subset
+                     for r in rows if r["method"].strip("*") == label]
+            assert len(cells) == 1, (d["dataset"], d["method"], key)
+            column = f"σ²={d['noise_var']:g} (σ={math.sqrt(d['noise_var']):.2f}) psnr"
+            same = [x[key] for x in den if x["dataset"] == d["dataset"] and x["method"] == d["method"]
+                    and x["noise_var"] == d["noise_var"]]
+            assert _num(cells[0][column]) == pytest.approx(statistics.fmean(same), abs=0.005), (d["method"], key)
 
 
 # ------------------------------------------------------------------------------------------
@@ -233,9 +563,13 @@ def test_quick_report_has_every_section(quick_study):
     assert "Partial results" not in md
     from autoenc.training.device import resolve_precision
 
-    assert f"Training arithmetic: {resolve_precision('auto', torch.device('cpu'))} " in md
+    assert f"training arithmetic {resolve_precision('auto', torch.device('cpu'))}, every score in float32" in md
     for heading in SECTIONS + ["Denoising"]:
-        assert re.search(rf"<h2 id=\"[a-z-]+\">{heading}", html), heading
+        assert re.search(rf"<h2 id=\"[a-z-]+\">{re.escape(heading)}", html), heading
+    # the order of a results section: findings up front, timing and scheduling in the appendix
+    order = [md.index(f"## {h}") for h in ("Headline findings", "Compression", "Regularization", "Denoising",
+                                           "Appendix: every run", "Appendix: time per trial")]
+    assert order == sorted(order)
 
 
 def test_quick_report_is_self_contained(quick_study):
@@ -249,79 +583,55 @@ def test_quick_report_is_self_contained(quick_study):
         assert (quick_study / ref).read_bytes()[:8] == PNG_MAGIC
 
 
+def test_quick_report_recomputes_every_difference_from_the_csvs(quick_study):
+    """Every difference report.md prints equals the one recomputed from results.csv and
+    denoising.csv (means over the seeds, then the difference) to 0.005 dB, its spread too."""
+    assert check_differences(quick_study) > 40
+
+
+def test_quick_report_shows_every_method_of_denoising_csv(quick_study):
+    check_every_method_has_a_number(quick_study)
+
+
 def test_quick_md_tables_match_results(quick_study):
-    rows = json.loads((quick_study / "results.json").read_text())
+    rows = [r for r in _csv_rows(quick_study / "results.csv") if r["status"] == "ok"]
     tables = _md_tables((quick_study / "report.md").read_text())
     grid_tables = [t for t in tables if t and "depth" in t[0] and "psnr_dataset (dB)" in t[0]]
-    cells = {(r["depth"], r["L"], r["psnr (dB)"], r["psnr_dataset (dB)"], r["SSIM"]) for t in grid_tables for r in t}
-    grid = [r for r in rows if r["phase"] == "grid" and r["status"] == "ok"]
-    assert grid
-    for r in grid:
-        assert (str(r["depth"]), str(r["latent"]), f"{r['psnr']:.2f}", f"{r['psnr_dataset']:.2f}",
-                f"{r['ssim']:.2f}") in cells, r["id"]
+    cells = {(r["depth"], r["L"], r["psnr (dB)"], r["psnr_dataset (dB)"]) for t in grid_tables for r in t}
+    seeds = {r["seed"] for r in rows if r["kind"] == "ae"}
+    assert seeds == {0, 1}
+    for r in [r for r in rows if r["phase"] == "grid"]:
+        arm = [x for x in rows if x["phase"] == "grid" and x["dataset"] == r["dataset"] and x["depth"] == r["depth"]
+               and x["latent"] == r["latent"]]
+        assert len(arm) == 2
+        psnr, psnr_dataset = (f"{statistics.fmean(x[k] for x in arm):.2f} ± {statistics.stdev(x[k] for x in arm):.2f}"
+                              for k in ("psnr", "psnr_dataset"))
+        assert (str(r["depth"]), str(r["latent"]), psnr, psnr_dataset) in cells, r["id"]
     for r in [r for r in rows if r["kind"] == "pca"]:
-        assert ("PCA", str(r["latent"]), f"{r['psnr']:.2f}", f"{r['psnr_dataset']:.2f}", f"{r['ssim']:.2f}") in cells
-    reg = {(r["psnr (dB)"], r["train psnr (dB)"], r["zero code"]) for t in tables for r in t if "zero code" in r}
-    for r in [r for r in rows if r["phase"] in ("l2", "l1", "l2+l1")]:
-        assert (f"{r['psnr']:.2f}", f"{r['train_psnr']:.2f}", f"{100 * r['code_zero_fraction']:.2f} %") in reg
-    den = json.loads((quick_study / "denoising.json").read_text())
-    den_cells = {c for t in tables for r in t if "method" in r for c in r.values()}
-    for d in den:
-        assert f"{d['psnr']:.2f}" in den_cells and f"{d['psnr_dataset']:.2f}" in den_cells
+        assert ("PCA", str(r["latent"]), f"{r['psnr']:.2f}", f"{r['psnr_dataset']:.2f}") in cells
+    runs = next(t for t in tables if t and "activation" in t[0])
+    assert len(runs) == len(rows) and {r["trial"] for r in runs} == {r["id"] for r in rows}
+    for column in ("activation", "norm (encoder / decoder)", "init", "schedule", "batch", "epochs (best)", "seed"):
+        assert all(r[column] not in ("", "–") for r in runs if r["phase"] != "pca"), column
 
 
 def test_quick_findings_name_the_winner(quick_study):
-    rows = json.loads((quick_study / "results.json").read_text())
+    rows = [r for r in _csv_rows(quick_study / "results.csv") if r["status"] == "ok"]
     md = (quick_study / "report.md").read_text()
     _no_broken_section(md)
-    findings = md.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    head = _section(md, "Headline findings")
+    compression = next(line for line in head.splitlines() if line.startswith("- **Compression.**"))
     for dataset in ("mnist", "fashion-mnist"):
-        best = _winner(rows, dataset)
-        part = findings.split(f"**{dataset}**", 1)[1]
-        assert f"Validation chose depth {best['depth']}, L = {best['latent']}" in part
-        assert f"psnr {best['psnr']:.2f} dB" in part
-
-
-def _num(cell: str) -> float:
-    """A table cell ("19.92", "−0.56", "±0.00", "0.07 %") as a number."""
-    return float(cell.replace("−", "-").replace("±", "").replace("+", "").replace(" %", ""))
-
-
-def test_quick_report_is_consistent_with_its_own_numbers(quick_study):
-    """On real output: every difference equals the difference of the values shown beside it, a ✓
-    regularizer beats the unregularized model on validation, and the sections say which test
-    images (the quick preset's 1,000) and which times they sum."""
-    md = (quick_study / "report.md").read_text()
-    _no_broken_section(md)
-    tables = _md_tables(md)
-    per_class = [t for t in tables if t and "difference (dB)" in t[0]]
-    assert len(per_class) == 2
-    for r in [r for t in per_class for r in t]:
-        assert _num(r["difference (dB)"]) == pytest.approx(_num(r["autoencoder psnr (dB)"]) - _num(r["PCA psnr (dB)"]))
-    for t in [t for t in tables if t and "vs PCA (dB)" in t[0]]:
-        pca = {r["L"]: _num(r["psnr (dB)"]) for r in t if r["depth"] == "PCA"}
-        for r in [r for r in t if r["depth"] != "PCA"]:
-            assert _num(r["vs PCA (dB)"]) == pytest.approx(_num(r["psnr (dB)"]) - pca[r["L"]])
-    for t in [t for t in tables if t and "zero code" in t[0]]:
-        none = t[0]
-        assert none["setting"] == "none"
-        for r in t:
-            assert _num(r["gap (dB)"]) == pytest.approx(_num(r["train psnr (dB)"]) - _num(r["psnr (dB)"]))
-            noisy = next(v for k, v in r.items() if k.startswith("noisy-input psnr"))
-            assert _num(r["drop (dB)"]) == pytest.approx(_num(noisy) - _num(r["psnr (dB)"]))
-            if "✓" in r["validation"]:
-                assert _num(r["val psnr (dB)"]) > _num(none["val psnr (dB)"]), r
-            elif "not above none" in r["validation"]:
-                assert _num(r["val psnr (dB)"]) <= _num(none["val psnr (dB)"]), r
-    sparsity = re.findall(r"zero code entries ([\d.]+) % → ([\d.]+) % \(([−+±][\d.]+) percentage points\)", md)
-    assert len(sparsity) == 6  # l2, l1, l2+l1 on two datasets
-    for before, after, change in sparsity:
-        assert _num(change) == pytest.approx(float(after) - float(before))
-    for heading in ("Compression", "Per-class PSNR"):
-        assert "the first 1,000 test images (the study's subset.test)" in _section(md, heading), heading
-    assert "about 100 per class" in _section(md, "Per-class PSNR") and "Test split" not in md
-    assert re.search(r"Training time of the 20 autoencoders, summed: [^;]+; fitting time of the 4 PCA models", md)
-    assert "Wall time of every trial, summed over the 48 trials (autoencoders, PCA, the classical denoisers)" in md
+        best = Truth(quick_study).winner(dataset)
+        part = next(p for p in compression.split(" — ") if f"{dataset}: " in p)
+        assert f"validation chose depth {best[0]['depth']}, L = {best[0]['latent']}" in part
+        assert f"psnr {statistics.fmean(r['psnr'] for r in best):.2f} ± " in part
+    assert sum(r["kind"] == "ae" for r in rows) == 44 and sum(r["kind"] == "pca" for r in rows) == 4
+    md_head = md.split("## Headline findings")[0]
+    assert "Seeds: 2 training seeds (0, 1)" in md_head and "Ran on: " in md_head and "torch " in md_head
+    assert "[results.csv](results.csv)" in md_head and "[denoising.csv](denoising.csv)" in md_head
+    assert "[study.yaml](study.yaml)" in md_head
+    assert "Wall time of every trial, summed over the 72 trials (autoencoders, PCA, the classical denoisers)" in md
 
 
 # ------------------------------------------------------------------------------------------
@@ -335,46 +645,51 @@ def test_synthetic_report_findings_and_tables(tmp_path):
     md, html = md_path.read_text(), html_path.read_text()
     _no_broken_section(md)
     _assert_self_contained(html)
+    assert check_differences(study) > 30
+    check_every_method_has_a_number(study)
     text = findings.findings_text(findings.load_study(study), "mnist")
-    assert "Validation chose depth 5, L = 30" in text and "psnr 21.00 dB" in text
-    assert "−0.50 dB at L = 15 and +1.00 dB at L = 30" in text
-    assert "depth 5 wins at L = 30 but loses at L = 15" in text
-    assert "+2.00 dB at L = 15 and +2.00 dB at L = 30" in text  # margin over PCA (depth 3 at L=15)
-    assert "Validation chose l2 = 1e-05" in text and "l1 = 1e-05" in text
-    # denoising: best AE against the strongest baseline, nlm compared on its subset
+    assert "validation chose depth 5, L = 30: psnr 21.00 ± 0.07 dB" in text
+    # depth: −0.50 and +1.00 dB against a spread of 0.10 dB
+    assert "depth 5 − depth 3: −0.50 ± 0.10 dB at L = 15, +1.00 ± 0.10 dB at L = 30; depth 5 wins at L = 30 and " \
+           "loses at L = 15" in text
+    assert "+2.00 ± 0.07 dB over PCA with k = 30; against PCA with k = L the best depth at each L is above at " \
+           "every L" in text
+    # denoising: the best AE against the strongest baseline, bm3d (a subset-only method) on the subset
     margins = findings.denoising_margins(findings.load_study(study), "mnist")
-    assert [m["baseline"] for m in margins] == ["linear", "linear"]
-    assert margins[0]["margin"] == pytest.approx((21.0 - 0.4) - (18.0 - 0.4))
-    assert "leads the best baseline (linear" in text
-    # the table marks the subset rows, shows the AEs on the subset and bm3d as not run with its note
-    assert "100 (subset)" in md and "on the subset" in md and "not run" in md
-    assert "bm3d is not installed" in md
-    assert "sigma_px = 0.7" in md and "h = 0.05" in md
-    assert "widths [512, 384, 256, 128] with L = 30 (depth 5)" in md
-    reg = [t for t in _md_tables(md) if t and "zero code" in t[0]][0]
+    assert [(m["baseline"], m["on_subset"]) for m in margins] == [("bm3d", True), ("bm3d", True)]
+    assert margins[0]["margin"].value == pytest.approx((21.0 - 0.4 + 0.05) - (18.2 - 0.4))
+    reg = next(t for t in _md_tables(md) if t and "Hoyer sparsity" in t[0])
     by = {r["setting"]: r for r in reg}
-    assert list(by) == ["none", "l2 = 1e-05", "l2 = 0.0001", "l1 = 1e-05", "l1 = 0.0001", "l2 = 1e-05 + l1 = 1e-05"]
+    assert list(by) == ["grid's model", "none", "l2 = 1e-05", "l2 = 0.0001", "l1 = 1e-05", "l1 = 0.0001",
+                        "l2 = 1e-05 + l1 = 1e-05"]
+    assert by["l1 = 0.0001"]["Hoyer sparsity"] == "0.55 ± 0.01" and by["none"]["Hoyer sparsity"] == "0.22 ± 0.01"
+    assert by["l1 = 0.0001"]["mean |E|"] == "0.200 ± 0.000" and by["l1 = 0.0001"]["entries < 1% of max (%)"] == \
+        "30.0 ± 0.0"
     assert "✓ l2" in by["l2 = 1e-05"]["validation"] and "★ best" in by["l2 = 1e-05"]["validation"]
     assert by["l1 = 1e-05"]["validation"] == "best l1 tried, not above none"
-    assert not any("✓ l1" in r["validation"] for r in reg)
-    assert by["l1 = 0.0001"]["zero code"] == "60.00 %"
-    assert by["none"]["gap (dB)"] == "0.30"
-    # the claim is tested per setting: l2 = 1e-4 narrows the gap and helps on noisy inputs
-    assert "l2 = 0.0001: train−test gap 0.30 → 0.05 dB (narrower: less overfitting)" in md
-    assert "supports the claim" in md and "does not support the claim" in md
+    assert by["grid's model"]["psnr − none (dB)"] == "+0.20 ± 0.10"  # what the penalty design costs here
     assert "Failed trials" not in md and "Partial results" not in md
 
 
-def _edit_rows(study: Path, edit) -> None:
-    """Rewrite results.json with edit(row) applied to every row (results.json stays the newest file)."""
-    rows = json.loads((study / "results.json").read_text())
-    for r in rows:
-        edit(r)
-    (study / "results.json").write_text(json.dumps(rows))
-
-
-def _section(md: str, heading: str) -> str:
-    return md.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
+def test_a_difference_within_the_seeds_spread_is_a_tie(tmp_path):
+    """Every arm's seeds differ by ±0.05 dB (sd 0.071): a difference of 0.05 dB lies within its
+    0.10 dB spread (a tie); 0.5 dB does not. With one seed there is no spread and no verdict."""
+    study = make_study(tmp_path / "s", denoising=False)
+    loaded = findings.load_study(study)
+    settings = dict(findings.regularization_arms(loaded, "mnist"))
+    assert findings.claims(settings["none"], settings["l2 = 1e-05"])["psnr"].sign == 0
+    assert findings.claims(settings["none"], settings["l2 = 0.0001"])["psnr"].sign == -1
+    tables = _md_tables(report.write_report(study)[1].read_text())
+    depth = next(t for t in tables if t and "verdict" in t[0] and "L" in t[0])
+    assert [(r["L"], r["depth 5 − depth 3 (dB)"], r["verdict"]) for r in depth] == [
+        ("15", "−0.50 ± 0.10", "depth 5 loses"), ("30", "+1.00 ± 0.10", "depth 5 wins")]
+    one = make_study(tmp_path / "one", denoising=False, seeds=1)
+    md = report.write_report(one)[1].read_text()
+    depth = next(t for t in _md_tables(md) if t and "verdict" in t[0] and "L" in t[0])
+    assert [(r["depth 5 − depth 3 (dB)"], r["verdict"]) for r in depth] == [
+        ("−0.50", "one seed: no verdict"), ("+1.00", "one seed: no verdict")]
+    assert "Every autoencoder ran with one training seed (0)" in md
+    assert check_differences(one) > 10
 
 
 @pytest.mark.parametrize("kind", ["empty", "run folder", "missing"])
@@ -404,42 +719,38 @@ def test_report_refuses_a_folder_that_is_not_a_study(tmp_path, kind, capsys):
             main(["report", str(folder)])
         assert stop.value.code == 2 and f"error: {folder} is not a study folder" in capsys.readouterr().err
     assert (sorted(p.name for p in folder.iterdir()) if folder.exists() else None) == before
+def test_robustness_is_judged_by_noisy_input_psnr_too(tmp_path):
+    """l2 = 1e-4 shrinks the drop from clean to noisy input (−0.40 -> −0.10 dB) while its noisy-input
+    psnr falls (20.40 -> 20.20 dB): not more robust, whatever the drop says."""
+    study = make_study(tmp_path / "s", denoising=False)
+    md = report.write_report(study)[1].read_text()
+    claims = {r["setting"]: r for t in _md_tables(md) if t and "gap − none (dB)" in t[0] for r in t}
+    row = claims["l2 = 0.0001"]
+    assert (row["noisy-input psnr − none (dB)"], row["drop − none (dB)"]) == ("−0.20 ± 0.10", "+0.30 ± 0.00")
+    assert row["verdict"] == ("less overfitting (narrower gap); a smaller drop but worse on noisy inputs: not more "
+                              "robust")
+    # better on clean and noisy inputs alike (l1 = 1e-5 +0.30 dB on both): the same drop, not more robust
+    _edit_rows(study, lambda r: r.update(psnr=r["psnr"] + 0.5, noisy_psnr=r["noisy_psnr"] + 0.5,
+                                         train_psnr=r["train_psnr"] + 0.5)
+               if r["phase"] == "l1" and r["l1"] == 1e-5 else None)
+    md = report.write_report(study)[1].read_text()
+    claims = {r["setting"]: r for t in _md_tables(md) if t and "gap − none (dB)" in t[0] for r in t}
+    assert claims["l1 = 1e-05"]["verdict"].endswith("better on noisy inputs, not more robust: the drop is not smaller")
 
 
 def test_a_regularizer_is_chosen_only_when_it_beats_no_regularization(tmp_path):
-    """The best l2 tried (validation psnr 21.15 dB) beats the unregularized 21.00 dB: chosen. The
-    best l1 tried (20.95 dB, then 21.004 dB: 21.00 as shown) does not: validation keeps no l1, and
-    neither the findings nor the table mark it as chosen."""
+    """The best l2 tried (mean validation psnr 21.05 dB) beats none (20.80 dB): chosen. The best
+    l1 tried (20.75 dB) does not; then at 20.8004 dB it does, by 0.0004 dB on the unrounded means."""
     study = make_study(tmp_path / "s", denoising=False)
     text = findings.findings_text(findings.load_study(study), "mnist")
-    assert ("Validation chose l2 = 1e-05 (validation psnr 21.15 dB, above the unregularized 21.00 dB) and no l1: "
-            "its best value tried, l1 = 1e-05 (validation psnr 20.95 dB), is not above the unregularized 21.00 dB."
-            ) in text
-    assert "Validation chose l1" not in text
-    _edit_rows(study, lambda r: r.update(val_psnr=21.004) if r["id"] == "mnist-d5-L30-l1_1e-05-0000abcd" else None)
+    assert "validation prefers l2 = 1e-05 (validation psnr +0.25 ± 0.10 dB over none)" in text
+    assert "validation prefers none to every l1 tried" in text
+    _edit_rows(study, lambda r: r.update(val_psnr=r["val_psnr"] + 0.0504) if r["phase"] == "l1" and r["l1"] == 1e-5
+               else None)
     choices = findings.regularizer_choices(findings.load_study(study), "mnist")
-    assert {p: (r["id"], chosen) for p, (r, chosen) in choices.items()} == {
-        "l2": ("mnist-d5-L30-l2_1e-05-0000abcd", True), "l1": ("mnist-d5-L30-l1_1e-05-0000abcd", False)}
-    _, md_path = report.write_report(study)
-    reg = {r["setting"]: r["validation"] for t in _md_tables(md_path.read_text()) if t and "zero code" in t[0]
-           for r in t}
-    assert reg == {"none": "", "l2 = 1e-05": "✓ l2 ★ best", "l2 = 0.0001": "",
-                   "l1 = 1e-05": "best l1 tried, not above none", "l1 = 0.0001": "", "l2 = 1e-05 + l1 = 1e-05": ""}
-
-
-def test_the_best_setting_overall_follows_the_choice_as_shown(tmp_path):
-    """l2 = 1e-5 at validation psnr 21.004 dB shows as 21.00, the unregularized model's: validation
-    keeps no l2, so the best setting overall is none (it said l2 = 1e-05, beside "not above")."""
-    study = make_study(tmp_path / "s", denoising=False)
-    val = {"mnist-d5-L30-l2_1e-05-0000abcd": 21.004, "mnist-d5-L30-l2_1e-05-l1_1e-05-0000abcd": 21.003}
-    _edit_rows(study, lambda r: r.update(val_psnr=val[r["id"]]) if r["id"] in val else None)
-    text = findings.findings_text(findings.load_study(study), "mnist")
-    assert "no l2: its best value tried, l2 = 1e-05 (validation psnr 21.00 dB), is not above" in text
-    assert "Best setting on validation overall: none." in text
-    _, md_path = report.write_report(study)
-    reg = {r["setting"]: r["validation"] for t in _md_tables(md_path.read_text()) if t and "zero code" in t[0]
-           for r in t}
-    assert reg["none"] == "★ best" and reg["l2 = 1e-05"] == "best l2 tried, not above none"
+    assert {p: (arm[0]["id"], chosen) for p, (arm, chosen, _) in choices.items()} == {
+        "l2": ("mnist-d5-L30-l2_1e-05-0000abcd", True), "l1": ("mnist-d5-L30-l1_1e-05-0000abcd", True)}
+    assert choices["l1"][2].value == pytest.approx(0.0004)
 
 
 def test_no_code_histogram_without_l1(tmp_path):
@@ -448,6 +759,7 @@ def test_no_code_histogram_without_l1(tmp_path):
     study = make_study(tmp_path / "s", denoising=False)
     rows = [r for r in json.loads((study / "results.json").read_text()) if r["phase"] not in ("l1", "l2+l1")]
     (study / "results.json").write_text(json.dumps(rows))
+    write_tables(study)
     for trial in (study / "trials").iterdir():
         if "-l1_" in trial.name:
             shutil.rmtree(trial)
@@ -457,148 +769,58 @@ def test_no_code_histogram_without_l1(tmp_path):
     assert "code-histogram" not in md and "with each l1" not in md
 
 
-def test_robustness_is_the_drop_from_clean_to_noisy_input(tmp_path):
-    """l1 = 1e-5 made 0.30 dB better on clean and on noisy inputs alike (21.00 -> 21.30, 20.60 ->
-    20.90): the same −0.40 dB drop, so not more robust, although its noisy-input psnr rose."""
-    study = make_study(tmp_path / "s", denoising=False)
-    _edit_rows(study, lambda r: r.update(psnr=21.3, noisy_psnr=20.9, train_psnr=21.6)
-               if r["id"] == "mnist-d5-L30-l1_1e-05-0000abcd" else None)
-    _, md_path = report.write_report(study)
-    claim = _section(md_path.read_text(), "Regularization").split("**Testing the claim**", 1)[1]
-    assert ("robustness on the drop from clean to noisy input against the unregularized model's drop (−0.40 dB), "
-            "not on noisy-input psnr alone") in claim
-    assert ("l1 = 1e-05: train−test gap 0.30 → 0.30 dB (unchanged); drop from clean to noisy input "
-            "−0.40 → −0.40 dB (±0.00 dB, unchanged; noisy-input psnr 20.60 → 20.90 dB, clean psnr 21.00 → 21.30 dB): "
-            "does not support the claim.") in claim
-    # l2 = 1e-4 (psnr 20.50, noisy 20.40): a drop of −0.10 dB against −0.40 dB is more robust
-    assert "−0.40 → −0.10 dB (+0.30 dB, smaller: more robust" in claim
-    reg = {r["setting"]: r for t in _md_tables(md_path.read_text()) if t and "zero code" in t[0] for r in t}
-    assert [reg[k]["drop (dB)"] for k in ("none", "l1 = 1e-05", "l2 = 0.0001")] == ["−0.40", "−0.40", "−0.10"]
-
-
-def test_differences_are_those_of_the_values_shown(tmp_path):
-    """Zero code fractions 0.000654 and 0.00114 show as 0.07 % and 0.11 %: their difference is
-    stated as +0.04 points (the unrounded one is +0.0486, which rounds to +0.05)."""
-    assert findings.shown_delta(0.00114, 0.000654, scale=100) == pytest.approx(0.04)
-    assert findings.shown_delta(19.2349, 20.9451) == pytest.approx(-1.72)  # 19.23 − 20.95 as shown, not −1.71
-    assert findings.shown_delta(None, 1.0) is None
-    study = make_study(tmp_path / "s", denoising=False)
-    zero = {"mnist-d5-L30-0000abcd": 0.000654, "mnist-d5-L30-l1_1e-05-0000abcd": 0.00114}
-    _edit_rows(study, lambda r: r.update(code_zero_fraction=zero[r["id"]]) if r["id"] in zero else None)
-    _, md_path = report.write_report(study)
-    md = md_path.read_text()
-    assert "l1 = 1e-05: psnr −0.05 dB, zero code entries 0.07 % → 0.11 % (+0.04 percentage points)" in md
-    reg = {r["setting"]: r for t in _md_tables(md) if t and "zero code" in t[0] for r in t}
-    assert (reg["none"]["zero code"], reg["l1 = 1e-05"]["zero code"]) == ("0.07 %", "0.11 %")
-
-
 def test_a_negative_gap_has_the_same_minus_sign_as_every_difference(tmp_path):
-    """A train psnr below test psnr gives a negative gap: −0.10 in the table and the claim, like the
-    drop column beside it (it was -0.10 with a hyphen there)."""
     assert findings.db(-0.1) == "−0.10" and findings.db(21.0) == "21.00"
     study = make_study(tmp_path / "s", denoising=False)
-    _edit_rows(study, lambda r: r.update(train_psnr=20.85) if r["id"] == "mnist-d5-L30-l1_1e-05-0000abcd" else None)
+    _edit_rows(study, lambda r: r.update(train_psnr=r["psnr"] - 0.1) if r["phase"] == "l1" and r["l1"] == 1e-5
+               else None)
     md = report.write_report(study)[1].read_text()
-    reg = {r["setting"]: r for t in _md_tables(md) if t and "zero code" in t[0] for r in t}
-    assert reg["l1 = 1e-05"]["gap (dB)"] == "−0.10"
-    assert "l1 = 1e-05: train−test gap 0.30 → −0.10 dB" in md
+    claims = {r["setting"]: r for t in _md_tables(md) if t and "gap − none (dB)" in t[0] for r in t}
+    assert claims["l1 = 1e-05"]["gap (dB)"] == "−0.10 ± 0.00"
     assert not re.search(r"(?<![\w.])-\d", _section(md, "Regularization"))
+    check_differences(study)
 
 
-def test_ties_are_decided_on_the_difference_as_shown(tmp_path):
-    """A change shown as +0.05 dB (raw +0.0486) is a change, not a tie: ties are changes under
-    TOLERANCE_DB (0.05 dB) as shown, so the words beside a printed difference never contradict it."""
-    assert [findings.change_sign(d) for d in (0.05, -0.05, 0.04, -0.04, 0.0, 1.2)] == [1, -1, 0, 0, 0, 1]
-    assert findings.change_sign(findings.shown_delta(21.2986, 20.95)) == 1  # 21.30 − 20.95: +0.35
-    study = make_study(tmp_path / "s", denoising=False)
-    l1 = "mnist-d5-L30-l1_1e-05-0000abcd"  # psnr 20.95; the unregularized model: gap 0.30, drop −0.40 dB
-    psnr = {"mnist-d5-L15-0000abcd": 18.0486}  # depth 3 at L = 15: 18.00, so depth 5 minus depth 3 is +0.05
-    _edit_rows(study, lambda r: r.update(psnr=psnr[r["id"]]) if r["id"] in psnr else
-               r.update(train_psnr=20.95 + 0.3486, noisy_psnr=20.95 - 0.3514) if r["id"] == l1 else None)
-    text = findings.findings_text(findings.load_study(study), "mnist")
-    assert "Depth 5 minus depth 3 (test psnr): +0.05 dB at L = 15 and +1.00 dB at L = 30; depth 5 wins at every L" in text
-    _, md_path = report.write_report(study)
-    claim = _section(md_path.read_text(), "Regularization").split("**Testing the claim**", 1)[1]
-    assert ("l1 = 1e-05: train−test gap 0.30 → 0.35 dB (wider: more overfitting); drop from clean to noisy input "
-            "−0.40 → −0.35 dB (+0.05 dB, smaller: more robust; noisy-input psnr 20.60 → 20.60 dB, clean psnr "
-            "21.00 → 20.95 dB): partly supports the claim.") in claim
-    psnr["mnist-d5-L15-0000abcd"] = 17.9551  # shown 17.96: −0.04 dB, a tie
-    _edit_rows(study, lambda r: r.update(psnr=psnr[r["id"]]) if r["id"] in psnr else None)
-    text = findings.findings_text(findings.load_study(study), "mnist")
-    assert "−0.04 dB at L = 15 and +1.00 dB at L = 30; depth 5 wins at L = 30 and ties elsewhere" in text
-
-
-def test_a_margin_over_pca_of_zero_as_shown_is_not_a_win(tmp_path):
-    study = make_study(tmp_path / "s", denoising=False)
-    _edit_rows(study, lambda r: r.update(psnr=19.004) if r["id"].startswith("mnist-pca-k30") else None)
-    ahead = findings.findings_text(findings.load_study(study), "mnist")
-    _edit_rows(study, lambda r: r.update(psnr=20.996) if r["id"].startswith("mnist-pca-k30") else None)
-    tied = findings.findings_text(findings.load_study(study), "mnist")  # the autoencoder: 21.00 as shown
-    _edit_rows(study, lambda r: r.update(psnr=20.97) if r["id"].startswith("mnist-pca-k30") else None)
-    near = findings.findings_text(findings.load_study(study), "mnist")  # +0.03 dB: a tie by the header's rule
-    assert "beats PCA at every L" in ahead and "ties with PCA" not in ahead
-    for text, margin in ((tied, "±0.00"), (near, "+0.03")):
-        assert f"{margin} dB at L = 30; it ties with PCA (within 0.05 dB) at L = 30." in text
-        assert "beats PCA at every L" not in text
-
-
-def _denoise_with(study: Path, arch: dict, widths: list[int], latent: int) -> str:
-    """The Denoising section of report.md after the study's denoising.architecture is set to arch and
-    its denoisers to widths / latent (the compression winner stays depth 5, widths [512, 384, 256, 128],
-    L = 30)."""
-    summary = json.loads((study / "summary.json").read_text())
-    summary["study"]["denoising"]["architecture"] = arch
-    (study / "summary.json").write_text(json.dumps(summary))
-    _edit_rows(study, lambda r: r.update(widths=widths, latent=latent, depth=len(widths) + 1)
-               if r["phase"] in ("denoise", "blind") else None)
-    _, md = report.write_report(study)
-    return " ".join(_section(md.read_text(), "Denoising").split())
-
-
-def test_denoiser_architecture_is_compared_with_the_winner_as_it_is(tmp_path):
-    """denoising.architecture equal to the grid's winner is said to be the same; a different one is
-    described by what differs, and "a wider first layer denoises better" only when it is wider."""
+def test_the_report_names_what_limits_its_findings(tmp_path):
+    """Models still improving at the budget's end, the blind denoiser's longer training, the
+    denoisers' other architecture, and every baseline defined (linear: supervised)."""
     study = make_study(tmp_path / "s")
-    same = _denoise_with(study, {"depth": 5, "latent": 30}, [512, 384, 256, 128], 30)
-    assert ("The denoisers use widths [512, 384, 256, 128] with L = 30 (depth 5), set by the study's "
-            "denoising.architecture {'depth': 5, 'latent': 30}, the same as the compression study's best "
-            "(validation psnr); trained 3 epochs.") in same
-    assert "not the compression study's best" not in same and "wider" not in same
-    narrower = _denoise_with(study, {"depth": 3, "latent": 30}, [256, 128], 30)
-    assert ("set by the study's denoising.architecture {'depth': 3, 'latent': 30}, not the compression study's "
-            "best (widths [512, 384, 256, 128], L = 30): a narrower first layer (256 units against 512) and fewer "
-            "hidden layers (2 against 4); trained 3 epochs.") in narrower
-    assert "wider" not in narrower and "denoises better" not in narrower
-    wider = _denoise_with(study, {"widths": [1024, 384, 256, 128], "latent": 100}, [1024, 384, 256, 128], 100)
-    assert ("not the compression study's best (widths [512, 384, 256, 128], L = 30): a wider first layer (1024 "
-            "units against 512) and a larger code (L = 100 against 30); a wider first layer denoises better "
-            "(docs/recipe.md, \"Denoisers\"); trained 3 epochs.") in wider
-    inner = _denoise_with(study, {"widths": [512, 256, 256, 64], "latent": 15}, [512, 256, 256, 64], 15)
-    assert ("best (widths [512, 384, 256, 128], L = 30): other inner widths ([256, 256, 64] against [384, 256, "
-            "128]) and a smaller code (L = 15 against 30); trained") in inner
+    _edit_rows(study, lambda r: r.update(epochs_run=6, best_epoch=6, epochs=6) if r["phase"] == "blind" else None)
+    _edit_rows(study, lambda r: r.update(best_epoch=2) if r["id"] == "mnist-d3-L15-0000abcd" else None)
+    md = report.write_report(study)[1].read_text()
+    limits = _section(md, "Headline findings").split("**What limits them**", 1)[1]
+    assert "25 of 26 autoencoders had their best validation epoch at their last one" in limits
+    assert "the blind denoiser trained 6 epochs against 3 for the per-level ones" in limits
+    den = " ".join(_section(md, "Denoising").split())
+    assert "**linear**: an affine LMMSE denoiser" in den and "supervised" in den and "not a classical filter" in den
+    for method in ("noisy", "gaussian", "nlm", "bm3d", "dae", "dae-blind", "ae"):
+        assert f"**{report.AE_LABELS.get(method, method)}**: " in den, method
+    assert "the blind denoiser trained **6 epochs**" in den
 
 
-def test_a_denoising_margin_of_zero_as_shown_is_a_tie(tmp_path):
-    """The best autoencoder at σ² = 0.04 (dae, 20.60 dB) against linear at 20.604 dB (20.60 as shown):
-    the margin is 0.00 dB, so it equals the baseline; it neither trails it nor loses there."""
+def test_denoising_tables_show_ssim_beside_psnr_and_every_method_on_the_subset(tmp_path):
+    """bm3d ran on the 100-image subset only: its numbers are in the subset table beside every other
+    method's on the same images (it is never "not run"); SSIM beside psnr at each level."""
     study = make_study(tmp_path / "s")
-    rows = json.loads((study / "denoising.json").read_text())
-    for d in rows:
-        if d["method"] == "linear" and d["noise_var"] == 0.04:
-            d["psnr"] = 20.604
-    (study / "denoising.json").write_text(json.dumps(rows))
-    text = findings.findings_text(findings.load_study(study), "mnist")
-    assert ("at σ² = 0.04 (σ = 0.20) the best autoencoder (dae, 20.60 dB) equals the best baseline (linear, "
-            "20.60 dB); at σ² = 0.16 (σ = 0.40) the best autoencoder (dae, 19.40 dB) leads the best baseline "
-            "(linear, 16.40 dB) by 3.00 dB. The autoencoders tie with the best baseline (within 0.05 dB) at σ² = 0.04.") in text
-    assert "trails" not in text and "lose at" not in text and "win at every level" not in text
-    for d in rows:
-        if d["method"] == "linear" and d["noise_var"] == 0.04:
-            d["psnr"] = 20.57  # 0.03 dB behind the autoencoder: under the header's 0.05 dB, a tie
-    (study / "denoising.json").write_text(json.dumps(rows))
-    text = findings.findings_text(findings.load_study(study), "mnist")
-    assert "leads the best baseline (linear, 20.57 dB) by 0.03 dB" in text
-    assert "tie with the best baseline (within 0.05 dB) at σ² = 0.04." in text and "win at every level" not in text
+    md = report.write_report(study)[1].read_text()
+    den = [(h3, rows) for h2, h3, _, rows in _located_tables(md) if h2 == "Denoising" and rows
+           and next(iter(rows[0])) == "method" and list(rows[0])[1].endswith(" psnr")]
+    assert len(den) == 2
+    (_, full), (_, subset) = den
+    assert list(full[0])[1:] == ["σ²=0.04 (σ=0.20) psnr", "σ²=0.04 (σ=0.20) SSIM", "σ²=0.16 (σ=0.40) psnr",
+                                 "σ²=0.16 (σ=0.40) SSIM"]
+    assert "bm3d" not in {r["method"] for r in full}
+    sub = {r["method"].strip("*"): r for r in subset}
+    assert set(sub) == {"noisy", "gaussian", "nlm", "linear", "bm3d", "dae (per-level)", "dae-blind (all levels)",
+                        "ae (plain, noisy input)"}
+    assert sub["bm3d"]["σ²=0.04 (σ=0.20) psnr"] == "17.80" and sub["bm3d"]["σ²=0.04 (σ=0.20) SSIM"] == "0.450"
+    assert "Not run" not in md
+    margins = next(t for t in _md_tables(md) if t and "margin (dB)" in t[0])
+    assert margins[0]["strongest baseline psnr (dB)"] == "bm3d (subset): 17.80"
+    missing = make_study(tmp_path / "m", bm3d=False)
+    md = report.write_report(missing)[1].read_text()
+    assert "Not run: bm3d: bm3d not installed: pip install 'autoenc[bm3d]'." in md
+    check_every_method_has_a_number(missing)
 
 
 @pytest.mark.parametrize("gpu, words", [
@@ -612,47 +834,51 @@ def test_the_header_gives_the_gpu_budget_beside_the_cpu_one(tmp_path, gpu, words
     assert words in str(report.header_section(study))
 
 
+def test_the_header_says_what_ran_the_study(tmp_path):
+    study = make_study(tmp_path / "s", denoising=False)
+    md = report.write_report(study)[1].read_text()
+    head = md.split("## Headline findings")[0]
+    assert ("Ran on: Test CPU, 2 cores, no GPU used; training arithmetic fp32, every score in float32. Software: "
+            "autoenc 0.1.0 at commit 0123456789ab; Python 3.11.7; torch 2.13.0, numpy 2.4.6; Linux.") in head
+    summary = json.loads((study / "summary.json").read_text())
+    del summary["environment"]
+    (study / "summary.json").write_text(json.dumps(summary))
+    assert "Ran on: not recorded" in report.write_report(study)[1].read_text()
+
+
 def test_sections_say_which_test_images_they_are_on(tmp_path):
-    """The compression and per-class numbers are on the study's test subset (300 images here),
-    and the report says so instead of "test split"; without a subset it says the whole split."""
     study = make_study(tmp_path / "s")
-    _, md_path = report.write_report(study)
-    md = md_path.read_text()
+    md = report.write_report(study)[1].read_text()
     assert "Test split" not in md
-    assert ("every grid cell; test scores on the first 300 test images (the study's subset.test), val psnr on the "
-            "validation images") in _section(md, "Compression")
+    assert "test scores on the first 300 test images (the study's subset.test)" in _section(md, "Compression")
     assert "scored on the first 300 test images (the study's subset.test), about 30 per class." in _section(
         md, "Per-class PSNR")
-    assert "on the first 300 test images (the study's subset.test) it reaches psnr 21.00 dB" in _section(md, "Findings")
-    assert "train psnr on the first 2,000 training images" in _section(md, "Regularization")  # subset.train 2,000
+    assert "train psnr on the first 2,000 training images" in _section(md, "Regularization")
     summary = json.loads((study / "summary.json").read_text())
     del summary["study"]["subset"]
     (study / "summary.json").write_text(json.dumps(summary))
     md = report.write_report(study)[1].read_text()
-    assert "scored on the 300 test images (the whole test split), about 30 per class." in md  # n from denoising
+    assert "scored on the 300 test images (the whole test split), about 30 per class." in md
     assert "train psnr on the first 10,000 training images" in md
 
 
 def test_a_study_without_pca_shows_no_pca_and_sub_second_times(tmp_path):
     study = make_study(tmp_path / "s", denoising=False, pca=False)
-    _edit_rows(study, lambda r: r.update(seconds=0.04))
-    _, md_path = report.write_report(study)
-    md = md_path.read_text()
+    _edit_rows(study, lambda r: r.update(seconds=0.02))
+    md = report.write_report(study)[1].read_text()
     _no_broken_section(md)
-    for heading in ("Findings", "Compression", "Per-class PSNR"):
+    for heading in ("Headline findings", "Compression", "Per-class PSNR"):
         assert "PCA" not in _section(md, heading), heading
-    grid = [t for t in _md_tables(md) if t and "psnr_dataset (dB)" in t[0] and "depth" in t[0]][0]
-    assert list(grid[0]) == ["depth", "L", "val psnr (dB)", "psnr (dB)", "psnr_dataset (dB)", "SSIM",
+    grid = next(t for t in _md_tables(md) if t and "psnr_dataset (dB)" in t[0] and "depth" in t[0])
+    assert list(grid[0]) == ["depth", "L", "seeds", "val psnr (dB)", "psnr (dB)", "psnr_dataset (dB)", "SSIM",
                              "epochs (best)", "seconds", "parameters", "chosen"]
-    per_class = [t for t in _md_tables(md) if t and "class" in t[0]][0]
+    per_class = next(t for t in _md_tables(md) if t and "class" in t[0])
     assert list(per_class[0]) == ["class", "autoencoder psnr (dB)"]
-    assert "Training time of the 9 autoencoders, summed: 0.4 s (training and fitting only" in md  # 9 × 0.04 s
+    assert "Training time of the 20 autoencoders, summed: 0.4 s (training and fitting only" in md  # 20 × 0.02 s
     assert "fitting time of the" not in md
 
 
 def test_data_without_labels_has_no_per_class_section(tmp_path):
-    """Your own .npz without y: the rows carry no per-class psnr, so the report has no "Per-class
-    PSNR" section at all (no heading or contents entry over an empty section)."""
     study = make_study(tmp_path / "s", denoising=False)
     _edit_rows(study, lambda r: r.update(per_class_psnr={}))
     for trial in (study / "trials").iterdir():
@@ -663,15 +889,12 @@ def test_data_without_labels_has_no_per_class_section(tmp_path):
     md, html = md_path.read_text(), html_path.read_text()
     _no_broken_section(md)
     assert "Per-class" not in md and "Per-class" not in html and "per-class" not in html
-    assert "## Training curves" in md and "## Time per trial" in md
+    assert "## Training curves" in md and "## Appendix: time per trial" in md
 
 
 def test_a_study_without_a_grid_states_its_denoising_findings(tmp_path):
-    """depths: [] with a fixed denoiser architecture: no grid, so no winner, l2 / l1 or curves; the
-    findings still compare the denoisers with the baselines, and no section says "yet" of what the
-    study never runs."""
     study = make_study(tmp_path / "s")
-    gone = {"grid", "l2", "l1", "l2+l1"}
+    gone = {"grid", "unpenalized", "l2", "l1", "l2+l1"}
     for trial in (study / "trials").iterdir():
         if json.loads((trial / "result.json").read_text()).get("phase") in gone:
             shutil.rmtree(trial)
@@ -682,35 +905,35 @@ def test_a_study_without_a_grid_states_its_denoising_findings(tmp_path):
     summary.update(trials_total=len(rows) + 2, trials_done=len(rows) + 2)
     (study / "summary.json").write_text(json.dumps(summary))
     (study / "results.json").write_text(json.dumps(rows))
+    dens = [d for d in json.loads((study / "denoising.json").read_text()) if d["method"] != "ae"]
+    (study / "denoising.json").write_text(json.dumps(dens))
+    write_tables(study)
     md = report.write_report(study)[1].read_text()
     _no_broken_section(md)
-    found = _section(md, "Findings")
-    assert "at σ² = 0.04 (σ = 0.20) the best autoencoder" in found
+    found = _section(md, "Headline findings")
+    assert "at σ² = 0.04 (dae − bm3d on the subset)" in found
     assert "this study has no compression grid" in found and "No finished compression model yet" not in found
-    assert "yet" not in md.split("## Time per trial")[0]
+    assert "yet" not in md.split("## Appendix: time per trial")[0]
     assert "this study has no compression grid" in _section(md, "Regularization")
 
 
 def test_denoising_without_baselines_is_still_a_finding(tmp_path):
-    """denoising.baselines: []: the findings say there is no baseline and give the autoencoders'
-    best psnr per level, instead of leaving denoising out of the findings without a word."""
     study = make_study(tmp_path / "s")
     rows = [d for d in json.loads((study / "denoising.json").read_text()) if d["method"] in report.AE_METHODS]
     (study / "denoising.json").write_text(json.dumps(rows))
+    write_tables(study)
     for trial in (study / "trials").iterdir():
         if "baselines" in trial.name:
             shutil.rmtree(trial)
     os.utime(study / "results.json")
     text = findings.findings_text(findings.load_study(study), "mnist")
-    assert ("Denoising (psnr): no classical baseline was run, so there is nothing to compare the autoencoders with; "
-            "the best of them reaches 20.60 dB (dae) at σ² = 0.04 (σ = 0.20) and 19.40 dB (dae) at σ² = 0.16 "
-            "(σ = 0.40).") in text
-    assert "The blind denoiser minus the per-level ones" in text
+    assert ("no classical baseline was run, so there is nothing to compare the autoencoders with; the best of them "
+            "reaches 20.60 ± 0.07 dB (dae) at σ² = 0.04 (σ = 0.20) and 19.40 ± 0.07 dB (dae) at σ² = 0.16 "
+            "(σ = 0.40)") in text
+    assert "the blind denoiser − the per-level ones" not in text  # said only beside a comparison
 
 
 def test_the_findings_say_when_the_autoencoders_make_the_noisy_images_worse(tmp_path):
-    """A denoiser that scores below its noisy input (a short training, a strong penalty) makes the
-    images worse: the findings say so, not only that it trails the best baseline."""
     study = make_study(tmp_path / "s")
     assert "adds error instead of removing it" not in findings.findings_text(findings.load_study(study), "mnist")
     rows = json.loads((study / "denoising.json").read_text())
@@ -718,34 +941,34 @@ def test_the_findings_say_when_the_autoencoders_make_the_noisy_images_worse(tmp_
         if d["method"] == "noisy" and d["noise_var"] == 0.04:
             d["psnr"] = 21.0  # above the best autoencoder's 20.60 dB at this level
     (study / "denoising.json").write_text(json.dumps(rows))
+    write_tables(study)
     os.utime(study / "results.json")
     text = findings.findings_text(findings.load_study(study), "mnist")
-    assert ("At σ² = 0.04 (20.60 dB against 21.00 dB) even the best autoencoder's output is further from the clean "
-            "images than its noisy input: it adds error instead of removing it.") in text
-    assert "σ² = 0.16 (19.40 dB against" not in text
+    assert ("at σ² = 0.04 (−0.40 ± 0.07 dB against the noisy input) even the best autoencoder's output is further "
+            "from the clean images than its noisy input: it adds error instead of removing it") in text
+    report.write_report(study)
+    check_differences(study)
 
 
 def test_the_two_time_totals_say_what_they_sum(tmp_path):
-    """12 autoencoders: a stack of the 4 grid trials (8 s, which each of them records) and 8 more of
-    1.5 s: 20 s of training; 2 PCA fits of 0.5 s. Whole trials: 12 × 2.0 + 2 × 0.6 + 2 baseline
-    trials × 3.0 = 31.2 s of wall time."""
+    """26 autoencoders: the 8 grid trials, stacks of 4 (8 s, which each records: 16 s), and 18 more of
+    1.5 s: 43 s of training; 2 PCA fits of 0.5 s. Whole trials: 26 × 2.0 + 2 × 0.6 + 2 baseline trials
+    × 3.0 = 59.2 s of wall time."""
     study = make_study(tmp_path / "s")
     _edit_rows(study, lambda r: r.update(seconds=8.0, stacked=4) if r["phase"] == "grid" else None)
-    _, md_path = report.write_report(study)
-    md = md_path.read_text()
-    assert ("Training time of the 12 autoencoders, summed: 20 s; fitting time of the 2 PCA models, summed: 1.0 s "
+    md = report.write_report(study)[1].read_text()
+    assert ("Training time of the 26 autoencoders, summed: 43 s; fitting time of the 2 PCA models, summed: 1.0 s "
             "(training and fitting only: not evaluation, not the classical denoisers;") in md
-    assert ("Wall time of every trial, summed over the 16 trials (autoencoders, PCA, the classical denoisers): 31 s. "
-            "A trial's wall time is all of it") in _section(md, "Time per trial")
-    assert "Training/fitting time" not in md and "of trial wall time in all" not in md
+    assert ("Wall time of every trial, summed over the 30 trials (autoencoders, PCA, the classical denoisers): 59 s. "
+            "A trial's wall time is all of it") in _section(md, "Appendix: time per trial")
     assert [findings.fmt_duration(s) for s in (0.0, 0.01, 0.36, 9.94, 42.0, 750.0)] == [
-        "0.0 s", "< 0.1 s", "0.4 s", "9.9 s", "42 s", "12.5 min (750 s)"]  # sub-second times are not "0 s"
+        "0.0 s", "< 0.1 s", "0.4 s", "9.9 s", "42 s", "12.5 min (750 s)"]
 
 
 def test_the_schedule_shows_what_each_worker_did_in_the_latest_run(tmp_path):
-    """Timestamps chosen so every figure is known: worker A trains a stack of two grid models from
-    2 to 12 s and scores them until 13 and 14 s; worker B fits PCA from 1 to 3 s and runs one
-    baseline trial from 3 to 9 s; a trial of an earlier run of the study is left out."""
+    """Worker A trains a stack of two grid models from 2 to 12 s and scores them until 13 and 14 s;
+    worker B fits PCA from 1 to 3 s and runs one baseline trial from 3 to 9 s; a trial of an earlier
+    run of the study is left out."""
     study = make_study(tmp_path / "s", denoising=False)
     t0 = 1_700_000_000.0
     summary = json.loads((study / "summary.json").read_text())
@@ -758,6 +981,7 @@ def test_the_schedule_shows_what_each_worker_did_in_the_latest_run(tmp_path):
     pca[0].update(worker="host:2", started_at=t0 + 1, finished_at=t0 + 3)
     pca[1].update(worker="host:2", started_at=t0 - 50, finished_at=t0 - 40)  # the earlier run
     (study / "results.json").write_text(json.dumps(rows))
+    write_tables(study)
     baseline = {"id": "mnist-baselines-noise0.04-tv-0000abcd", "kind": "baselines", "phase": "baselines",
                 "dataset": "mnist", "noise_var": 0.04, "rows": [], "status": "ok", "wall_seconds": 6.0,
                 "worker": "host:2", "started_at": t0 + 3, "finished_at": t0 + 9}
@@ -772,31 +996,50 @@ def test_the_schedule_shows_what_each_worker_did_in_the_latest_run(tmp_path):
     assert stats["training"] == pytest.approx(10 / capacity) and stats["evaluation"] == pytest.approx(2 / capacity)
     assert stats["other"] == pytest.approx(8 / capacity) and stats["busy"] == pytest.approx(20 / capacity)
     assert stats["first_start"] == 1.0 and stats["last_ae_end"] == 14.0
-    assert stats["setup_median"] == pytest.approx(1.0)  # 10 s from start to trained, 9 s of it epochs
-    _, md_path = report.write_report(study)
-    md = md_path.read_text()
+    assert stats["setup_median"] == pytest.approx(1.0)
+    md = report.write_report(study)[1].read_text()
     _no_broken_section(md)
-    schedule = md.split("## How the trials were scheduled", 1)[1].split("\n## ", 1)[0]
+    schedule = _section(md, "Appendix: how the trials were scheduled")
     assert "4 trials (1 stack of trials trained together) on 2 workers, 14 s" in schedule
     assert "busy 71% of that time: training autoencoders 36%, scoring them 7%, PCA and the classical baselines 29%" \
         in schedule
-    assert "first trial started after 1.0 s" in schedule and "last autoencoder was done at 14.0 s" in schedule
     assert "(report_files/timeline.png)" in schedule and (study / "report_files" / "timeline.png").is_file()
 
 
 def test_a_study_without_timestamps_says_it_has_no_timeline(tmp_path):
     study = make_study(tmp_path / "s", denoising=False)
     assert report.timeline(findings.load_study(study)) == ([], {})
-    _, md_path = report.write_report(study)
-    assert "No trial of the latest run has a timeline" in md_path.read_text()
+    assert "No trial of the latest run has a timeline" in report.write_report(study)[1].read_text()
+
+
+def test_figures_are_drawn_at_twice_their_display_size(tmp_path):
+    """Sharp on high-DPI screens: every PNG is shown at half its pixel width and height."""
+    from autoenc.report.render import png_size
+
+    study = make_study(tmp_path / "s")
+    html = report.write_report(study)[0].read_text()
+    shown = re.findall(r'<img src="data:image/png;base64,([^"]+)" width="(\d+)" height="(\d+)"', html)
+    assert len(shown) == len(_images(html)) > 5
+    for data, w, h in shown:
+        pw, ph = png_size(base64.b64decode(data))
+        assert pw - 2 * int(w) in (0, 1) and ph - 2 * int(h) in (0, 1), (pw, ph, w, h)
+
+
+def test_the_runs_table_sorts_and_links_the_files(tmp_path):
+    study = make_study(tmp_path / "s", denoising=False)
+    html = report.write_report(study)[0].read_text()
+    assert '<table class="sortable">' in html and "<script>" in html and "aria-sort" in html
+    for name in ("results.csv", "denoising.csv", "study.yaml"):
+        if (study / name).is_file():
+            assert f'<a href="{name}">{name}</a>' in html, name
 
 
 def test_two_datasets_and_markdown_images(tmp_path):
     study = make_study(tmp_path / "s", datasets=("mnist", "fashion-mnist"))
-    _, md_path = report.write_report(study)
-    md = md_path.read_text()
+    md = report.write_report(study)[1].read_text()
     _no_broken_section(md)
-    assert "**mnist**" in md and "**fashion-mnist**" in md
+    assert " — fashion-mnist: " in _section(md, "Headline findings")
+    check_differences(study)
     refs = re.findall(r"\]\((report_files/[^)]+)\)", md)
     assert len(refs) == len(set(refs)) and all((study / r).is_file() for r in refs)
     stale = study / "report_files" / "old.png"
@@ -821,45 +1064,40 @@ def test_study_without_denoising(tmp_path):
     html_path, md_path = report.write_report(study)
     md, html = md_path.read_text(), html_path.read_text()
     _no_broken_section(md)
-    assert "Denoising" not in md and "Denoising" not in html
+    assert "## Denoising" not in md and ">Denoising<" not in html
     for section in SECTIONS:
         assert f"## {section}" in md
 
 
 def test_partial_study_renders(tmp_path):
-    """A study stopped early: no results.json / denoising.json / summary.json yet, some trials
-    missing; the report is built from the trial folders and says it is partial."""
     study = make_study(tmp_path / "s")
-    for name in ("results.json", "denoising.json", "summary.json"):
+    for name in ("results.json", "denoising.json", "summary.json", "results.csv", "denoising.csv"):
         (study / name).unlink()
     for trial in (study / "trials").iterdir():
         if "-l1_" in trial.name or "blind" in trial.name or "d5-L15" in trial.name:
             shutil.rmtree(trial)
     (study / "study.yaml").write_text("name: partial\ndatasets: [mnist]\ndepths: [3, 5]\nlatents: [15, 30]\n"
                                       "denoising:\n  variances: [0.04, 0.16]\n")
-    _, md_path = report.write_report(study)
-    md = md_path.read_text()
+    md = report.write_report(study)[1].read_text()
     _no_broken_section(md)
     assert "Partial results" in md and "autoenc study report: partial" in md
-    assert "Validation chose depth 5, L = 30" in md
+    assert "validation chose depth 5, L = 30" in md
     assert f"**{report.AE_LABELS['dae-blind']}**" not in md and f"**{report.AE_LABELS['dae']}**" in md
     assert "| 5 | 15 |" not in md  # the missing grid cell is simply absent
 
 
 def test_running_study_adds_trials_newer_than_results(tmp_path):
-    """While a study runs, trials that finished after results.json was written are shown too."""
     study = make_study(tmp_path / "s", denoising=False)
     rows = json.loads((study / "results.json").read_text())
-    late = [r for r in rows if r["phase"] == "l2+l1"]
     (study / "results.json").write_text(json.dumps([r for r in rows if r["phase"] != "l2+l1"]))
     old = time.time() - 60
     os.utime(study / "results.json", (old, old))
     stale = study / "trials" / "mnist-stale-trial"  # an older leftover not in results.json: ignored
     stale.mkdir()
-    (stale / "result.json").write_text(json.dumps({**late[0], "id": "mnist-stale-trial", "phase": "grid"}))
+    late = next(r for r in rows if r["phase"] == "l2+l1")
+    (stale / "result.json").write_text(json.dumps({**late, "id": "mnist-stale-trial", "phase": "grid"}))
     os.utime(stale / "result.json", (old - 60, old - 60))
-    _, md_path = report.write_report(study)
-    md = md_path.read_text()
+    md = report.write_report(study)[1].read_text()
     _no_broken_section(md)
     assert "l2 = 1e-05 + l1 = 1e-05" in md
     assert "Partial results" in md
@@ -874,7 +1112,7 @@ def test_empty_study_renders(tmp_path):
     md = md_path.read_text()
     _no_broken_section(md)
     assert "Partial results" in md and "No finished compression model yet" in md
-    assert "<script" not in html_path.read_text()
+    assert "<script" not in html_path.read_text()  # no sortable table, no script
 
 
 def test_cli_report(tmp_path, capsys):
@@ -892,9 +1130,8 @@ def test_a_failing_section_does_not_stop_the_report(tmp_path, monkeypatch):
     def broken_section(study):
         raise RuntimeError("unexpected numbers")
 
-    monkeypatch.setattr(report, "SECTIONS", (report.findings_section, broken_section, report.failed_section))
+    monkeypatch.setattr(report, "SECTIONS", (report.headline_section, broken_section, report.failed_section))
     study = make_study(tmp_path / "s", denoising=False)
-    _, md_path = report.write_report(study)
-    md = md_path.read_text()
-    assert "## Findings" in md and "## Broken" in md
+    md = report.write_report(study)[1].read_text()
+    assert "## Headline findings" in md and "## Broken" in md
     assert f"{report.SECTION_FAILED} (RuntimeError: unexpected numbers)" in md

@@ -74,6 +74,34 @@ def test_models_that_differ_in_latent_size_share_a_stack_padded_with_zeros(split
         fit_stacked([ModelConfig.preset(3, 15), ModelConfig.preset(5, 15)], jobs, progress=False)
 
 
+def test_the_penalty_design_stacks_and_keeps_its_code_columns_at_unit_norm(splits):
+    """The lab's L1 design (no normalization in the decoder, unit-norm code columns), latents 15
+    and 30 in one stack with an L1 penalty: each model trains what it trains alone, and what each
+    code unit writes into the decoder keeps unit norm (the padded units of the narrower one: zero)."""
+    from autoenc.model import UnitColumnLinear, unit_columns
+
+    mnist = splits["mnist"]
+    base = dict(epochs=2, device="cpu", precision="fp32", threads=1, l1=1e-4)
+    configs = [ModelConfig.preset(3, L, decoder_norm="none", unit_code_columns=True) for L in (15, 30)]
+    jobs = [(mnist[0], mnist[1], TrainConfig(seed=s, **base)) for s in (0, 1)]
+    stacked = fit_stacked(configs, jobs, progress=False)
+    for s, mc, (x, v, c) in zip(stacked, configs, jobs):
+        a = fit(mc, x, v, c, progress=False)
+        first = s.model.decoder[0]
+        assert isinstance(first, UnitColumnLinear) and first.bias is not None
+        assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in s.model.decoder)
+        assert torch.allclose(unit_columns(first.weight).norm(dim=0), torch.ones(mc.latent), atol=1e-5)
+        for key in ("train_loss", "val_loss", "val_psnr"):
+            assert [h[key] for h in s.history] == pytest.approx([h[key] for h in a.history], rel=1e-4)
+    models = [init_model(mc, seed, torch.device("cpu")).train() for seed, mc in enumerate(configs)]
+    stack = StackedAutoencoder(models)
+    code, out = stack(torch.rand(2, 784, 64))
+    (out.square().sum() + code.abs().sum()).backward()
+    code_columns = stack.weights[3]  # L -> 128: the decoder's first layer
+    assert not code_columns[0, :, 15:].any() and not code_columns.grad[0, :, 15:].any()
+    assert torch.allclose(unit_columns(code_columns[1]).norm(dim=0), torch.ones(30), atol=1e-5)
+
+
 def test_each_model_of_a_stack_stops_early_on_its_own_validation(splits):
     x_train = splits["mnist"][0]
     noise = torch.rand(300, 784, generator=torch.Generator().manual_seed(0))

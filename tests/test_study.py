@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import os
 import random
@@ -87,13 +88,16 @@ def test_budgets_left_null_take_the_studys(monkeypatch):
 def test_the_default_study_is_the_lab():
     c = preset("lab")
     assert c.datasets == ["mnist", "fashion-mnist"] and c.depths == [3, 5] and c.latents == [15, 30, 50, 100]
-    assert c.l2 == [1e-6, 1e-5, 1e-4] and c.l1 == [1e-6, 1e-5, 1e-4] and c.combined and c.pca
+    assert c.l2 == [1e-6, 1e-5, 1e-4] and c.l1 == [1e-5, 1e-4, 1e-3] and c.combined and c.pca
+    assert c.penalty_model == {"decoder_norm": "none", "unit_code_columns": True}
     assert c.denoising.variances == [0.01, 0.04, 0.09, 0.16, 0.25]
-    # per dataset: 8 grid + 4 PCA + 7 regularization + 5 levels x 9 baselines + 5 denoisers + 1 blind
-    assert count_trials(c) == 2 * (8 + 4 + 7 + 45 + 5 + 1) == len(plan(c, {})) + 2 * 7  # 7 wait for the grid
+    assert c.seeds == 2 and c.gpu_seeds == 5
+    # per dataset: 8 grid + 8 regularization (3 l2, 3 l1, l2+l1 and their unpenalized reference) + 5
+    # denoisers + 1 blind autoencoders, each once per seed, 4 PCA and 5 levels x 9 baselines once
+    assert count_trials(c) == 2 * (2 * (8 + 8 + 5 + 1) + 4 + 45) == len(plan(c, {})) + 2 * 2 * 8  # 8 wait for the grid
     # the denoisers: a wider net than the presets, planned from the start; the blind one gets twice the epochs
     den = [t for t in plan(c, {}) if t.phase in ("denoise", "blind")]
-    assert len(den) == 12
+    assert len(den) == 2 * 2 * 6
     assert all(t.spec["model"]["widths"] == [512, 256] and t.spec["model"]["latent"] == 100 for t in den)
     per_level = {t.spec["train"]["epochs"] for t in den if t.phase == "denoise"}
     assert {t.spec["train"]["epochs"] for t in den if t.phase == "blind"} == {2 * e for e in per_level}
@@ -113,7 +117,7 @@ def _fake_result(trial, val_psnr: float) -> dict:
 
 
 def test_plan_picks_the_best_architecture_then_the_best_strengths_on_validation():
-    c = study_from_dict({"datasets": ["mnist"], "latents": [15, 30], "denoising": None, "pca": False})
+    c = study_from_dict({"datasets": ["mnist"], "latents": [15, 30], "denoising": None, "pca": False, "seeds": 1})
     first = plan(c, {})
     assert [t.phase for t in first] == ["grid"] * 4
     assert plan(c, {}) == first  # deterministic
@@ -123,15 +127,54 @@ def test_plan_picks_the_best_architecture_then_the_best_strengths_on_validation(
         key = (f"d{len(t.spec['model']['widths']) + 1}", t.spec["model"]["latent"])
         done[t.id] = _fake_result(t, scores[key])
     second = [t for t in plan(c, done) if t.id not in done]
-    assert [t.phase for t in second] == ["l2"] * 3 + ["l1"] * 3
+    # the penalized trials, and their reference without a penalty, on the study's penalty_model
+    assert [t.phase for t in second] == ["unpenalized"] + ["l2"] * 3 + ["l1"] * 3
     assert all(t.spec["model"]["widths"] == [512, 384, 256, 128] and t.spec["model"]["latent"] == 30 for t in second)
-    for t, v in zip(second, [23.0, 24.5, 23.9, 22.0, 23.0, 24.2]):
+    assert all(t.spec["model"]["decoder_norm"] == "none" and t.spec["model"]["unit_code_columns"] for t in second)
+    assert (second[0].spec["train"]["l1"], second[0].spec["train"]["l2"]) == (0.0, 0.0)
+    for t, v in zip(second, [23.5, 23.0, 24.5, 23.9, 22.0, 24.2, 23.0]):
         done[t.id] = _fake_result(t, v)
     third = [t for t in plan(c, done) if t.id not in done]
     assert len(third) == 1 and third[0].phase == "l2+l1"
     assert third[0].spec["train"]["l2"] == 1e-5 and third[0].spec["train"]["l1"] == 1e-4
     done[third[0].id] = _fake_result(third[0], 24.0)
-    assert len(plan(c, done)) == count_trials(c) == 11
+    assert len(plan(c, done)) == count_trials(c) == 12
+    grid_model = study_from_dict({"datasets": ["mnist"], "latents": [15, 30], "denoising": None, "pca": False,
+                                  "seeds": 1, "penalty_model": {}})  # the grid's model: its choice is the reference
+    assert [t.phase for t in plan(grid_model, done) if t.phase != "grid"] == ["l2"] * 3 + ["l1"] * 3
+    assert count_trials(grid_model) == 11
+
+
+def test_every_autoencoder_trial_runs_once_per_seed_and_validation_chooses_by_the_mean():
+    """seeds: 2 runs each autoencoder trial with training seeds 0 and 1 (the test noise stays seed 0's);
+    the seed-0 trials are those of seeds: 1, ids included; the architecture and the strengths are
+    chosen on the mean validation psnr over the seeds, once every seed is in."""
+    base = {"datasets": ["mnist"], "latents": [15, 30], "denoising": None, "pca": False, "l2": [1e-5],
+            "l1": [1e-5, 1e-4]}
+    one, two = study_from_dict({**base, "seeds": 1}), study_from_dict({**base, "seeds": 2})
+    grid = plan(two, {})
+    assert [t.spec["train"]["seed"] for t in grid] == [0] * 4 + [1] * 4
+    assert {t.spec["context"]["seed"] for t in grid} == {0}
+    assert [t.id for t in grid[:4]] == [t.id for t in plan(one, {})]
+    assert all(t.id.split("-")[-2] == "s1" for t in grid[4:])
+    # seed 0 prefers depth 5 at L = 30, seed 1 depth 3 by more: the mean prefers depth 3
+    val = {(5, 30, 0): 24.0, (3, 30, 0): 23.9, (5, 30, 1): 23.0, (3, 30, 1): 24.1}
+    done = {t.id: _fake_result(t, val.get((len(t.spec["model"]["widths"]) + 1, t.spec["model"]["latent"],
+                                           t.spec["train"]["seed"]), 20.0)) for t in grid}
+    first_only = {i: r for i, r in done.items() if i in {t.id for t in grid[:4]}}
+    assert [t.phase for t in plan(two, first_only)] == ["grid"] * 8  # the choice waits for every seed
+    penalized = [t for t in plan(two, done) if t.id not in done]
+    assert [(t.phase, t.spec["train"]["seed"]) for t in penalized] == (
+        [("unpenalized", 0), ("unpenalized", 1), ("l2", 0), ("l2", 1)] + [("l1", 0), ("l1", 1)] * 2)
+    assert {(tuple(t.spec["model"]["widths"]), t.spec["model"]["latent"]) for t in penalized} == {((256, 128), 30)}
+    # l1 = 1e-4 wins on the mean (23.0 and 25.0) though l1 = 1e-5 wins seed 0 (23.5 against 23.0)
+    l1 = {(1e-5, 0): 23.5, (1e-5, 1): 23.5, (1e-4, 0): 23.0, (1e-4, 1): 25.0}
+    for t in penalized:
+        done[t.id] = _fake_result(t, l1.get((t.spec["train"]["l1"], t.spec["train"]["seed"]), 22.0))
+    combined = [t for t in plan(two, done) if t.id not in done]
+    assert [(t.phase, t.spec["train"]["l1"], t.spec["train"]["seed"]) for t in combined] == [
+        ("l2+l1", 1e-4, 0), ("l2+l1", 1e-4, 1)]
+    assert count_trials(two) == 2 * count_trials(one) == len(plan(two, done))
 
 
 def test_trial_ids_change_with_their_config():
@@ -146,18 +189,19 @@ def test_stack_auto_stacks_on_a_gpu_and_leaves_the_cpu_trials_as_they_were(monke
     import autoenc.study.planner as study
     import autoenc.study.runner as runner
 
-    on_cpu = plan(study_from_dict({"device": "cpu"}), {})
-    assert [t.id for t in on_cpu] == [t.id for t in plan(study_from_dict({"device": "cpu", "stack": 1}), {})]
+    one = {"device": "cpu", "seeds": 1, "gpu_seeds": 1}
+    on_cpu = plan(study_from_dict(one), {})
+    assert [t.id for t in on_cpu] == [t.id for t in plan(study_from_dict({**one, "stack": 1}), {})]
     monkeypatch.setattr(study, "on_gpu", lambda c: True)
     monkeypatch.setattr(runner, "on_gpu", lambda c: True)
-    on_gpu = plan(study_from_dict({"device": "cpu"}), {})
+    on_gpu = plan(study_from_dict(one), {})
     assert [t.spec.get("stack") for t in on_gpu if t.phase == "grid"] == [study.GPU_STACK] * 16
     assert {t.id for t in on_gpu if t.kind == "ae"}.isdisjoint(t.id for t in on_cpu)
 
 
 def test_stack_groups_are_fixed_by_the_plan_not_by_timing():
-    c = study_from_dict({"stack": 4})
-    plain = plan(study_from_dict({"stack": 1}), {})
+    c = study_from_dict({"stack": 4, "seeds": 1})
+    plain = plan(study_from_dict({"stack": 1, "seeds": 1}), {})
     first = plan(c, {})
     assert all(len(g) == 1 for g in stack_groups(plain))  # stack 1: every trial alone, as before
     assert "stack" not in plain[0].spec and {t.id for t in plain}.isdisjoint({t.id for t in first if t.kind == "ae"})
@@ -173,10 +217,10 @@ def test_stack_groups_are_fixed_by_the_plan_not_by_timing():
         ("blind", "fashion-mnist", 1), ("denoise", "fashion-mnist", 4), ("denoise", "fashion-mnist", 1)]
     assert all(len(g) == 1 for g in groups if g[0].kind != "ae")
     done = {t.id: _fake_result(t, 20.0 + t.spec["model"]["latent"] / 100) for t in first if t.phase == "grid"}
-    penalized = [g for g in stack_groups(plan(c, done)) if g[0].phase in ("l2", "l1")]
+    penalized = [g for g in stack_groups(plan(c, done)) if g[0].phase in ("unpenalized", "l2", "l1")]
     assert [(g[0].dataset, [t.phase for t in g]) for g in penalized] == [
-        ("mnist", ["l2", "l2", "l2", "l1"]), ("mnist", ["l1", "l1"]),
-        ("fashion-mnist", ["l2", "l2", "l2", "l1"]), ("fashion-mnist", ["l1", "l1"])]
+        ("mnist", ["unpenalized", "l2", "l2", "l2"]), ("mnist", ["l1", "l1", "l1"]),
+        ("fashion-mnist", ["unpenalized", "l2", "l2", "l2"]), ("fashion-mnist", ["l1", "l1", "l1"])]
 
 
 def test_trials_that_others_wait_for_take_free_workers_first():
@@ -186,11 +230,11 @@ def test_trials_that_others_wait_for_take_free_workers_first():
             if t.phase == "grid" and t.dataset == "mnist"}
     ready = [g[0] for g in by_priority(stack_groups(plan(c, done))) if g[0].id not in done]
     # the other grid, then the penalized trials the combined one waits for, then the other
-    # autoencoders, then the short CPU trials; plan order within each
-    assert [(t.phase, t.dataset) for t in ready[:14]] == [("grid", "fashion-mnist")] * 8 + [
-        ("l2", "mnist")] * 3 + [("l1", "mnist")] * 3
-    assert [t.phase for t in ready[14:26]] == (["blind"] + ["denoise"] * 5) * 2
-    assert [t.phase for t in ready[26:]] == ["baselines"] * 90 + ["pca"] * 8
+    # autoencoders, then the short CPU trials; plan order within each (each autoencoder once per seed)
+    assert [(t.phase, t.dataset) for t in ready[:30]] == [("grid", "fashion-mnist")] * 16 + [
+        ("unpenalized", "mnist")] * 2 + [("l2", "mnist")] * 6 + [("l1", "mnist")] * 6
+    assert [t.phase for t in ready[30:54]] == (["blind"] * 2 + ["denoise"] * 10) * 2
+    assert [t.phase for t in ready[54:]] == ["baselines"] * 90 + ["pca"] * 8
     assert [t.id for t in ready if t.phase == "baselines"] == [t.id for t in first if t.phase == "baselines"]
 
 
@@ -205,9 +249,10 @@ def study_files(folder: Path, study: dict) -> Path:
     return folder
 
 
+ONE_SEED = {"seeds": 1, "gpu_seeds": 1, "penalty_model": {}}  # the studies below test the running, not the seeds
 SMALL_STUDY = {
     "name": "small", "datasets": ["mnist"], "depths": [3], "latents": [15], "epochs": 1, "l2": [1e-5],
-    "l1": [1e-5], "subset": {"train": 1000, "val": 200, "test": 200},
+    "l1": [1e-5], "subset": {"train": 1000, "val": 200, "test": 200}, **ONE_SEED,
     "denoising": {"variances": [0.04], "blind": None, "baselines": ["noisy"], "subset": 20, "epochs": 1}}
 
 
@@ -335,7 +380,7 @@ def test_a_stacked_study_gives_the_plain_studys_numbers_up_to_rounding(data_dir,
     dataset): the same numbers in any executor, after a lost result, and within rounding of the
     trials trained alone."""
     spec = {"name": "stacked", "datasets": ["mnist", "fashion-mnist"], "depths": [3], "latents": [15],
-            "epochs": 2, "l2": [1e-5], "l1": [1e-5], "combined": False, "pca": False,
+            "epochs": 2, "l2": [1e-5], "l1": [1e-5], "combined": False, "pca": False, **ONE_SEED,
             "subset": {"train": 1500, "val": 300, "test": 300},
             "denoising": {"variances": [0.04, 0.16], "blind": None, "baselines": ["noisy"], "subset": 50, "epochs": 2}}
     plain = run_study(study_from_dict(spec), tmp_path / "plain", data_dir=data_dir, workers=1, progress=False)
@@ -432,7 +477,7 @@ def test_damaged_summary_or_trial_results_are_rewritten_not_a_traceback(data_dir
 
     spec = {"name": "tiny", "datasets": ["mnist"], "depths": [3], "latents": [15], "epochs": 1, "l2": [], "l1": [],
             "combined": False, "pca": False, "subset": {"train": 600, "val": 200, "test": 200}, "denoising": None,
-            "workers": 1}
+            "workers": 1, **ONE_SEED}
     config = study_from_dict(spec)
     first = run_study(config, tmp_path, data_dir=data_dir, progress=False)
     (result,) = tmp_path.glob("trials/*/result.json")
@@ -452,7 +497,7 @@ def test_on_a_gpu_machine_cpu_trials_get_their_own_pool_and_the_same_numbers(dat
 
     config = study_from_dict({
         "name": "gpu-side", "datasets": ["mnist"], "depths": [3], "latents": [15], "epochs": 2, "gpu_epochs": 2,
-        "l2": [], "l1": [], "stack": 1, "subset": {"train": 2000, "val": 500, "test": 500},
+        "l2": [], "l1": [], "stack": 1, "subset": {"train": 2000, "val": 500, "test": 500}, **ONE_SEED,
         "denoising": {"variances": [0.04], "blind": None, "baselines": ["noisy", "gaussian"], "subset": 50,
                       "epochs": 2, "gpu_epochs": 2}})
     inline = run_study(config, tmp_path / "inline", data_dir=data_dir, workers=1, progress=False)

@@ -68,7 +68,10 @@ def run_name(job: dict, threads: int | None) -> str:
     job: the composed config as plain containers (no hydra node). E.g. mnist-deep5-L30-s0-3f2a1c,
     fashion-mnist-deep3-L15-l1_1e-05-s0-..., mnist-deep3-L100-noise0.09-s0-..."""
     d, r, n, t = job["dataset"], job["regularizer"], job["noise"], job["trainer"]
-    parts = [Path(d["path"]).stem if d.get("path") else d["name"], job["model"]["name"], f"L{job['latent']}"]
+    m = job["model"]
+    parts = [Path(d["path"]).stem if d.get("path") else d["name"], m["name"], f"L{job['latent']}"]
+    parts += [f"dec{m['decoder_norm']}"] if m.get("decoder_norm") not in (None, m["norm"]) else []
+    parts += ["unitcols"] if m.get("unit_code_columns") else []
     parts += [f"{k}_{r[k]:g}" for k in ("l2", "l1") if r[k]]
     if n["name"] == "gaussian":
         parts.append(f"noise{n['var']:g}")
@@ -108,7 +111,8 @@ def train(job: TrainJob, out: Path, threads: int | None = None, progress: bool |
     shape = data.image_shape(dataset, job.data_dir)
     model = ModelConfig(input_dim=math.prod(shape), widths=tuple(job.model.widths), latent=job.latent,
                         activation=job.model.activation, latent_activation=job.model.latent_activation,
-                        norm=job.model.norm, init=job.model.init)
+                        norm=job.model.norm, decoder_norm=job.model.decoder_norm,
+                        unit_code_columns=job.model.unit_code_columns, init=job.model.init)
     config = TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, schedule=t.schedule, warmup=t.warmup,
                          l2=job.regularizer.l2, l1=job.regularizer.l1, loss=t.loss, patience=t.patience,
                          patience_start=t.patience_start, bn_images=t.bn_images, seed=job.seed, device=job.device,

@@ -12,7 +12,8 @@ import torch
 from ..errors import ConfigError
 
 PERFECT_PSNR_DB = 100.0  # the protocol's value for an image reconstructed exactly (MSE_i = 0)
-ZERO_THRESHOLD = 1e-3  # |E_j| below this counts as a zero code entry
+ZERO_THRESHOLD = 1e-3  # |E_j| below this counts as a zero code entry (on the code's own scale)
+SMALL_RELATIVE = 0.01  # |E_j| below this fraction of its image's largest |E_j| counts as inactive
 
 
 def check_images(x, name: str, dim: int | None = None, pixels: bool = True, values: bool = True) -> None:
@@ -192,13 +193,36 @@ def _reconstruct(model: torch.nn.Module, x: torch.Tensor, batch: int, return_cod
 
 
 def code_sparsity(code: torch.Tensor, threshold: float = ZERO_THRESHOLD) -> dict:
-    """Sparsity of (N, L) codes: fraction of entries with |E_j| < threshold, the number of units
-    that are never active (|E_j| < threshold on every image), and the mean |E_j|."""
-    small = code.abs() < threshold
+    """Sparsity of (N, L) codes E.
+
+    Scale-invariant (multiplying E by a constant leaves them unchanged, so a penalty that only
+    shrinks the code does not move them): "hoyer", the mean over images of Hoyer's sparsity
+    (sqrt(L) - ||E||_1 / ||E||_2) / (sqrt(L) - 1), 0 when every unit has the same magnitude, 1
+    when one unit carries the whole code (an all-zero code counts as 1, and so does any code of
+    L = 1); "small_fraction", the fraction of entries below SMALL_RELATIVE (1%) of their image's
+    largest |E_j| (an all-zero code: all of them); "dead_units", the units below that on every image.
+    On the code's own scale: "zero_fraction", entries with |E_j| < threshold; "mean_abs", the
+    mean |E_j|."""
+    a = code.detach().abs().to(torch.float64)
+    n, latent = a.shape
+    if n == 0 or latent == 0:
+        return {"hoyer": math.nan, "small_fraction": math.nan, "dead_units": 0, "zero_fraction": math.nan,
+                "mean_abs": math.nan}
+    l1, l2 = a.sum(1), a.pow(2).sum(1).sqrt()
+    root = math.sqrt(latent)
+    if latent == 1:
+        hoyer = torch.ones(n, dtype=torch.float64, device=a.device)
+    else:
+        ratio = torch.where(l2 > 0, l1 / l2.clamp_min(1e-300), torch.ones_like(l1))
+        hoyer = ((root - ratio) / (root - 1)).clamp(0, 1)
+    small = a < SMALL_RELATIVE * a.amax(1, keepdim=True)
+    small |= (a.amax(1, keepdim=True) == 0)
     return {
-        "zero_fraction": float(small.float().mean()),
+        "hoyer": float(hoyer.mean()),
+        "small_fraction": float(small.float().mean()),
         "dead_units": int(small.all(0).sum()),
-        "mean_abs": float(code.abs().mean()),
+        "zero_fraction": float((a < threshold).float().mean()),
+        "mean_abs": float(a.mean()),
     }
 
 

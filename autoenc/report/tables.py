@@ -247,7 +247,7 @@ def plot_psnr_vs_latent(frame: pd.DataFrame, path: str | Path, value: str = "psn
     if ok.empty:
         raise ConfigError("--plot: no finished run with a latent size to plot")
     keys = ["dataset", "model"] + (["backend"] if ok["backend"].nunique() > 1 else [])
-    fig, ax = plt.subplots(figsize=(7.2, 3.9))
+    fig, ax = plt.subplots(figsize=(7.2, 3.9), layout="constrained")
     for values, part in ok.groupby(keys, sort=True):
         line = part.groupby("latent")[value].mean()
         ax.plot(line.index, line.values, marker="o", linewidth=2, label=" ".join(map(str, values)))

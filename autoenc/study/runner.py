@@ -25,6 +25,7 @@ from .. import data
 from ..errors import ConfigError
 from ..files import atomic_write_json, atomic_write_text
 from ..progress import Bars
+from ..training import resolve_device
 from .executors import (
     cpu_workers,
     default_workers,
@@ -32,15 +33,17 @@ from .executors import (
     make_executor,
     signals_ignored,
 )
+from .environment import environment
 from .planner import (
     StudyConfig,
     Trial,
-    best_row,
+    best_arm,
     by_priority,
     count_trials,
     is_number,
     on_gpu,
     plan,
+    seeds_of,
     stack_groups,
 )
 from .trials import failed_result, finished_result, trial_dir
@@ -150,7 +153,9 @@ def _run_study(config: StudyConfig, out: Path, data_dir: str | Path | None, exec
     # holds the start of the last run that ran trials, a Unix time (the origin of the report's
     # timeline): this one's unless every trial had finished before
     started = time.time() if len(done) < total else previous.get("started_at")
-    write = functools.partial(collect, config, out, done, earlier_seconds=earlier, started_at=started)
+    ran_on = environment(str(resolve_device(config.device))) if len(done) < total else previous.get("environment")
+    write = functools.partial(collect, config, out, done, earlier_seconds=earlier, started_at=started,
+                              ran_on=ran_on)
     if not (out / "summary.json").is_file():  # the report's trial count, before the first trial ends
         write()
     changed = False  # results came in since results.csv was last written
@@ -267,15 +272,18 @@ def trial_line(n_done: int, total: int, row: dict) -> str:
 
 
 RESULT_COLUMNS = [
-    "id", "phase", "kind", "dataset", "depth", "widths", "latent", "l2", "l1", "noise_var",
-    "psnr", "psnr_dataset", "ssim", "val_psnr", "train_psnr", "noisy_psnr", "code_zero_fraction",
-    "code_dead_units", "epochs_run", "best_epoch", "seconds", "parameters", "seed", "status", "error",
+    "id", "phase", "kind", "dataset", "depth", "widths", "latent", "l2", "l1", "noise_var", "seed",
+    "psnr", "psnr_dataset", "ssim", "val_psnr", "train_psnr", "noisy_psnr", "code_hoyer", "code_small_fraction",
+    "code_dead_units", "code_mean_abs", "code_zero_fraction", "epochs", "epochs_run", "best_epoch",
+    "activation", "latent_activation", "norm", "decoder_norm", "unit_code_columns", "init", "schedule", "lr",
+    "warmup", "batch_size", "loss",
+    "precision", "seconds", "parameters", "per_class_psnr", "status", "error",
 ]
 
 
 DENOISING_COLUMNS = [
-    "dataset", "noise_var", "sigma", "method", "detail", "psnr", "psnr_dataset", "ssim", "n_images",
-    "subset_psnr", "subset_psnr_dataset", "subset_images", "seconds",
+    "dataset", "noise_var", "sigma", "method", "seed", "detail", "psnr", "psnr_dataset", "ssim", "n_images",
+    "subset_psnr", "subset_psnr_dataset", "subset_ssim", "subset_images", "seconds",
 ]
 
 
@@ -292,21 +300,22 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
 
 
 def _denoising_rows(c: StudyConfig, done: dict[str, dict], ordered: list[dict]) -> list[dict]:
-    """One row per dataset x evaluation variance x method: the classical baselines, the per-level
-    and blind denoising autoencoders, and the best plain autoencoder fed noisy images."""
+    """One row per dataset x evaluation variance x method (x training seed for the autoencoders):
+    the classical baselines, the per-level and blind denoising autoencoders, and the best plain
+    autoencoder (the grid arm validation chose) fed noisy images."""
     if c.denoising is None:
         return []
     rows = []
     for dataset in c.datasets:
         mine = [r for r in ordered if r["dataset"] == dataset and r.get("status") == "ok"]
-        best_plain = best_row([r for r in mine if r["phase"] == "grid"] or [None])
+        best_plain = best_arm([r for r in mine if r["phase"] == "grid"] or [None]) or []
         for var in c.denoising.variances:
-            def add(method: str, detail: str, score: dict | None, seconds=None) -> None:
+            def add(method: str, detail: str, score: dict | None, seconds=None, seed=None) -> None:
                 if score is not None:
                     rows.append({"dataset": dataset, "noise_var": var, "sigma": round(math.sqrt(var), 4),
-                                 "method": method, "detail": detail, "seconds": seconds,
+                                 "method": method, "seed": seed, "detail": detail, "seconds": seconds,
                                  **{k: score.get(k) for k in ("psnr", "psnr_dataset", "ssim", "n_images",
-                                                              "subset_psnr", "subset_psnr_dataset",
+                                                              "subset_psnr", "subset_psnr_dataset", "subset_ssim",
                                                               "subset_images")}})
 
             for r in mine:
@@ -322,20 +331,19 @@ def _denoising_rows(c: StudyConfig, done: dict[str, dict], ordered: list[dict]) 
                 score = next((s for s in r["denoising"] if s["noise_var"] == var), None)
                 arch = f"widths {r['widths']}, L={r['latent']}"
                 detail = f"blind σ² {r['noise_var'][0]:g}..{r['noise_var'][1]:g}; {arch}" if blind else arch
-                add("dae-blind" if blind else "dae", detail, score, r["seconds"])
-            if best_plain is not None:
-                score = next((s for s in best_plain["denoising"] if s["noise_var"] == var), None)
-                add("ae", f"best plain autoencoder (depth {best_plain['depth']}, L={best_plain['latent']})",
-                    score, None)
+                add("dae-blind" if blind else "dae", detail, score, r["seconds"], r.get("seed"))
+            for r in best_plain:
+                score = next((s for s in r["denoising"] if s["noise_var"] == var), None)
+                add("ae", f"best plain autoencoder (depth {r['depth']}, L={r['latent']})", score, None, r.get("seed"))
     return rows
 
 
 def _baseline_score(b: dict) -> dict:
     """A baseline result as a denoising-table score: a method run on the fixed subset only has
-    subset_* numbers."""
+    subset_* numbers (psnr, psnr_dataset and ssim empty: it has none on the whole split)."""
     if b.get("subset"):
-        return {"subset_psnr": b["psnr"], "subset_psnr_dataset": b["psnr_dataset"], "subset_images": b["n_images"],
-                "ssim": None, "note": b.get("note", "")}
+        return {"subset_psnr": b["psnr"], "subset_psnr_dataset": b["psnr_dataset"], "subset_ssim": b.get("ssim"),
+                "subset_images": b["n_images"], "note": b.get("note", "")}
     return b
 
 
@@ -350,12 +358,14 @@ def _read_summary(out: Path) -> dict:
 
 
 def collect(c: StudyConfig, out: str | Path, done: dict[str, dict] | None = None,
-            wall_seconds: float | None = None, earlier_seconds: float = 0.0, started_at: float | None = None) -> dict:
+            wall_seconds: float | None = None, earlier_seconds: float = 0.0, started_at: float | None = None,
+            ran_on: dict | None = None) -> dict:
     """Write results.csv/json (a row per trial), denoising.csv/json and summary.json from the
-    finished trials of study `c` in `out`; returns the summary dict (rows, denoising, choices).
+    finished trials of study `c` in `out`; returns the summary dict (rows, denoising, choices:
+    per dataset and phase the arm validation chose, by its mean validation psnr over the seeds).
     wall_seconds: this run's wall time once it ended; earlier_seconds: the earlier runs' total;
     started_at: the start of the latest run that ran trials (Unix time, s; the origin of the
-    report's timeline)."""
+    report's timeline); ran_on: what ran it (`environment.environment`), kept as "environment"."""
     out = Path(out)
     done = _scan_finished(c, out) if done is None else done
     ordered = []
@@ -374,13 +384,17 @@ def collect(c: StudyConfig, out: str | Path, done: dict[str, dict] | None = None
         mine = [r for r in ordered if r["dataset"] == dataset and r.get("status") == "ok" and r["kind"] == "ae"]
         pick = {}
         for phase in ("grid", "l2", "l1"):
-            best = best_row([r for r in mine if r["phase"] == phase] or [None])
+            best = best_arm([r for r in mine if r["phase"] == phase] or [None])
             if best is not None:
-                pick[phase] = {"id": best["id"], "depth": best["depth"], "latent": best["latent"],
-                               "l2": best["l2"], "l1": best["l1"], "val_psnr": best["val_psnr"]}
+                pick[phase] = {"id": best[0]["id"], "ids": [r["id"] for r in best], "depth": best[0]["depth"],
+                               "latent": best[0]["latent"], "l2": best[0]["l2"], "l1": best[0]["l1"],
+                               "val_psnr": sum(r["val_psnr"] for r in best) / len(best)}
         choices[dataset] = pick
-    summary = {"study": c.to_dict(), "trials_total": count_trials(c), "trials_done": len(ordered),
-               "failed": failed, "choices": choices, "rows": rows, "denoising": denoising}
+    summary = {"study": c.to_dict(), "seeds": seeds_of(c), "trials_total": count_trials(c),
+               "trials_done": len(ordered), "failed": failed, "choices": choices, "rows": rows,
+               "denoising": denoising}
+    if ran_on is not None:
+        summary["environment"] = ran_on
     if started_at is not None:
         summary["started_at"] = round(started_at, 3)
     if wall_seconds is not None:  # this run's wall time, and the total over the runs that ended

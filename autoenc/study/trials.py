@@ -23,6 +23,7 @@ from ..files import atomic_write_json
 from ..model import ModelConfig
 from ..runs import finish_run, finished_run, read_run, run_config, train_run
 from ..training import TrainConfig, resolve_device
+from ..training.loop import default_lr, default_warmup
 from ..training.device import restores_cpu_settings
 from ..training.stacked import fit_stacked
 
@@ -215,9 +216,15 @@ def _autoencoder(trial: dict, folder: Path, run, data_dir) -> dict:
         "val_psnr": scored(x_val, x_val),
         "train_psnr": scored(x_train, x_train),
         "noisy_psnr": scored(robust, x_test),
-        "code_zero_fraction": m["code"]["zero_fraction"], "code_dead_units": m["code"]["dead_units"],
-        "code_mean_abs": m["code"]["mean_abs"],
-        "epochs_run": run.config["epochs_run"], "best_epoch": run.config["best_epoch"],
+        "code_hoyer": m["code"]["hoyer"], "code_small_fraction": m["code"]["small_fraction"],
+        "code_dead_units": m["code"]["dead_units"], "code_mean_abs": m["code"]["mean_abs"],
+        "code_zero_fraction": m["code"]["zero_fraction"],
+        "epochs": tc.epochs, "epochs_run": run.config["epochs_run"], "best_epoch": run.config["best_epoch"],
+        **{k: getattr(mc, k) for k in ("activation", "latent_activation", "norm", "init", "unit_code_columns")},
+        "decoder_norm": mc.decoder_normalization,
+        **{k: getattr(tc, k) for k in ("schedule", "batch_size", "loss")},
+        "lr": tc.lr or default_lr(mc.depth),  # the peak learning rate, the recipe's by depth when not set
+        "warmup": (default_warmup(mc.depth) if tc.warmup is None else tc.warmup) if tc.schedule == "onecycle" else 0.0,
         "seconds": run.config["train_seconds"], "parameters": run.config["parameters"], "seed": tc.seed,
         "precision": run.config["precision"], "per_class_psnr": m.get("per_class_psnr", {}), "denoising": den,
         "run_dir": "run",

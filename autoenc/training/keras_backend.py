@@ -131,6 +131,19 @@ class _Seeds:
         return {"kernel_initializer": kernel, "bias_initializer": "zeros"}
 
 
+@keras.saving.register_keras_serializable(package="autoenc")
+class UnitColumnDense(layers.Dense):
+    """model.UnitColumnLinear in Keras: a Dense layer that uses its kernel with every row (what one
+    input unit writes) at unit L2 norm; the free kernel is what Adam and the L2 penalty see."""
+
+    def call(self, inputs):
+        kernel = self.kernel / keras.ops.maximum(keras.ops.norm(self.kernel, axis=1, keepdims=True), 1e-12)
+        outputs = keras.ops.matmul(inputs, kernel)
+        if self.use_bias:
+            outputs = keras.ops.add(outputs, self.bias)
+        return self.activation(outputs) if self.activation is not None else outputs
+
+
 def build(config: ModelConfig, l2: float = 0.0, l1: float = 0.0, seed: int = 0):
     """The Keras autoencoder of `config`: keras.Sequential([encoder, decoder]), each a
     keras.Sequential named "encoder" / "decoder" mapping (N, D) pixels in [0, 1] to the (N, L)
@@ -140,19 +153,20 @@ def build(config: ModelConfig, l2: float = 0.0, l1: float = 0.0, seed: int = 0):
     seeds = _Seeds(seed)
     l2_reg = keras.regularizers.L2(l2) if l2 else None
 
-    def block(stack: list, n_in: int, n_out: int, tag: str) -> None:
-        stack.append(layers.Dense(n_out, use_bias=config.norm != "batch", kernel_regularizer=l2_reg,
-                                  name=f"{tag}_dense", **seeds.dense(config.init, n_in)))
-        if config.norm == "batch":
+    def block(stack: list, n_in: int, n_out: int, tag: str, norm: str, unit: bool = False) -> None:
+        dense = UnitColumnDense if unit else layers.Dense
+        stack.append(dense(n_out, use_bias=norm != "batch", kernel_regularizer=l2_reg,
+                           name=f"{tag}_dense", **seeds.dense(config.init, n_in)))
+        if norm == "batch":
             stack.append(layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=NORM_EPSILON, name=f"{tag}_bn"))
-        elif config.norm == "layer":
+        elif norm == "layer":
             stack.append(layers.LayerNormalization(epsilon=NORM_EPSILON, name=f"{tag}_ln"))
         stack.append(_activation(config.activation, f"{tag}_act"))
 
     sizes = [config.input_dim, *config.widths]
     enc: list = [keras.Input((config.input_dim,), name="pixels")]
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        block(enc, a, b, f"enc{i}")
+        block(enc, a, b, f"enc{i}", config.norm)
     enc.append(layers.Dense(config.latent, kernel_regularizer=l2_reg, name="code_dense",
                             **seeds.dense(config.init, sizes[-1])))
     enc.append(_activation(config.latent_activation, "code",
@@ -160,9 +174,10 @@ def build(config: ModelConfig, l2: float = 0.0, l1: float = 0.0, seed: int = 0):
     back = [config.latent, *reversed(config.widths)]
     dec: list = [keras.Input((config.latent,), name="code_in")]
     for i, (a, b) in enumerate(zip(back[:-1], back[1:])):
-        block(dec, a, b, f"dec{i}")
-    dec.append(layers.Dense(config.input_dim, activation="sigmoid", kernel_regularizer=l2_reg, name="output",
-                            **seeds.dense(config.init, back[-1])))
+        block(dec, a, b, f"dec{i}", config.decoder_normalization, unit=config.unit_code_columns and i == 0)
+    output = UnitColumnDense if config.unit_code_columns and not config.widths else layers.Dense
+    dec.append(output(config.input_dim, activation="sigmoid", kernel_regularizer=l2_reg, name="output",
+                      **seeds.dense(config.init, back[-1])))
     encoder, decoder = keras.Sequential(enc, name="encoder"), keras.Sequential(dec, name="decoder")
     return keras.Sequential([keras.Input((config.input_dim,), name="pixels"), encoder, decoder], name="autoencoder")
 
@@ -237,7 +252,8 @@ class KerasAutoencoder(torch.nn.Module):
 
     def save(self, path: str | Path) -> None:
         """Write the Keras model to `path` (a .keras file, atomically): Keras's own format, which
-        `keras.saving.load_model(path, compile=False)` reads without autoenc."""
+        `keras.saving.load_model(path, compile=False)` reads (with autoenc imported when the model
+        has unit_code_columns, a layer of autoenc's own)."""
         with atomic_target(path, suffix=".tmp.keras") as tmp:
             self.keras_model.save(tmp)
 

@@ -21,9 +21,9 @@ weights are 0, and so is the L1 term's gradient at 0), so they stay 0 under Adam
 model computes what it would alone (`_padded`, `stack_envelope`).
 
 Layout: activations are (K, features, batch). A dense layer is torch.baddbmm(b, W, h) (torch.bmm(W, h)
-for the bias-free layers in front of batch norm) and batch
-norm is one F.batch_norm over (1, K * features, batch), i.e. per model and feature over the
-batch, as nn.BatchNorm1d does for one model.
+for the bias-free layers in front of batch norm; W with unit-norm columns for a `UnitColumnLinear`,
+whose zero-padded columns stay zero) and batch norm is one F.batch_norm over (1, K * features,
+batch), i.e. per model and feature over the batch, as nn.BatchNorm1d does for one model.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..model import DenseAutoencoder, ModelConfig
+from ..model import DenseAutoencoder, ModelConfig, UnitColumnLinear, unit_columns
 from ..progress import bar as progress_bar
 from ..progress import shown
 from .checkpoints import load_stack_checkpoint, save_stack_checkpoint
@@ -86,7 +86,7 @@ class StackedAutoencoder(nn.Module):
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
         self.gammas, self.betas = nn.ParameterList(), nn.ParameterList()
         self.eps: list[float] = []
-        # ("dense", (weight index, bias index or None)), ("norm", index) or ("act", module)
+        # ("dense", (weight index, bias index or None, unit-norm columns)), ("norm", index) or ("act", module)
         self.plan: list[tuple[str, object]] = []
         self.code_step = len(models[0].encoder) - 1  # the encoder's last step gives the code
         for layers in zip(*(list(m.encoder) + list(m.decoder) for m in models)):
@@ -97,7 +97,7 @@ class StackedAutoencoder(nn.Module):
                 if first.bias is not None:
                     self.biases.append(nn.Parameter(_padded([m.bias.detach() for m in layers]).unsqueeze(-1)))
                     bias = len(self.biases) - 1
-                self.plan.append(("dense", (len(self.weights) - 1, bias)))
+                self.plan.append(("dense", (len(self.weights) - 1, bias, isinstance(first, UnitColumnLinear))))
             elif isinstance(first, nn.BatchNorm1d):
                 self.gammas.append(nn.Parameter(_padded([m.weight.detach() for m in layers])))
                 self.betas.append(nn.Parameter(_padded([m.bias.detach() for m in layers])))
@@ -112,8 +112,9 @@ class StackedAutoencoder(nn.Module):
         h, code = x, x
         for step, (kind, what) in enumerate(self.plan):
             if kind == "dense":
-                w, b = what
-                h = torch.bmm(self.weights[w], h) if b is None else torch.baddbmm(self.biases[b], self.weights[w], h)
+                w, b, unit = what
+                weight = unit_columns(self.weights[w]) if unit else self.weights[w]
+                h = torch.bmm(weight, h) if b is None else torch.baddbmm(self.biases[b], weight, h)
             elif kind == "norm":
                 k, c, b = h.shape
                 h = F.batch_norm(h.reshape(1, k * c, b), None, None, self.gammas[what].reshape(-1),
@@ -186,10 +187,11 @@ def unstackable(model_config: ModelConfig, config: TrainConfig | None = None) ->
     what to do instead), or None when they can: layer norm is not stacked, and batch norm needs
     bn_images > 0 (the stack normalizes with batch statistics only; the models' statistics come
     from `close_epoch`'s recomputation, which bn_images=0 turns off)."""
-    if model_config.norm == "layer":
-        return ("stacked training supports norm 'batch' or 'none', not 'layer'; "
+    norms = {model_config.norm, model_config.decoder_normalization}
+    if "layer" in norms:
+        return ("stacked training supports norm and decoder_norm 'batch' or 'none', not 'layer'; "
                 "train layer-norm models one at a time with fit")
-    if config is not None and model_config.norm == "batch" and not config.bn_images:
+    if config is not None and "batch" in norms and not config.bn_images:
         return ("stacked models with batch norm need training bn_images > 0 (e.g. 4096): their batch-norm "
                 "statistics are recomputed after every epoch")
     return None
