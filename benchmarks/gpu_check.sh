@@ -82,7 +82,7 @@ for phase in sorted(set(total) | set(done)):
 ae = [r for r in rows if r.get("kind") == "ae"]
 if ae:
     print(f"autoencoder trials: {len(ae)}, last finished at {max(r['finished_at'] for r in ae):.0f} s")
-from autoenc.findings import load_study
+from autoenc.report.results import load_study
 from autoenc.report import schedule_text, timeline
 jobs, st = timeline(load_study("/tmp/lab"))  # seconds since the study's own start (the driver's, after imports)
 if st:

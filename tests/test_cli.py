@@ -516,8 +516,9 @@ def test_the_installed_wheel_runs_from_an_empty_folder_with_its_configs(data_dir
     assert wheel.returncode == 0, wheel.stderr[-2000:]
     (whl,) = (tmp_path / "dist").glob("autoenc-*.whl")
     prefix = tmp_path / "prefix"
-    installed = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--prefix", str(prefix),
-                                str(whl)], capture_output=True, text=True)
+    # --ignore-installed: without it pip uninstalls the project from the environment running the tests
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed",
+                                "--prefix", str(prefix), str(whl)], capture_output=True, text=True)
     assert installed.returncode == 0, installed.stderr[-2000:]
     site = next(prefix.glob("lib/python*/site-packages"))
     empty = tmp_path / "elsewhere"
@@ -534,3 +535,5 @@ def test_the_installed_wheel_runs_from_an_empty_folder_with_its_configs(data_dir
                             "print(c.conf_dir())"], cwd=empty, env=env, capture_output=True, text=True)
     assert where.stdout.splitlines()[0].startswith(str(site))
     assert where.stdout.splitlines()[1] == str(site / "autoenc" / "conf")
+    still = subprocess.run([sys.executable, "-c", "import autoenc"], cwd=empty, capture_output=True, text=True)
+    assert still.returncode == 0, "the test's own environment lost autoenc: " + still.stderr[-500:]

@@ -5,7 +5,6 @@ without the extra gets."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess

@@ -1,5 +1,5 @@
-"""The Ray executor: the quick preset on a local 2-CPU Ray cluster gives the local executor's
-results; a trial whose worker is SIGKILLed mid-training is retried and ends with the same numbers;
+"""The Ray executor: a small study with every phase of the lab on a local 2-CPU Ray cluster gives the
+local executor's results; a trial whose worker is SIGKILLed mid-training is retried and ends with the same numbers;
 a trial that fails on every attempt is recorded as failed; without Ray the flag says how to
 install it.
 
@@ -26,7 +26,7 @@ else:
     ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'autoenc[ray]')")
 
 from autoenc.report import write_report  # noqa: E402
-from autoenc.study import TIMING_COLUMNS, preset, run_study, study_from_dict  # noqa: E402
+from autoenc.study import TIMING_COLUMNS, run_study, study_from_dict  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -35,7 +35,7 @@ SUBSET = {"train": 3000, "val": 500, "test": 500}
 
 def _small(**overrides) -> dict:
     """A study of a few small trials (seconds each on 2 cores)."""
-    return {"name": "small", "datasets": ["mnist"], "depths": [3], "latents": [15, 30], "epochs": 3,
+    return {"name": "small", "datasets": ["mnist"], "depths": [3], "latents": [15, 30], "epochs": 3, "seeds": 1,
             "l2": [], "l1": [], "combined": False, "pca": False, "denoising": None, "subset": SUBSET,
             **overrides}
 
@@ -245,14 +245,19 @@ def ray_cluster(data_dir, real_data, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_quick_preset_on_ray_matches_the_local_executor(ray_cluster, quick_study, data_dir, tmp_path):
-    out = tmp_path / "quick-ray"
-    summary = run_study(preset("quick"), out, data_dir=data_dir, executor="ray", progress=False)
-    write_report(out)
+def test_a_study_on_ray_matches_the_local_executor(ray_cluster, data_dir, tmp_path):
+    """Every phase of the lab (grid, penalties, denoisers, baselines, PCA) on a small subset."""
+    config = study_from_dict(_small(latents=[15], l2=[1e-5], l1=[1e-4], pca=True, epochs=2, denoising={
+        "variances": [0.04], "blind": [0.04, 0.16], "baselines": ["noisy", "linear"], "subset": 30, "epochs": 2}))
+    local, out = tmp_path / "local", tmp_path / "ray"
+    run_study(config, local, data_dir=data_dir, executor="local", progress=False)
+    summary = run_study(config, out, data_dir=data_dir, executor="ray", progress=False)
+    for folder in (local, out):
+        write_report(folder)
     assert summary["failed"] == []
     assert summary["trials_done"] == summary["trials_total"]
-    _same_results(out, quick_study)
-    assert _files(out) == _files(quick_study)  # the same run folders, results files and report
+    _same_results(out, local)
+    assert _files(out) == _files(local)  # the same run folders, results files and report
 
 
 @pytest.mark.slow

@@ -7,14 +7,14 @@ import shlex
 import subprocess
 from pathlib import Path
 
-import pytest
 
 from autoenc.cli import main
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-TRAIN = ["dataset.train_images=500", "dataset.val_images=100", "dataset.test_images=100", "trainer.epochs=1",
+TRAIN = ["dataset.train_images=500", "dataset.val_images=20", "dataset.test_images=100", "trainer.epochs=1",
          "trainer.threads=1"]
 STUDY = ["study.datasets=[mnist]", "study.depths=[3]", "study.latents=[8]", "study.epochs=1", "study.gpu_epochs=1",
+         "study.seeds=1", "study.gpu_seeds=1",
          "study.l2=[1e-5]", "study.l1=[1e-5]", "study.subset={train:1000,val:200,test:200}",
          "study.denoising.variances=[0.04]", "study.denoising.blind=null", "study.denoising.baselines=[noisy,linear]",
          "study.denoising.subset=50", "study.denoising.epochs=1", "study.denoising.gpu_epochs=1"]
@@ -67,6 +67,8 @@ def test_every_readme_command_runs(data_dir, tmp_path, capsys, monkeypatch):
             args += TRAIN
         if args[0] == "study" and "--help" not in args:
             args += STUDY
+        if args[0] == "denoise":
+            args += ["--subset", "5"]  # BM3D on 5 images
         try:
             main(args)
             code = 0
@@ -91,7 +93,7 @@ def test_the_readme_python_runs(data_dir, monkeypatch):
 
 
 def test_make_run_runs_the_lab_and_make_test_the_suite():
-    run = subprocess.run(["make", "-n", "run"], cwd=README.parent, capture_output=True, text=True)
+    run = subprocess.run(["make", "--no-print-directory", "-n", "run"], cwd=README.parent, capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.strip().splitlines()[-1].endswith("/bin/autoenc study")
-    test = subprocess.run(["make", "-n", "test"], cwd=README.parent, capture_output=True, text=True)
+    test = subprocess.run(["make", "--no-print-directory", "-n", "test"], cwd=README.parent, capture_output=True, text=True)
     assert test.returncode == 0 and test.stdout.strip().splitlines()[-1].endswith("-m pytest")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 import os
 import random
@@ -16,6 +15,7 @@ import pytest
 import torch
 
 from autoenc import ConfigError
+from autoenc.config import values_set
 from generated import python_with_checksums
 from autoenc.study import (StudyConfig, TIMING_COLUMNS, by_priority, count_trials, plan, preset,
                          run_study, stack_groups, study_from_dict)
@@ -80,8 +80,8 @@ def test_budgets_left_null_take_the_studys(monkeypatch):
         assert [study_mod._epochs(small, d, denoise) for d in (3, 5) for denoise in (False, True)] == [3, 3, 2, 2]
         own = study_from_dict({"epochs": 3, "gpu_epochs": 9, "denoising": {"epochs": 7, "gpu_epochs": 11}})
         assert [study_mod._epochs(own, 3), study_mod._epochs(own, 3, True)] == ([9, 11] if on_gpu else [3, 7])
-        lab = study_from_dict({})  # the lab's defaults: 30 / 100 epochs, denoisers 50 (depth 3) / 100
-        assert [study_mod._epochs(lab, 3), study_mod._epochs(lab, 3, True)] == ([100, 100] if on_gpu else [30, 50])
+        lab = study_from_dict({})  # the lab's defaults: 20 / 100 epochs, denoisers 25 (depth 3) / 100
+        assert [study_mod._epochs(lab, 3), study_mod._epochs(lab, 3, True)] == ([100, 100] if on_gpu else [20, 25])
         assert study_from_dict(small.to_dict()) == small  # study.yaml reads back as the same study
 
 
@@ -89,7 +89,7 @@ def test_the_default_study_is_the_lab():
     c = preset("lab")
     assert c.datasets == ["mnist", "fashion-mnist"] and c.depths == [3, 5] and c.latents == [15, 30, 50, 100]
     assert c.l2 == [1e-6, 1e-5, 1e-4] and c.l1 == [1e-5, 1e-4, 1e-3] and c.combined and c.pca
-    assert c.penalty_model == {"decoder_norm": "none", "unit_code_columns": True}
+    assert values_set(c.penalty_model) == {"decoder_norm": "none", "unit_code_columns": True}
     assert c.denoising.variances == [0.01, 0.04, 0.09, 0.16, 0.25]
     assert c.seeds == 2 and c.gpu_seeds == 5
     # per dataset: 8 grid + 8 regularization (3 l2, 3 l1, l2+l1 and their unpenalized reference) + 5
@@ -249,7 +249,8 @@ def study_files(folder: Path, study: dict) -> Path:
     return folder
 
 
-ONE_SEED = {"seeds": 1, "gpu_seeds": 1, "penalty_model": {}}  # the studies below test the running, not the seeds
+ONE_SEED = {"seeds": 1, "gpu_seeds": 1,  # the studies below test the running, not the seeds or the penalty model
+            "penalty_model": {"decoder_norm": None, "unit_code_columns": None}}
 SMALL_STUDY = {
     "name": "small", "datasets": ["mnist"], "depths": [3], "latents": [15], "epochs": 1, "l2": [1e-5],
     "l1": [1e-5], "subset": {"train": 1000, "val": 200, "test": 200}, **ONE_SEED,
@@ -416,12 +417,16 @@ def test_the_quick_study_writes_every_trial_and_its_results(quick_study):
     assert summary["failed"] == []
     rows = json.loads((quick_study / "results.json").read_text())
     grid = [r for r in rows if r["phase"] == "grid"]
-    assert len(grid) == len(c.datasets) * len(c.depths) * len(c.latents)
+    assert len(grid) == len(c.datasets) * len(c.depths) * len(c.latents) * c.seeds
     for r in rows:
         assert 5 < r["psnr"] < 60 and r["psnr"] >= r["psnr_dataset"] - 1e-9
-    for dataset in c.datasets:
-        best = max((r for r in grid if r["dataset"] == dataset), key=lambda r: r["val_psnr"])
-        assert summary["choices"][dataset]["grid"]["id"] == best["id"]
+    for dataset in c.datasets:  # the architecture with the best mean validation psnr over the seeds
+        arms: dict = {}
+        for r in grid:
+            if r["dataset"] == dataset:
+                arms.setdefault((r["depth"], r["latent"]), []).append(r)
+        best = max(arms.values(), key=lambda arm: sum(r["val_psnr"] for r in arm) / len(arm))
+        assert len(best) == c.seeds and summary["choices"][dataset]["grid"]["ids"] == [r["id"] for r in best]
         regs = [r for r in rows if r["dataset"] == dataset and r["phase"] in ("l2", "l1", "l2+l1")]
         assert {(r["depth"], r["latent"]) for r in regs} == {(best["depth"], best["latent"])}
     den = json.loads((quick_study / "denoising.json").read_text())
@@ -591,16 +596,29 @@ def test_pool_workers_end_when_their_driver_is_killed_alone(tmp_path):
     assert not left, "pool workers outlived their killed driver"
 
 
-def _study_cmd(out: Path, data_dir: Path) -> list[str]:
-    return python_with_checksums() + ["study", "study=quick", f"hydra.run.dir={out}", f"data_dir={data_dir}"]
+# every phase of the lab (grid, the penalty model and its penalties, per-level and blind denoisers,
+# baselines, PCA) with two seeds, in seconds per trial
+MINI_LAB = {"name": "mini", "datasets": ["mnist"], "depths": [3], "latents": [15, 30], "epochs": 2,
+            "l2": [1e-5], "l1": [1e-4], "seeds": 2, "subset": {"train": 2000, "val": 300, "test": 300},
+            "denoising": {"variances": [0.04], "blind": [0.04, 0.16], "baselines": ["noisy", "linear"],
+                          "subset": 30, "epochs": 2}}
 
 
-def test_a_study_killed_with_sigkill_resumes_to_the_same_results(quick_study, data_dir, tmp_path):
+def _study_cmd(conf: Path, out: Path, data_dir: Path) -> list[str]:
+    return python_with_checksums() + ["study", "--config-dir", str(conf), "study=mini", f"hydra.run.dir={out}",
+                                      f"data_dir={data_dir}"]
+
+
+def test_a_study_killed_with_sigkill_resumes_to_the_same_results(data_dir, tmp_path):
+    conf = study_files(tmp_path / "conf", MINI_LAB)
+    reference = tmp_path / "reference"
+    done = subprocess.run(_study_cmd(conf, reference, data_dir), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "killed"
-    total = count_trials(preset("quick"))
+    total = json.loads((reference / "summary.json").read_text())["trials_total"]
     stop_after = random.Random().randint(1, total - 2)
-    print(f"killing the quick study after {stop_after} finished trials")
-    proc = subprocess.Popen(_study_cmd(out, data_dir), start_new_session=True,
+    print(f"killing the study after {stop_after} of {total} finished trials")
+    proc = subprocess.Popen(_study_cmd(conf, out, data_dir), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 600
     while len(list(out.glob("trials/*/result.json"))) < stop_after and proc.poll() is None and time.time() < deadline:
@@ -608,11 +626,11 @@ def test_a_study_killed_with_sigkill_resumes_to_the_same_results(quick_study, da
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    assert not (out / "results.csv").exists() or len(_rows(out / "results.csv")) < total
-    done = subprocess.run(_study_cmd(out, data_dir), capture_output=True, text=True, timeout=900)
+    assert not (out / "results.csv").exists() or len(_rows(out / "results.csv")) < len(_rows(reference / "results.csv"))
+    done = subprocess.run(_study_cmd(conf, out, data_dir), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert _rows(out / "results.csv") == _rows(quick_study / "results.csv")
-    assert _rows(out / "denoising.csv") == _rows(quick_study / "denoising.csv")
+    assert _rows(out / "results.csv") == _rows(reference / "results.csv")
+    assert _rows(out / "denoising.csv") == _rows(reference / "denoising.csv")
 
 
 @pytest.mark.parametrize("signum, status, words, gap", [
@@ -627,8 +645,8 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_says_how_to_resume(data_dir, tmp_pa
     counts in the study's total, no traceback."""
     out = tmp_path / "interrupted"
     launched = time.perf_counter()
-    proc = subprocess.Popen(_study_cmd(out, data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(_study_cmd(study_files(tmp_path / "conf", MINI_LAB), out, data_dir),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 300
     while not list(out.glob("trials/*/run/history.jsonl")) and time.time() < deadline:
         time.sleep(0.05)

@@ -653,7 +653,7 @@ def test_a_non_finite_loss_stops_with_the_epoch_and_a_lower_lr(mnist):
         fit(ModelConfig.preset(3, 15, norm="none"), x_train[:512], x_val, TrainConfig(epochs=3, lr=1e30, threads=1),
             progress=False)
     message = str(err.value)
-    assert "epoch 1" in message and "lower the learning rate" in message and "--lr" in message
+    assert "epoch 1" in message and "lower the learning rate" in message and "trainer.lr=1e+29" in message
 
 
 @pytest.mark.parametrize("make, words", [
@@ -676,7 +676,7 @@ def test_bad_inputs_are_refused_naming_the_problem_and_the_fix(mnist, make, word
 
 @pytest.mark.parametrize("n, batch_size, words", [
     (257, 256, r"257 training images in batches of 256 leave a last batch of one image, which batch norm cannot "
-               r"train on; choose another batch size, e\.g\. 257 \(--batch-size"),
+               r"train on; choose another batch size, e\.g\. 257 \(trainer\.batch_size"),
     (64, 1, r"64 training images in batches of 1 leave batches of one image.*e\.g\. 2 "),
     (1, 256, r"x_train holds one image, which batch norm cannot train on"),
     (0, 256, r"x_train has shape \(0, 784\); expected \(N>0, 784\): training needs images"),

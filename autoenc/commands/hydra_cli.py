@@ -31,10 +31,20 @@ def _run_dir_exists(cfg: DictConfig) -> bool:
 
 
 def parse(args: list[str]):
-    """Hydra's own command-line parser applied to `args` (the words after the command)."""
+    """Hydra's own command-line parser applied to `args` (the words after the command); overrides
+    may come before and after flags (`latent=15 --config-dir mine model=tiny`)."""
     from hydra._internal.utils import get_args_parser
 
-    return get_args_parser().parse_args(args)
+    return get_args_parser().parse_intermixed_args(args)
+
+
+def flags_first(args: list[str], overrides: list[str]) -> list[str]:
+    """`args` with the flags (and their values) first and the overrides last, in their order: the
+    order Hydra's own parser, which does not mix them, reads."""
+    rest = list(args)
+    for o in overrides:
+        rest.pop(len(rest) - 1 - rest[::-1].index(o))
+    return [*rest, *overrides]
 
 
 def job_overrides(ns) -> list[list[str]]:
@@ -213,6 +223,7 @@ def run(task, config_name: str, args: list[str], schema, check, precheck=None) -
     exit status: 2 for a refused command, with its one line on stderr."""
     try:
         ns = parse(args)
+        args = flags_first(args, ns.overrides)
         if not (ns.help or ns.hydra_help or ns.shell_completion):
             cn = ns.config_name or config_name
             configs = [compose(cn, overrides, ns.config_dir) for overrides in job_overrides(ns)]

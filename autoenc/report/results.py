@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..study.plan import arms
+from ..study.planner import arms
 from .render import FILES_DIR
 
 AE_METHODS = ("dae", "dae-blind", "ae")  # the autoencoder rows of the denoising table
@@ -303,7 +303,7 @@ def diff(a: Stat | None, b: Stat | None) -> Diff | None:
 
 
 # ------------------------------------------------------------------------------------------
-# selecting rows: arms (a setting over its seeds, `study.plan.arms`)
+# selecting rows: arms (a setting over its seeds, `study.planner.arms`)
 # ------------------------------------------------------------------------------------------
 
 def same_arm(a: list[dict] | None, b: list[dict] | None) -> bool:
