@@ -428,7 +428,7 @@ def test_the_quick_study_writes_every_trial_and_its_results(quick_study):
         best = max(arms.values(), key=lambda arm: sum(r["val_psnr"] for r in arm) / len(arm))
         assert len(best) == c.seeds and summary["choices"][dataset]["grid"]["ids"] == [r["id"] for r in best]
         regs = [r for r in rows if r["dataset"] == dataset and r["phase"] in ("l2", "l1", "l2+l1")]
-        assert {(r["depth"], r["latent"]) for r in regs} == {(best["depth"], best["latent"])}
+        assert {(r["depth"], r["latent"]) for r in regs} == {(best[0]["depth"], best[0]["latent"])}
     den = json.loads((quick_study / "denoising.json").read_text())
     methods = {r["method"] for r in den}
     assert {"noisy", "linear", "dae", "dae-blind", "ae"} <= methods
