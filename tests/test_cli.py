@@ -228,6 +228,13 @@ def test_help_and_the_composed_config(capsys) -> None:
     cfg = autoenc(capsys, "train", "--cfg", "job", "model=deep5", "trainer=seed")
     assert cfg.code == 0 and "widths:\n  - 512\n  - 384" in cfg.out and "activation: relu" in cfg.out
     assert "epochs: 20" in cfg.out and "lr: 0.001" in cfg.out
+    from autoenc.commands.hydra_cli import sweep_folder
+
+    resolved = autoenc(capsys, "train", "--cfg", "all", "--resolve", "model=deep5", "latent=30")  # the folders
+    assert resolved.code == 0 and re.search(r"dir: outputs/mnist-deep5-L30-s0-[0-9a-f]{6}\n", resolved.out)
+    assert f"dir: {sweep_folder(['model=deep5', 'latent=30'])}\n" in resolved.out
+    hydra_only = autoenc(capsys, "train", "--cfg", "hydra", "--resolve", "latent=30")
+    assert hydra_only.code == 0 and "dir: outputs/<named from the job's config>" in hydra_only.out
 
 
 def test_every_shipped_config_composes_and_passes_the_schema() -> None:

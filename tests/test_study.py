@@ -16,6 +16,7 @@ import torch
 
 from autoenc import ConfigError
 from autoenc.config import values_set
+from conftest import quick_config
 from generated import python_with_checksums
 from autoenc.study import (StudyConfig, TIMING_COLUMNS, by_priority, count_trials, plan, preset,
                          run_study, stack_groups, study_from_dict)
@@ -466,7 +467,7 @@ def test_every_trial_of_the_quick_study_says_when_and_where_it_ran(quick_study):
 def test_rerunning_a_finished_study_trains_nothing(quick_study, data_dir):
     before = {p: p.stat().st_mtime_ns for p in quick_study.glob("trials/*/result.json")}
     first = json.loads((quick_study / "summary.json").read_text())
-    summary = run_study(preset("quick"), quick_study, data_dir=data_dir, progress=False)
+    summary = run_study(quick_config(), quick_study, data_dir=data_dir, progress=False)
     assert {p: p.stat().st_mtime_ns for p in quick_study.glob("trials/*/result.json")} == before
     # the wall time adds up over runs (the summaries written during a run keep the earlier total)
     assert summary["wall_seconds_total"] == pytest.approx(first["wall_seconds_total"] + summary["wall_seconds"], abs=0.11)

@@ -86,16 +86,27 @@ def run_name(job: dict, threads: int | None) -> str:
 
 
 def _run_folder(*, _root_: DictConfig) -> str:
-    """Resolver ${autoenc.run:}: the run folder's name for the config it is resolved in."""
+    """Resolver ${autoenc.run:}: the run folder's name for the config it is resolved in (a
+    placeholder where only Hydra's own node is, as `--cfg hydra --resolve` prints it)."""
     plain = OmegaConf.to_container(_root_, resolve=False)
     launcher = plain.pop("hydra", {}).get("launcher")
+    if "trainer" not in plain:
+        return "<named from the job's config>"
     job = OmegaConf.to_container(OmegaConf.create(plain), resolve=True)
     threads = job["trainer"].get("threads")
     return run_name(job, threads if threads is not None else joblib_threads(launcher))
 
 
-if not OmegaConf.has_resolver("autoenc.run"):
-    OmegaConf.register_new_resolver("autoenc.run", _run_folder)
+def _sweep_folder(*, _root_: DictConfig) -> str:
+    """Resolver ${autoenc.sweep:}: the sweep folder's name (under multirun/) for the command's
+    overrides, as `hydra_cli.sweep_folder` names it."""
+    overrides = OmegaConf.select(_root_, "hydra.overrides.task", default=None) or []
+    return hydra_cli.sweep_folder(list(overrides)).removeprefix("multirun/")
+
+
+for _name, _resolver in (("autoenc.run", _run_folder), ("autoenc.sweep", _sweep_folder)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _resolver)
 register_configs()
 
 
