@@ -21,9 +21,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import QUICK_TESTED, quick_config
 from generated import checksums_cell
 
-from autoenc.study import count_trials, preset
+from autoenc.study import count_trials
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "lab.ipynb"
 KERNEL = "autoenc-test"
@@ -50,6 +51,7 @@ def _quick_parameters(data_dir: Path, study_dir: Path, out: Path) -> str:
         "VAL_IMAGES = 500",
         "TEST_IMAGES = 300",
         'STUDY = "quick"',
+        f"STUDY_OVERRIDES = {QUICK_TESTED!r}",  # the quick_study fixture's study, which the notebook reuses
         f"STUDY_DIR = {str(study_dir)!r}",
         f"OUT = {str(out)!r}",
         f"DATA_DIR = {str(data_dir)!r}",
@@ -104,7 +106,7 @@ def test_lab_notebook_runs(quick_study, data_dir, tmp_path, monkeypatch):
     seconds = time.perf_counter() - t0
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "test psnr" in text and "PCA k=15" in text
-    total = count_trials(preset("quick"))
+    total = count_trials(quick_config())
     assert f"{total} of {total} trials" in text, "the notebook re-ran trials instead of reusing the quick study"
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 6, "the notebook should show the grid, the PCA grid and the report's figures"
