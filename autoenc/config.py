@@ -377,7 +377,7 @@ class DenoiseConfig:
     baselines: List[str] = rule(list_of(choice(BASELINES), "baselines: " + ", ".join(BASELINES)),
                                 factory=lambda: list(BASELINES))
     subset: int = rule(whole(1, " (test images, e.g. 1000)"), 1000)
-    epochs: Any = rule(optional(EPOCHS_MAP, "the study's"), factory=lambda: {3: 25, 5: 20})
+    epochs: Any = rule(optional(EPOCHS_MAP, "the study's"), factory=lambda: {3: 10, 5: 10})
     gpu_epochs: Any = rule(optional(EPOCHS_MAP, "epochs"), factory=lambda: {3: 100, 5: 100})
     blind_epochs_factor: float = rule(real(0, 100, above=True, example=" (e.g. 2: twice the per-level epochs)"),
                                       2.0)
@@ -420,7 +420,7 @@ class StudyConfig:
                               factory=lambda: [15, 30, 50, 100])
     model: ModelOverrides = field(default_factory=ModelOverrides)
     train: TrainOverrides = field(default_factory=TrainOverrides)
-    epochs: Any = rule(EPOCHS_MAP, factory=lambda: {3: 20, 5: 20})
+    epochs: Any = rule(EPOCHS_MAP, factory=lambda: {3: 10, 5: 10})
     gpu_epochs: Any = rule(optional(EPOCHS_MAP, "epochs"), factory=lambda: {3: 100, 5: 100})
     l2: List[float] = rule(list_of(real(0, above=True), "strengths > 0, e.g. [1e-6, 1e-5, 1e-4], or [] to skip"),
                            factory=lambda: [1e-6, 1e-5, 1e-4])

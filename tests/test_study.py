@@ -81,8 +81,8 @@ def test_budgets_left_null_take_the_studys(monkeypatch):
         assert [study_mod._epochs(small, d, denoise) for d in (3, 5) for denoise in (False, True)] == [3, 3, 2, 2]
         own = study_from_dict({"epochs": 3, "gpu_epochs": 9, "denoising": {"epochs": 7, "gpu_epochs": 11}})
         assert [study_mod._epochs(own, 3), study_mod._epochs(own, 3, True)] == ([9, 11] if on_gpu else [3, 7])
-        lab = study_from_dict({})  # the lab's defaults: 20 / 100 epochs, denoisers 25 (depth 3) / 100
-        assert [study_mod._epochs(lab, 3), study_mod._epochs(lab, 3, True)] == ([100, 100] if on_gpu else [20, 25])
+        lab = study_from_dict({})  # the lab's defaults: 10 / 100 epochs, denoisers 10 / 100
+        assert [study_mod._epochs(lab, 3), study_mod._epochs(lab, 3, True)] == ([100, 100] if on_gpu else [10, 10])
         assert study_from_dict(small.to_dict()) == small  # study.yaml reads back as the same study
 
 
