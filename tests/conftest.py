@@ -24,6 +24,22 @@ from generated import write_dataset
 settings.register_profile("ci", derandomize=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+# Under pytest-xdist each worker gets its share of the cores (1 of 2 on CI), in this process and
+# in the commands it starts: two workers on torch's default threads would ask for twice the cores.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _threads = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    os.environ["OMP_NUM_THREADS"] = _threads
+    import torch
+
+    torch.set_num_threads(int(_threads))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked slow first (their order kept): with pytest-xdist handing out two tests at a
+    time (pyproject's addopts), the longest ones start early instead of ending the session alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 # Read once at import, before the autouse fixture below hides it from the tests.
 _REAL_DATA_DIR = os.environ.get("AUTOENC_DATA_DIR")
 
@@ -78,15 +94,25 @@ def quick_config():
 @pytest.fixture(scope="session")
 def quick_study(data_dir, tmp_path_factory: pytest.TempPathFactory):
     """The quick preset's plan (`quick_config`), run once per test session (about a minute on 2
-    cores), with its report. Returns the study folder."""
+    cores), with its report. Returns the study folder: read it, never change it.
+
+    Under pytest-xdist the workers share one run: the first to need it runs it under a file lock
+    in the session's common temporary folder, the others wait for it and read it."""
+    from filelock import FileLock
+
     from autoenc.report.sections import write_report
     from autoenc.study import run_study
 
-    out = tmp_path_factory.mktemp("quick-study")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AUTOENC_DATA_DIR", str(data_dir))
-        run_study(quick_config(), out, data_dir=data_dir, progress=False)
-        write_report(out)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        out = tmp_path_factory.getbasetemp().parent / "quick-study"
+    else:
+        out = tmp_path_factory.mktemp("quick-study")
+    with FileLock(f"{out}.lock"):
+        if not (out / "report.html").is_file():
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("AUTOENC_DATA_DIR", str(data_dir))
+                run_study(quick_config(), out, data_dir=data_dir, progress=False)
+                write_report(out)
     return out
 
 

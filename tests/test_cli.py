@@ -126,6 +126,7 @@ def test_the_same_command_reuses_a_finished_run_and_says_so(trained, data_dir, c
     assert (folder / "model.safetensors").stat().st_mtime_ns == weights
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_numbers(data_dir, tmp_path) -> None:
     """kill -9 after an epoch, then the same command: it resumes and ends with the numbers of a run
     that was never interrupted."""
@@ -311,6 +312,7 @@ def test_compare_mixes_run_folders_and_sweeps_and_keeps_other_protocols_apart(tr
     assert missing.code == 2 and missing.err.startswith("error: ") and "nothing: no such file or folder" in missing.err
 
 
+@pytest.mark.slow
 def test_a_sweep_killed_after_its_first_job_resumes_and_equals_an_uninterrupted_one(data_dir, tmp_path) -> None:
     import signal
     import subprocess
@@ -358,6 +360,7 @@ def test_a_failing_job_is_recorded_and_the_others_finish(data_dir, tmp_path, cap
     assert rows["1"]["status"] == "failed" and "batch norm cannot train on" in rows["1"]["error"]
 
 
+@pytest.mark.slow
 def test_joblib_runs_the_jobs_side_by_side_with_the_cores_shared(data_dir, tmp_path, capsys, monkeypatch) -> None:
     import os
 
@@ -373,6 +376,7 @@ def test_joblib_runs_the_jobs_side_by_side_with_the_cores_shared(data_dir, tmp_p
         assert json.loads(config.read_text())["train"]["threads"] == max(1, (os.cpu_count() or 1) // 2)
 
 
+@pytest.mark.slow
 def test_submitits_local_launcher_runs_a_sweep(data_dir, real_data, tmp_path, capsys, monkeypatch) -> None:
     """The SLURM path (hydra-submitit-launcher), through submitit's local executor."""
     if not real_data:
@@ -510,6 +514,7 @@ def test_a_study_trial_line_says_what_a_denoisers_psnr_is_on() -> None:
                                          "denoising psnr 21.00-23.40 dB at sigma^2 0.04-0.09, 9.1 s")
 
 
+@pytest.mark.slow
 def test_the_installed_wheel_runs_from_an_empty_folder_with_its_configs(data_dir, real_data, tmp_path) -> None:
     """`pip install .` (not editable): the configs ship inside the wheel; a user's --config-dir adds
     a group option."""

@@ -26,6 +26,13 @@ from autoenc.training import TrainConfig  # noqa: E402
 from autoenc.training import keras_backend as kb  # noqa: E402
 from autoenc.training.loop import init_model, learning_rate  # noqa: E402
 
+# TensorFlow's import gave absl's log handler the sys.stderr of that moment: pytest's capture
+# file. absl closes that stream when logging is reconfigured (Hydra does, at every run) while a
+# test's capsys stands in for sys.stderr, which would close pytest's capture under later tests.
+import absl.logging  # noqa: E402
+
+absl.logging.get_absl_handler().python_handler.setStream(sys.__stderr__)
+
 keras = kb.keras
 N_TRAIN, N_VAL, N_TEST = 4000, 500, 1000
 # trainer=seed (Glorot init, ReLU, Adam 1e-3 constant) on a subset, 10 epochs

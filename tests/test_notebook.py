@@ -87,6 +87,7 @@ def test_notebook_text_names_files_that_exist_and_the_presets_activation():
     assert 'activation="relu")` gives the\nprotocol\'s plain model' in preset
 
 
+@pytest.mark.slow
 def test_lab_notebook_runs(quick_study, data_dir, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")

@@ -5,6 +5,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -377,6 +378,7 @@ def test_the_study_command_names_why_its_trials_failed(data_dir, tmp_path, monke
     assert "results.csv" in lines[-1] and "rerun the same command" in lines[-1]
 
 
+@pytest.mark.slow
 def test_a_stacked_study_gives_the_plain_studys_numbers_up_to_rounding(data_dir, tmp_path):
     """Every autoencoder trial in a stack of 2 (grid across datasets, penalties and denoisers per
     dataset): the same numbers in any executor, after a lost result, and within rounding of the
@@ -464,15 +466,17 @@ def test_every_trial_of_the_quick_study_says_when_and_where_it_ran(quick_study):
         assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))
 
 
-def test_rerunning_a_finished_study_trains_nothing(quick_study, data_dir):
-    before = {p: p.stat().st_mtime_ns for p in quick_study.glob("trials/*/result.json")}
-    first = json.loads((quick_study / "summary.json").read_text())
-    summary = run_study(quick_config(), quick_study, data_dir=data_dir, progress=False)
-    assert {p: p.stat().st_mtime_ns for p in quick_study.glob("trials/*/result.json")} == before
+def test_rerunning_a_finished_study_trains_nothing(quick_study, data_dir, tmp_path):
+    study = tmp_path / "quick"
+    shutil.copytree(quick_study, study)  # copy2: the files keep their times
+    before = {p: p.stat().st_mtime_ns for p in study.glob("trials/*/result.json")}
+    first = json.loads((study / "summary.json").read_text())
+    summary = run_study(quick_config(), study, data_dir=data_dir, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in study.glob("trials/*/result.json")} == before
     # the wall time adds up over runs (the summaries written during a run keep the earlier total)
     assert summary["wall_seconds_total"] == pytest.approx(first["wall_seconds_total"] + summary["wall_seconds"], abs=0.11)
     # the report's timeline keeps showing the run that trained them
-    assert json.loads((quick_study / "summary.json").read_text())["started_at"] == first["started_at"]
+    assert json.loads((study / "summary.json").read_text())["started_at"] == first["started_at"]
 
 
 def test_damaged_summary_or_trial_results_are_rewritten_not_a_traceback(data_dir, tmp_path):
@@ -496,6 +500,7 @@ def test_damaged_summary_or_trial_results_are_rewritten_not_a_traceback(data_dir
         assert json.loads(result.read_text())["psnr"] == first["rows"][0]["psnr"]
 
 
+@pytest.mark.slow
 def test_on_a_gpu_machine_cpu_trials_get_their_own_pool_and_the_same_numbers(data_dir, tmp_path, monkeypatch):
     import autoenc.study.executors as executors
     import autoenc.study.planner as study
@@ -599,7 +604,7 @@ def test_pool_workers_end_when_their_driver_is_killed_alone(tmp_path):
 
 # every phase of the lab (grid, the penalty model and its penalties, per-level and blind denoisers,
 # baselines, PCA) with two seeds, in seconds per trial
-MINI_LAB = {"name": "mini", "datasets": ["mnist"], "depths": [3], "latents": [15, 30], "epochs": 2,
+MINI_LAB = {"name": "mini", "datasets": ["mnist"], "depths": [3], "latents": [15], "epochs": 2,
             "l2": [1e-5], "l1": [1e-4], "seeds": 2, "subset": {"train": 2000, "val": 300, "test": 300},
             "denoising": {"variances": [0.04], "blind": [0.04, 0.16], "baselines": ["noisy", "linear"],
                           "subset": 30, "epochs": 2}}
@@ -610,6 +615,7 @@ def _study_cmd(conf: Path, out: Path, data_dir: Path) -> list[str]:
                                       f"data_dir={data_dir}"]
 
 
+@pytest.mark.slow
 def test_a_study_killed_with_sigkill_resumes_to_the_same_results(data_dir, tmp_path):
     conf = study_files(tmp_path / "conf", MINI_LAB)
     reference = tmp_path / "reference"
@@ -640,6 +646,7 @@ def test_a_study_killed_with_sigkill_resumes_to_the_same_results(data_dir, tmp_p
     (signal.SIGINT, 130, "interrupted", 0.3),  # Ctrl-C pressed twice
     (signal.SIGTERM, 143, "terminated (SIGTERM)", 0.0),  # `timeout`: the process, then its process group
 ])
+@pytest.mark.slow
 def test_ctrl_c_or_sigterm_stops_cleanly_and_says_how_to_resume(data_dir, tmp_path, signum, status, words, gap):
     """Ctrl-C, or a batch scheduler's SIGTERM, sent to the whole process group as a terminal or a
     scheduler does, once or twice: the workers stop, finished trials stay, the run's wall time
